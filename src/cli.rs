@@ -1,0 +1,149 @@
+//! Command-line types, parsed by clap; nothing here does any work.
+//! `commands` turns these into actions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Walk a rollback runbook one confirmed step at a time: flag toggles, git reverts, CI/CD.
+#[derive(Debug, Parser)]
+#[command(name = "rollout", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Use this config file instead of the nearest rollout.yaml
+    #[arg(short = 'C', long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Write one JSON event per line on stdout (human text stays on stderr)
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// When to color the output
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+
+    /// Print only prompts, warnings, errors and the final result
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Print more detail: commands run, outputs, full states
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Walk the runbook for an incident's severity against the configured services
+    Incident(IncidentArgs),
+    /// Walk any runbook in the runbooks folder by name (e.g. staged-rollout)
+    Run(RunArgs),
+    /// Walk a severity's runbook against a throwaway sandbox built in a temp dir
+    Rehearse(RehearseArgs),
+    /// Check runbooks and config without running anything
+    Validate(ValidateArgs),
+    /// Show the runbooks, their inputs and steps
+    List,
+    /// Show past runs from the journal
+    Runs,
+    /// Print shell completions
+    Completions(CompletionsArgs),
+    /// Print the man page (roff)
+    Man,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    High,
+    Low,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Low => "low",
+        }
+    }
+}
+
+/// Options shared by every command that walks a runbook.
+#[derive(Debug, Args)]
+pub struct WalkArgs {
+    /// Set a runbook input (repeatable)
+    #[arg(long = "var", value_name = "K=V")]
+    pub vars: Vec<String>,
+
+    /// Run every read-only check and print the plan; change nothing, ask nothing
+    #[arg(long, conflicts_with = "yes")]
+    pub dry_run: bool,
+
+    /// Answer yes to every prompt (for scripts)
+    #[arg(long)]
+    pub yes: bool,
+
+    /// Start at this step id; earlier steps are recorded as skipped
+    #[arg(long, value_name = "STEP")]
+    pub from: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct IncidentArgs {
+    /// The incident's severity: picks the runbook with this `severity`
+    #[arg(long, value_enum)]
+    pub severity: Severity,
+
+    #[command(flatten)]
+    pub walk: WalkArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Runbook name: the file name in the runbooks folder without .yaml
+    pub name: String,
+
+    #[command(flatten)]
+    pub walk: WalkArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RehearseArgs {
+    /// Which severity's runbook to rehearse
+    #[arg(long, value_enum)]
+    pub severity: Severity,
+
+    /// Set a runbook input (repeatable)
+    #[arg(long = "var", value_name = "K=V")]
+    pub vars: Vec<String>,
+
+    /// Answer yes to every prompt
+    #[arg(long)]
+    pub yes: bool,
+
+    /// Keep the sandbox directory and print where it is
+    #[arg(long)]
+    pub keep: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Runbook or config files; default: the config and every runbook it points to
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to print completions for
+    pub shell: clap_complete::Shell,
+}

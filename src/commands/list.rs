@@ -1,0 +1,62 @@
+//! `rollout list`: the runbooks, their inputs and their steps, on stdout
+//! (the shipped ones, clearly marked, when no rollout.yaml is found).
+
+use std::path::Path;
+
+use crate::config::Config;
+use crate::error::{Error, ExitCode};
+use crate::runbook::source::Diagnostics;
+use crate::runbook::{self, LoadedRunbook, shipped};
+use crate::ui::Ui;
+
+fn show(ui: &Ui, loaded: &LoadedRunbook) {
+    let book = &loaded.runbook;
+    let severity = book.severity.map(|s| format!(" [severity {}]", s.as_str())).unwrap_or_default();
+    ui.stdout(format!("{}{severity}: {}  ({})", ui.bold(&loaded.name), book.title, loaded.source.path.display()));
+    if let Some(description) = &book.description {
+        ui.stdout(format!("  {}", description.trim()));
+    }
+    if !book.inputs.is_empty() {
+        ui.stdout("  inputs:");
+        let width = book.inputs.keys().map(String::len).max().unwrap_or(0);
+        for (name, spec) in &book.inputs {
+            let default =
+                spec.default.as_ref().map(|d| format!(" (default {d})")).unwrap_or_else(|| " (required)".into());
+            let description = spec.description.as_deref().map(|d| format!(" {d}")).unwrap_or_default();
+            ui.stdout(format!("    {name:width$}  {:7}{description}{default}", spec.kind.as_str()));
+        }
+    }
+    ui.stdout("  steps:");
+    let width = book.steps.iter().map(|s| s.id.len()).max().unwrap_or(0);
+    for (i, step) in book.steps.iter().enumerate() {
+        let optional = if step.optional { " (optional)" } else { "" };
+        ui.stdout(format!("    {}. {:width$}  {:6}  {}{optional}", i + 1, step.id, step.kind().as_str(), step.name));
+    }
+}
+
+pub fn list(ui: &Ui, config: Option<&Path>, cwd: &Path) -> Result<ExitCode, Error> {
+    let (loaded, problems) = match Config::find(config, cwd) {
+        Some(path) => {
+            let config = Config::load(&path).map_err(Error::invalid)?;
+            runbook::load_all(&config.runbooks).map_err(|e| {
+                Error::invalid(anyhow::anyhow!("cannot read the runbooks folder {}: {e}", config.runbooks.display()))
+            })?
+        }
+        None => {
+            ui.say("no rollout.yaml found: these are the runbooks shipped with rollout (rollout rehearse runs them)");
+            (shipped::all().map_err(Error::invalid)?, Vec::new())
+        }
+    };
+    for (i, runbook) in loaded.iter().enumerate() {
+        if i > 0 {
+            ui.stdout("");
+        }
+        show(ui, runbook);
+    }
+    if problems.is_empty() {
+        Ok(ExitCode::Success)
+    } else {
+        Err(Error::invalid(Diagnostics(problems))
+            .with_hint("these runbooks are not listed; `rollout validate` checks them all"))
+    }
+}

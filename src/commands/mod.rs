@@ -1,0 +1,78 @@
+//! One module per subcommand; `dispatch` picks it. Each returns the exit code of its outcome,
+//! or an error that carries one.
+
+pub mod completions;
+pub mod incident;
+pub mod list;
+pub mod rehearse;
+pub mod runs;
+pub mod validate;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow};
+
+use crate::cli::{Cli, Command, Severity};
+use crate::config::Config;
+use crate::error::{Error, ExitCode};
+use crate::runbook::source::Diagnostics;
+use crate::runbook::{self, LoadedRunbook};
+use crate::ui::Ui;
+
+pub fn dispatch(cli: Cli, ui: &Ui) -> Result<ExitCode, Error> {
+    let cwd = std::env::current_dir().context("cannot read the working directory").map_err(Error::invalid)?;
+    let config = cli.config.as_deref();
+    match cli.command {
+        Command::Incident(args) => incident::incident(ui, config, &cwd, &args),
+        Command::Run(args) => incident::run(ui, config, &cwd, &args),
+        Command::Rehearse(args) => rehearse::rehearse(ui, config, &cwd, &args),
+        Command::Validate(args) => validate::validate(ui, config, &cwd, &args),
+        Command::List => list::list(ui, config, &cwd),
+        Command::Runs => runs::runs(ui),
+        Command::Completions(args) => completions::completions(ui, args.shell),
+        Command::Man => completions::man(ui),
+    }
+}
+
+/// The runbook in `dir` whose `severity` is `severity`.
+pub fn runbook_for_severity(dir: &Path, severity: Severity) -> Result<LoadedRunbook, Error> {
+    let (loaded, problems) = runbook::load_all(dir)
+        .with_context(|| format!("cannot read the runbooks folder {}", dir.display()))
+        .map_err(Error::invalid)?;
+    let mut matching: Vec<LoadedRunbook> =
+        loaded.into_iter().filter(|r| r.runbook.severity == Some(severity)).collect();
+    match matching.len() {
+        1 => Ok(matching.remove(0)),
+        0 if !problems.is_empty() => Err(Error::invalid(Diagnostics(problems))
+            .with_hint(format!("no valid runbook has severity: {}; fix the errors above", severity.as_str()))),
+        0 => Err(Error::invalid(anyhow!("no runbook in {} has severity: {}", dir.display(), severity.as_str()))
+            .with_hint("add `severity: <level>` to the runbook for this level, or use `rollout run NAME`")),
+        _ => Err(Error::invalid(anyhow!(
+            "several runbooks in {} have severity: {}: {}",
+            dir.display(),
+            severity.as_str(),
+            matching.iter().map(|r| r.source.path.display().to_string()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// `runbooks/<name>.yaml` (or `.yml`).
+pub fn runbook_named(config: &Config, name: &str) -> Result<LoadedRunbook, Error> {
+    let candidates: Vec<PathBuf> =
+        ["yaml", "yml"].iter().map(|ext| config.runbooks.join(format!("{name}.{ext}"))).collect();
+    let Some(path) = candidates.iter().find(|p| p.is_file()) else {
+        let known: Vec<String> = runbook::files_in(&config.runbooks)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .collect();
+        return Err(Error::invalid(anyhow!("no runbook named {name} in {}", config.runbooks.display())).with_hint(
+            if known.is_empty() {
+                "the folder has no runbooks".to_string()
+            } else {
+                format!("runbooks there: {}", known.join(", "))
+            },
+        ));
+    };
+    LoadedRunbook::load(path).map_err(Error::invalid)
+}

@@ -1,0 +1,311 @@
+//! `rollout.yaml`: where the flag service, the git remote, the CI pipeline and the
+//! metrics live. Found with `-C`, else in the working directory or the nearest parent.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::anyhow;
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::runbook::source::{Diagnostic, Diagnostics, Source};
+
+pub const FILE_NAME: &str = "rollout.yaml";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlagProvider {
+    Flipper,
+    Unleash,
+    Launchdarkly,
+    Flagd,
+}
+
+impl FlagProvider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlagProvider::Flipper => "flipper",
+            FlagProvider::Unleash => "unleash",
+            FlagProvider::Launchdarkly => "launchdarkly",
+            FlagProvider::Flagd => "flagd",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CiProvider {
+    Github,
+    Gitlab,
+    Jenkins,
+    Buildkite,
+    Buildbot,
+    Command,
+}
+
+impl CiProvider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CiProvider::Github => "github",
+            CiProvider::Gitlab => "gitlab",
+            CiProvider::Jenkins => "jenkins",
+            CiProvider::Buildkite => "buildkite",
+            CiProvider::Buildbot => "buildbot",
+            CiProvider::Command => "command",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsProvider {
+    Prometheus,
+    Datadog,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagsConfig {
+    pub provider: FlagProvider,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub token_env: Option<String>,
+    #[serde(default)]
+    pub project: Option<String>,
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// flagd: the flag file, relative to the config file.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitConfig {
+    /// A local clone used as an object store; its work tree is never touched.
+    pub repo: PathBuf,
+    #[serde(default = "default_remote")]
+    pub remote: String,
+    #[serde(default = "default_branch")]
+    pub branch: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CiConfig {
+    pub provider: CiProvider,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub repo: Option<String>,
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// command: the argv to run, without a shell, in the config file's folder.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub provider: MetricsProvider,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    #[serde(default)]
+    pub app_key_env: Option<String>,
+}
+
+fn default_remote() -> String {
+    "origin".into()
+}
+
+fn default_branch() -> String {
+    "main".into()
+}
+
+fn default_runbooks() -> PathBuf {
+    PathBuf::from("runbooks")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    version: u32,
+    #[serde(default = "default_runbooks")]
+    runbooks: PathBuf,
+    #[serde(default)]
+    flags: Option<FlagsConfig>,
+    #[serde(default)]
+    git: Option<GitConfig>,
+    #[serde(default)]
+    ci: Option<CiConfig>,
+    #[serde(default)]
+    metrics: Option<MetricsConfig>,
+}
+
+/// A loaded and checked config; relative paths are resolved against its folder.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub dir: PathBuf,
+    pub runbooks: PathBuf,
+    pub flags: Option<FlagsConfig>,
+    pub git: Option<GitConfig>,
+    pub ci: Option<CiConfig>,
+    pub metrics: Option<MetricsConfig>,
+}
+
+impl Config {
+    /// `-C FILE` if given, else the nearest rollout.yaml from `cwd` upwards.
+    pub fn find(explicit: Option<&Path>, cwd: &Path) -> Option<PathBuf> {
+        if let Some(path) = explicit {
+            return Some(cwd.join(path));
+        }
+        cwd.ancestors().map(|dir| dir.join(FILE_NAME)).find(|candidate| candidate.is_file())
+    }
+
+    /// Find and load the config, or explain how to give one (exit 2).
+    pub fn discover(explicit: Option<&Path>, cwd: &Path) -> Result<Config, Error> {
+        let Some(path) = Self::find(explicit, cwd) else {
+            return Err(Error::invalid(anyhow!("no {FILE_NAME} in {} or any folder above it", cwd.display()))
+                .with_hint("pass -C path/to/rollout.yaml, or try `rollout rehearse --severity critical` to see the shipped runbooks work"));
+        };
+        if !path.is_file() {
+            return Err(Error::invalid(anyhow!("config file {} does not exist", path.display())));
+        }
+        Config::load(&path).map_err(Error::invalid)
+    }
+
+    pub fn load(path: &Path) -> Result<Config, Diagnostics> {
+        let source = Source::read(path).map_err(|d| Diagnostics(vec![d]))?;
+        Self::from_source(&source)
+    }
+
+    pub fn from_source(source: &Source) -> Result<Config, Diagnostics> {
+        let raw: RawConfig = source.parse().map_err(|d| Diagnostics(vec![d]))?;
+        let problems = check(source, &raw);
+        if !problems.is_empty() {
+            return Err(Diagnostics(problems));
+        }
+        let path = std::path::absolute(&source.path).unwrap_or_else(|_| source.path.clone());
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(Config {
+            runbooks: dir.join(&raw.runbooks),
+            flags: raw.flags,
+            git: raw.git,
+            ci: raw.ci,
+            metrics: raw.metrics,
+            path,
+            dir,
+        })
+    }
+}
+
+fn is_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Fields each provider needs, and fields that mean nothing to it.
+fn check(source: &Source, raw: &RawConfig) -> Vec<Diagnostic> {
+    let mut problems = Vec::new();
+    let mut need = |section: &str, field: &str, present: bool, provider: &str| {
+        if !present {
+            problems.push(source.at_key(section, format!("{section}: provider {provider} needs `{field}`")));
+        }
+    };
+    if raw.version != 1 {
+        need("version", "version: 1", false, "this rollout");
+    }
+    if let Some(flags) = &raw.flags {
+        let p = flags.provider.as_str();
+        match flags.provider {
+            FlagProvider::Flagd => need("flags", "path", flags.path.is_some(), p),
+            FlagProvider::Flipper => need("flags", "url", flags.url.is_some(), p),
+            FlagProvider::Unleash => {
+                need("flags", "url", flags.url.is_some(), p);
+                need("flags", "environment", flags.environment.is_some(), p);
+                need("flags", "token_env", flags.token_env.is_some(), p);
+            }
+            FlagProvider::Launchdarkly => {
+                need("flags", "project", flags.project.is_some(), p);
+                need("flags", "environment", flags.environment.is_some(), p);
+                need("flags", "token_env", flags.token_env.is_some(), p);
+            }
+        }
+    }
+    if let Some(ci) = &raw.ci {
+        let p = ci.provider.as_str();
+        match ci.provider {
+            CiProvider::Command => need("ci", "command", ci.command.as_ref().is_some_and(|c| !c.is_empty()), p),
+            CiProvider::Github | CiProvider::Gitlab | CiProvider::Buildkite => need("ci", "repo", ci.repo.is_some(), p),
+            CiProvider::Jenkins | CiProvider::Buildbot => need("ci", "url", ci.url.is_some(), p),
+        }
+    }
+    let mut misplaced = |path: &str, what: &str| problems.push(source.at_value(path, format!("{path}: {what}")));
+    if let Some(ci) = &raw.ci
+        && ci.provider != CiProvider::Command
+        && ci.command.is_some()
+    {
+        misplaced("ci.command", "only the `command` provider runs a command");
+    }
+    if let Some(flags) = &raw.flags
+        && flags.provider != FlagProvider::Flagd
+        && flags.path.is_some()
+    {
+        misplaced("flags.path", "only the `flagd` provider reads a flag file");
+    }
+    for (path, name) in [
+        ("flags.token_env", raw.flags.as_ref().and_then(|f| f.token_env.as_deref())),
+        ("ci.token_env", raw.ci.as_ref().and_then(|c| c.token_env.as_deref())),
+        ("metrics.api_key_env", raw.metrics.as_ref().and_then(|m| m.api_key_env.as_deref())),
+        ("metrics.app_key_env", raw.metrics.as_ref().and_then(|m| m.app_key_env.as_deref())),
+    ] {
+        if let Some(name) = name
+            && !is_env_name(name)
+        {
+            misplaced(
+                path,
+                &format!(
+                    "`{name}` is not an environment variable name: name the variable that holds the secret (like GITHUB_TOKEN), never the secret itself"
+                ),
+            );
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, Vec<String>> {
+        Config::from_source(&Source::new(PathBuf::from("/teams/va/rollout.yaml"), text.into()))
+            .map_err(|d| d.0.iter().map(|d| d.to_string()).collect())
+    }
+
+    #[test]
+    fn paths_resolve_against_the_config_folder() {
+        let config = load("version: 1\nflags: { provider: flagd, path: flags.json }\ngit: { repo: ../app }\n").unwrap();
+        assert_eq!(config.runbooks, PathBuf::from("/teams/va/runbooks"));
+        assert_eq!(config.dir, PathBuf::from("/teams/va"));
+    }
+
+    #[test]
+    fn provider_fields_are_checked_where_they_are_written() {
+        let problems =
+            load("version: 1\nflags:\n  provider: flagd\nci:\n  provider: github\n  token_env: ghp_abc123\n")
+                .unwrap_err();
+        assert_eq!(
+            problems,
+            [
+                "/teams/va/rollout.yaml:2:1: flags: provider flagd needs `path`",
+                "/teams/va/rollout.yaml:4:1: ci: provider github needs `repo`",
+                "/teams/va/rollout.yaml:6:14: ci.token_env: `ghp_abc123` is not an environment variable name: name the variable that holds the secret (like GITHUB_TOKEN), never the secret itself",
+            ]
+        );
+    }
+}

@@ -1,0 +1,505 @@
+//! The walk: check inputs, preflight every step, then for each step preview -> confirm ->
+//! apply -> verify -> record. Every event is journaled and fsynced before the next step.
+
+pub mod event;
+pub mod journal;
+pub mod lock;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+
+use crate::config::Config;
+use crate::error::{Error, ExitCode, Interrupted, Precondition};
+use crate::interrupt;
+use crate::runbook::inputs::{self, Inputs};
+use crate::runbook::resolve::{self, Outputs, Scope, Unresolved};
+use crate::runbook::source::Diagnostics;
+use crate::runbook::template::Ref;
+use crate::runbook::{LoadedRunbook, validate};
+use crate::steps::{Context, Preview, Projection, Services};
+use crate::ui::Ui;
+use crate::ui::prompt::{Answer, NoAnswer};
+use event::{By, Event, RunStatus};
+use journal::Journal;
+use lock::RunLock;
+
+#[derive(Debug, Clone, Default)]
+pub struct WalkOptions {
+    pub vars: Vec<String>,
+    pub dry_run: bool,
+    pub yes: bool,
+    pub from: Option<String>,
+}
+
+/// What happened to one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepResult {
+    Done,
+    Unchanged,
+    Skipped,
+    Failed,
+    NotRun,
+}
+
+/// The end of a run.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: RunStatus,
+    pub code: ExitCode,
+    pub run_id: String,
+    pub journal: PathBuf,
+    pub results: Vec<StepResult>,
+    pub outputs: HashMap<String, Outputs>,
+}
+
+/// A preflight look at one step.
+enum Planned {
+    Ready(Box<Preview>),
+    /// Needs the output of an earlier step: checked when it runs.
+    Deferred(Ref),
+    Failed(anyhow::Error),
+}
+
+fn new_run_id(runbook: &str) -> String {
+    let now = jiff::Timestamp::now();
+    format!("{}-{runbook}-{:04x}", now.strftime("%Y%m%dT%H%M%SZ"), rand::random::<u16>())
+}
+
+fn format_duration(duration: Duration) -> String {
+    if duration < Duration::from_secs(1) {
+        format!("{} ms", duration.as_millis())
+    } else {
+        format!("{:.1} s", duration.as_secs_f64())
+    }
+}
+
+/// Everything that can be refused before a run starts (exit 2): inputs, `--from`,
+/// no terminal, steps the config cannot serve, values of the wrong type.
+fn check_before_start(
+    ui: &Ui,
+    config: &Config,
+    runbook: &LoadedRunbook,
+    options: &WalkOptions,
+    services: &Services,
+) -> Result<(Inputs, usize), Error> {
+    let inputs = inputs::resolve(runbook, &options.vars)?;
+    let from = match &options.from {
+        None => 0,
+        Some(id) => runbook.step_index(id).ok_or_else(|| {
+            let ids: Vec<&str> = runbook.runbook.steps.iter().map(|s| s.id.as_str()).collect();
+            Error::invalid(anyhow!("--from {id}: runbook {} has no step `{id}`", runbook.name))
+                .with_hint(format!("its steps are {}", ids.join(", ")))
+        })?,
+    };
+    if !options.dry_run && !options.yes && !ui.interactive() {
+        return Err(Error::invalid(anyhow!("stdin is not a terminal, so nobody can answer the prompts"))
+            .with_hint("pass --yes to answer yes to every prompt (for scripts), or --dry-run to only check"));
+    }
+    let mut problems = validate::against_config(runbook, config);
+    let no_outputs = HashMap::new();
+    for index in from..runbook.runbook.steps.len() {
+        match resolve::action(runbook, index, Scope { inputs: &inputs, outputs: &no_outputs }) {
+            Err(Unresolved::Invalid(diagnostic)) => problems.push(diagnostic),
+            Ok(_) | Err(Unresolved::Waiting(_)) => {}
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::invalid(Diagnostics(problems)));
+    }
+    for index in from..runbook.runbook.steps.len() {
+        services.prepare(runbook.runbook.steps[index].kind()).map_err(Error::invalid)?;
+    }
+    Ok((inputs, from))
+}
+
+/// Walk `runbook` against the services of `config`.
+pub fn walk(
+    ui: &Ui,
+    config: &Config,
+    runbook: &LoadedRunbook,
+    options: &WalkOptions,
+    state_dir: &Path,
+) -> Result<Finished, Error> {
+    let services = Services::new(config);
+    let (inputs, from) = check_before_start(ui, config, runbook, options, &services)?;
+    let run_id = new_run_id(&runbook.name);
+    let journal = Journal::create(state_dir, &run_id).map_err(Error::from)?;
+    let mut run = Run {
+        ui,
+        runbook,
+        services: &services,
+        inputs,
+        run_id,
+        journal,
+        outputs: HashMap::new(),
+        results: vec![StepResult::NotRun; runbook.runbook.steps.len()],
+        started: Instant::now(),
+        yes: options.yes,
+    };
+    run.record(Event::RunStarted {
+        runbook: runbook.name.clone(),
+        severity: runbook.runbook.severity.map(|s| s.as_str().to_string()),
+        dry_run: options.dry_run,
+        inputs: run.inputs.clone(),
+    })?;
+    run.header(options.dry_run);
+    let _lock = if options.dry_run {
+        None
+    } else {
+        match RunLock::acquire(state_dir, &runbook.name, &run.run_id) {
+            Ok(lock) => Some(lock),
+            Err(error) => {
+                run.record(Event::RunFinished { status: RunStatus::Failed, exit_code: error.code.code() })?;
+                return Err(error);
+            }
+        }
+    };
+    let plan = run.preflight(from, options.dry_run)?;
+    if let Some(finished) = run.preflight_verdict(&plan, from, options.dry_run)? {
+        return Ok(finished);
+    }
+    let mut fresh = plan.into_iter().next();
+    let mut failed = false;
+    for index in 0..runbook.runbook.steps.len() {
+        if index < from {
+            run.skip_before_from(index, options.from.as_deref().unwrap_or_default())?;
+            continue;
+        }
+        if interrupt::requested() {
+            return run.finish(RunStatus::Interrupted, ExitCode::Interrupted);
+        }
+        let preflight = if index == from { fresh.take() } else { None };
+        match run.step(index, preflight)? {
+            Flow::Next => {}
+            Flow::FailedContinue => failed = true,
+            Flow::Stop(status, code) => return run.finish(status, code),
+        }
+    }
+    if failed {
+        run.finish(RunStatus::Failed, ExitCode::StepFailed)
+    } else {
+        run.finish(RunStatus::Succeeded, ExitCode::Success)
+    }
+}
+
+enum Flow {
+    Next,
+    FailedContinue,
+    Stop(RunStatus, ExitCode),
+}
+
+struct Run<'a> {
+    ui: &'a Ui,
+    runbook: &'a LoadedRunbook,
+    services: &'a Services<'a>,
+    inputs: Inputs,
+    run_id: String,
+    journal: Journal,
+    outputs: HashMap<String, Outputs>,
+    results: Vec<StepResult>,
+    started: Instant,
+    yes: bool,
+}
+
+impl Run<'_> {
+    fn total(&self) -> usize {
+        self.runbook.runbook.steps.len()
+    }
+
+    fn record(&mut self, event: Event) -> Result<(), Error> {
+        let line = event::to_line(&self.run_id, &event);
+        self.journal.append(&line).map_err(Error::from)?;
+        self.ui.event(&line);
+        Ok(())
+    }
+
+    fn header(&self, dry_run: bool) {
+        let book = &self.runbook.runbook;
+        let ui = self.ui;
+        let mode = if dry_run { "Dry run of runbook" } else { "Runbook" };
+        ui.say(format!("{mode} {}: {} ({} steps)", ui.bold(&self.runbook.name), book.title, self.total()));
+        if dry_run {
+            ui.say("  nothing will be changed and nothing will be asked");
+        }
+        if !self.inputs.is_empty() {
+            let shown: Vec<String> = self.inputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            ui.say(format!("  inputs: {}", shown.join(" ")));
+        }
+        ui.say(ui.dim(format!("  run {} · journal {}", self.run_id, self.journal.path().display())));
+    }
+
+    fn context<'p>(&'p self, projection: &'p Projection, deadline: Option<Instant>) -> Context<'p> {
+        Context { ui: self.ui, run_id: &self.run_id, deadline, projection }
+    }
+
+    /// Preview every step from `from` on, assuming each earlier step did what it says.
+    fn preflight(&mut self, from: usize, dry_run: bool) -> Result<Vec<Planned>, Error> {
+        let mut projection = Projection::default();
+        let mut plan = Vec::new();
+        for index in from..self.total() {
+            let spec = &self.runbook.runbook.steps[index];
+            let planned =
+                match resolve::action(self.runbook, index, Scope { inputs: &self.inputs, outputs: &self.outputs }) {
+                    Err(Unresolved::Waiting(reference)) => Planned::Deferred(reference),
+                    Err(Unresolved::Invalid(diagnostic)) => return Err(Error::invalid(Diagnostics(vec![diagnostic]))),
+                    Ok(action) => {
+                        let step = self.services.step(action).map_err(Error::invalid)?;
+                        match step.preview(&self.context(&projection, None)) {
+                            Ok(preview) => {
+                                if let Some(projected) = preview.projection.clone() {
+                                    projection.record(projected);
+                                }
+                                Planned::Ready(Box::new(preview))
+                            }
+                            Err(error) => Planned::Failed(error),
+                        }
+                    }
+                };
+            if dry_run {
+                self.record(Event::StepStarted {
+                    step: spec.id.clone(),
+                    index: index + 1,
+                    total: self.total(),
+                    kind: spec.kind().as_str().into(),
+                })?;
+                match &planned {
+                    Planned::Ready(preview) => self.record(Event::StepPreview {
+                        step: spec.id.clone(),
+                        before: preview.before.clone(),
+                        after: preview.after.clone(),
+                    })?,
+                    Planned::Failed(error) => {
+                        self.record(Event::StepFailed { step: spec.id.clone(), error: format!("{error:#}") })?
+                    }
+                    Planned::Deferred(_) => {}
+                }
+            }
+            plan.push(planned);
+        }
+        Ok(plan)
+    }
+
+    /// Print the plan's problems (and, in a dry run, the whole plan); end the run if it must end.
+    fn preflight_verdict(&mut self, plan: &[Planned], from: usize, dry_run: bool) -> Result<Option<Finished>, Error> {
+        let ui = self.ui;
+        let mut preconditions = 0;
+        let mut errors = 0;
+        for (offset, planned) in plan.iter().enumerate() {
+            let index = from + offset;
+            let spec = &self.runbook.runbook.steps[index];
+            let label = format!("  {}/{} {}:", index + 1, self.total(), ui.bold(&spec.id));
+            match planned {
+                Planned::Ready(preview) if dry_run => ui.say(format!("{label} {}", preview.effect)),
+                Planned::Deferred(reference) if dry_run => {
+                    ui.say(format!("{label} checked when it runs (it needs {reference})"))
+                }
+                Planned::Failed(error) => {
+                    if Precondition::is_in(error) {
+                        preconditions += 1;
+                    } else {
+                        errors += 1;
+                    }
+                    ui.always(format!("{label} {} {error:#}", ui.bad("✗")));
+                    if !dry_run {
+                        self.record(Event::StepFailed { step: spec.id.clone(), error: format!("{error:#}") })?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let checked = plan.len();
+        if errors > 0 {
+            ui.always(format!("{} Preflight could not check every step; nothing was changed.", ui.bad("✗")));
+            return self.finish(RunStatus::Failed, ExitCode::StepFailed).map(Some);
+        }
+        if preconditions > 0 {
+            ui.always(format!(
+                "{} Preflight failed: {preconditions} of {checked} steps cannot succeed; nothing was changed.",
+                ui.bad("✗")
+            ));
+            return self.finish(RunStatus::PreflightFailed, ExitCode::Preflight).map(Some);
+        }
+        if dry_run {
+            ui.always(format!("{} Dry run passed: {checked} steps checked, nothing changed.", ui.good("✓")));
+            return self.finish(RunStatus::Succeeded, ExitCode::Success).map(Some);
+        }
+        ui.say(ui.dim(format!("  preflight: {checked} steps checked")));
+        Ok(None)
+    }
+
+    fn skip_before_from(&mut self, index: usize, from: &str) -> Result<(), Error> {
+        let spec = &self.runbook.runbook.steps[index];
+        self.results[index] = StepResult::Skipped;
+        self.ui.say(format!("Step {}/{} · {} · skipped (--from {from})", index + 1, self.total(), spec.id));
+        self.record(Event::StepSkipped { step: spec.id.clone(), by: By::Operator })
+    }
+
+    fn step(&mut self, index: usize, preflight: Option<Planned>) -> Result<Flow, Error> {
+        let ui = self.ui;
+        let spec = self.runbook.runbook.steps[index].clone();
+        let id = spec.id.clone();
+        self.record(Event::StepStarted {
+            step: id.clone(),
+            index: index + 1,
+            total: self.total(),
+            kind: spec.kind().as_str().into(),
+        })?;
+        let optional = if spec.optional { ui.dim(" (optional)") } else { String::new() };
+        ui.say("");
+        ui.say(format!("Step {}/{} · {} · {}{optional}", index + 1, self.total(), ui.bold(&id), spec.name));
+
+        let action = match resolve::action(self.runbook, index, Scope { inputs: &self.inputs, outputs: &self.outputs })
+        {
+            Ok(action) => action,
+            Err(Unresolved::Waiting(reference)) => {
+                let error =
+                    anyhow!("this step needs {reference}, which that step did not produce (it was skipped or failed)");
+                return self.fail(index, &spec, error);
+            }
+            Err(Unresolved::Invalid(diagnostic)) => return self.fail(index, &spec, anyhow!(diagnostic.to_string())),
+        };
+        let step = self.services.step(action).map_err(Error::invalid)?;
+        let projection = Projection::default();
+        let preview = match preflight {
+            Some(Planned::Ready(preview)) => Ok(*preview),
+            _ => step.preview(&self.context(&projection, None)),
+        };
+        let preview = match preview {
+            Ok(preview) => preview,
+            Err(error) => return self.fail(index, &spec, error),
+        };
+        self.record(Event::StepPreview {
+            step: id.clone(),
+            before: preview.before.clone(),
+            after: preview.after.clone(),
+        })?;
+        ui.always(format!("  {}", preview.effect));
+        if let Some(outputs) = preview.unchanged.clone() {
+            ui.say(format!("  {} nothing to change", ui.good("✓")));
+            self.results[index] = StepResult::Unchanged;
+            self.outputs.insert(id.clone(), outputs.clone());
+            return self.record(Event::StepSucceeded { step: id, outputs, duration_ms: 0 }).map(|()| Flow::Next);
+        }
+
+        let by = if self.yes {
+            ui.say(format!("  {} yes (--yes)", step.question()));
+            By::YesFlag
+        } else {
+            let default = spec.optional.then_some(Answer::Skip);
+            loop {
+                match ui.ask(step.question(), default) {
+                    Ok(Answer::Yes) => break By::Operator,
+                    Ok(Answer::Details) => {
+                        for line in &preview.details {
+                            ui.always(format!("    {line}"));
+                        }
+                    }
+                    Ok(Answer::Skip) => {
+                        self.results[index] = StepResult::Skipped;
+                        ui.say(format!("  {} skipped", ui.caution("–")));
+                        return self.record(Event::StepSkipped { step: id, by: By::Operator }).map(|()| Flow::Next);
+                    }
+                    Ok(Answer::Abort) => return Ok(Flow::Stop(RunStatus::Aborted, ExitCode::Aborted)),
+                    Err(NoAnswer::Closed) => {
+                        ui.warn("stdin closed before an answer: treating it as abort");
+                        return Ok(Flow::Stop(RunStatus::Aborted, ExitCode::Aborted));
+                    }
+                    Err(NoAnswer::Interrupted) => {
+                        let error = anyhow!(Interrupted("at the prompt; this step changed nothing".into()));
+                        return self.fail(index, &spec, error);
+                    }
+                }
+            }
+        };
+        self.record(Event::StepConfirmed { step: id.clone(), by })?;
+
+        let started = Instant::now();
+        let mut attempt = 0;
+        let outcome = loop {
+            let deadline = spec.timeout.map(|t| Instant::now() + t);
+            let cx = self.context(&projection, deadline);
+            let result = step.apply(&cx, &preview).and_then(|outputs| {
+                step.verify(&cx, &outputs).map_err(|e| e.context("the change was made but did not verify"))?;
+                Ok(outputs)
+            });
+            match result {
+                Err(error) if attempt < spec.retries && !Interrupted::is_in(&error) => {
+                    attempt += 1;
+                    let pause = Duration::from_secs(1 << attempt.min(5));
+                    ui.warn(format!(
+                        "attempt {attempt} failed: {error:#}; retrying in {} s ({} left)",
+                        pause.as_secs(),
+                        spec.retries - attempt + 1
+                    ));
+                    if interrupt::sleep(pause) {
+                        break Err(anyhow!(Interrupted("while waiting to retry".into())));
+                    }
+                }
+                other => break other,
+            }
+        };
+        match outcome {
+            Ok(outputs) => {
+                let elapsed = started.elapsed();
+                ui.say(format!("  {} done in {}", ui.good("✓"), format_duration(elapsed)));
+                self.results[index] = StepResult::Done;
+                self.outputs.insert(id.clone(), outputs.clone());
+                self.record(Event::StepSucceeded { step: id, outputs, duration_ms: elapsed.as_millis() as u64 })?;
+                Ok(Flow::Next)
+            }
+            Err(error) => self.fail(index, &spec, error),
+        }
+    }
+
+    fn fail(&mut self, index: usize, spec: &crate::runbook::StepSpec, error: anyhow::Error) -> Result<Flow, Error> {
+        let ui = self.ui;
+        self.results[index] = StepResult::Failed;
+        ui.always(format!("  {} {error:#}", ui.bad("✗")));
+        self.record(Event::StepFailed { step: spec.id.clone(), error: format!("{error:#}") })?;
+        if Interrupted::is_in(&error) {
+            return Ok(Flow::Stop(RunStatus::Interrupted, ExitCode::Interrupted));
+        }
+        if spec.on_failure == crate::runbook::OnFailure::Continue {
+            ui.say("  continuing (on_failure: continue)");
+            return Ok(Flow::FailedContinue);
+        }
+        Ok(Flow::Stop(RunStatus::Failed, ExitCode::StepFailed))
+    }
+
+    fn finish(&mut self, status: RunStatus, code: ExitCode) -> Result<Finished, Error> {
+        self.record(Event::RunFinished { status, exit_code: code.code() })?;
+        let ui = self.ui;
+        let count = |wanted: &[StepResult]| self.results.iter().filter(|r| wanted.contains(r)).count();
+        let done = count(&[StepResult::Done, StepResult::Unchanged]);
+        let tally = format!(
+            "{done} done, {} skipped, {} failed, {} not run ({})",
+            count(&[StepResult::Skipped]),
+            count(&[StepResult::Failed]),
+            count(&[StepResult::NotRun]),
+            format_duration(self.started.elapsed())
+        );
+        match status {
+            RunStatus::Succeeded if done + count(&[StepResult::Skipped]) == self.total() => {
+                ui.always(format!("\n{} Run succeeded: {tally}", ui.good("✓")));
+            }
+            RunStatus::Succeeded | RunStatus::PreflightFailed => {}
+            RunStatus::Failed => ui.always(format!("\n{} Run failed: {tally}", ui.bad("✗"))),
+            RunStatus::Aborted => ui.always(format!("\n{} Run aborted by the operator: {tally}", ui.caution("■"))),
+            RunStatus::Interrupted => ui.always(format!("\n{} Run interrupted: {tally}", ui.caution("■"))),
+        }
+        if status != RunStatus::Succeeded {
+            ui.always(format!("  the journal has every step: {}", self.journal.path().display()));
+        }
+        Ok(Finished {
+            status,
+            code,
+            run_id: self.run_id.clone(),
+            journal: self.journal.path().to_path_buf(),
+            results: self.results.clone(),
+            outputs: self.outputs.clone(),
+        })
+    }
+}

@@ -1,0 +1,85 @@
+//! Errors that know their exit code and what the operator should do next.
+//! Inside the crate anyhow carries the context; at the edge this type picks the exit code.
+
+use std::fmt;
+
+/// The documented exit codes (see the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    Success = 0,
+    StepFailed = 1,
+    Invalid = 2,
+    Preflight = 3,
+    Aborted = 4,
+    Locked = 5,
+    Interrupted = 130,
+}
+
+impl ExitCode {
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+/// An error on its way to the operator: what failed, the exit code, and hints.
+#[derive(Debug)]
+pub struct Error {
+    pub code: ExitCode,
+    pub error: anyhow::Error,
+    pub hints: Vec<String>,
+}
+
+impl Error {
+    pub fn new(code: ExitCode, error: impl Into<anyhow::Error>) -> Self {
+        Error { code, error: error.into(), hints: Vec::new() }
+    }
+
+    /// Usage, runbook, config or variable errors (exit 2).
+    pub fn invalid(error: impl Into<anyhow::Error>) -> Self {
+        Self::new(ExitCode::Invalid, error)
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hints.push(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+impl From<anyhow::Error> for Error {
+    fn from(error: anyhow::Error) -> Self {
+        let code =
+            if error.downcast_ref::<Interrupted>().is_some() { ExitCode::Interrupted } else { ExitCode::StepFailed };
+        Error::new(code, error)
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A read-only check found that a step cannot succeed (exit 3 before anything changed).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Precondition(pub String);
+
+impl Precondition {
+    /// Whether this error, or anything in its chain, is a failed precondition.
+    pub fn is_in(error: &anyhow::Error) -> bool {
+        error.chain().any(|cause| cause.is::<Precondition>())
+    }
+}
+
+/// The operator pressed Ctrl-C (or the process got SIGTERM) while a step waited.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted {0}")]
+pub struct Interrupted(pub String);
+
+impl Interrupted {
+    pub fn is_in(error: &anyhow::Error) -> bool {
+        error.chain().any(|cause| cause.is::<Interrupted>())
+    }
+}

@@ -1,0 +1,103 @@
+//! Typed runbook inputs: defaults, `--var K=V`, and the checks that run
+//! before the first step (unknown name, wrong type, missing value).
+
+use anyhow::anyhow;
+use indexmap::IndexMap;
+
+use super::{InputType, LoadedRunbook};
+use crate::error::Error;
+use crate::percent::Percent;
+
+/// Input values after checking, in their canonical text form (`5` for 5%, `true`).
+pub type Inputs = IndexMap<String, String>;
+
+/// Check one value against its type and return its canonical form.
+pub fn check_value(kind: InputType, raw: &str) -> Result<String, String> {
+    match kind {
+        InputType::String => Ok(raw.to_string()),
+        InputType::Integer => {
+            raw.trim().parse::<i64>().map(|n| n.to_string()).map_err(|_| format!("`{raw}` is not an integer"))
+        }
+        InputType::Percent => raw.parse::<Percent>().map(|p| p.to_string()),
+        InputType::Boolean => match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => Ok("true".into()),
+            "false" | "no" | "off" | "0" => Ok("false".into()),
+            _ => Err(format!("`{raw}` is not a boolean: use true or false")),
+        },
+        InputType::Commit => {
+            let value = raw.trim();
+            if value.is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                Err(format!("`{raw}` is not a commit: give a commit id, tag or other revision without spaces"))
+            } else {
+                Ok(value.to_string())
+            }
+        }
+    }
+}
+
+/// Defaults overlaid with `--var K=V`; every input must end up with a valid value.
+pub fn resolve(runbook: &LoadedRunbook, vars: &[String]) -> Result<Inputs, Error> {
+    let specs = &runbook.runbook.inputs;
+    let known = || specs.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
+    let mut given: IndexMap<String, String> = IndexMap::new();
+    for var in vars {
+        let Some((key, value)) = var.split_once('=') else {
+            return Err(Error::invalid(anyhow!("--var {var}: expected K=V, like --var flag=travel_pay_claim_status")));
+        };
+        let key = key.trim();
+        if !specs.contains_key(key) {
+            let hint = if specs.is_empty() {
+                format!("runbook {} takes no inputs", runbook.name)
+            } else {
+                format!("runbook {} takes: {}", runbook.name, known())
+            };
+            return Err(
+                Error::invalid(anyhow!("--var {key}: runbook {} has no input `{key}`", runbook.name)).with_hint(hint)
+            );
+        }
+        given.insert(key.to_string(), value.to_string());
+    }
+
+    let mut inputs = Inputs::new();
+    let mut missing = Vec::new();
+    for (name, spec) in specs {
+        let (raw, origin) = match (given.get(name), &spec.default) {
+            (Some(value), _) => (value.clone(), "--var"),
+            (None, Some(default)) => (default.0.clone(), "default"),
+            (None, None) => {
+                missing.push(name.as_str());
+                continue;
+            }
+        };
+        let value = check_value(spec.kind, &raw)
+            .map_err(|why| Error::invalid(anyhow!("input `{name}` ({}, from {origin}): {why}", spec.kind.as_str())))?;
+        inputs.insert(name.clone(), value);
+    }
+    if !missing.is_empty() {
+        let example = missing.iter().map(|name| format!("--var {name}=...")).collect::<Vec<_>>().join(" ");
+        return Err(Error::invalid(anyhow!(
+            "missing variable{}: runbook {} needs {} and has no default",
+            if missing.len() > 1 { "s" } else { "" },
+            runbook.name,
+            missing.join(", ")
+        ))
+        .with_hint(format!("pass {example}")));
+    }
+    Ok(inputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_checked_and_made_canonical() {
+        assert_eq!(check_value(InputType::Percent, "5%").unwrap(), "5");
+        assert_eq!(check_value(InputType::Boolean, "Yes").unwrap(), "true");
+        assert_eq!(check_value(InputType::Integer, " 42 ").unwrap(), "42");
+        assert!(check_value(InputType::Percent, "150").is_err());
+        assert!(check_value(InputType::Integer, "4.2").is_err());
+        assert!(check_value(InputType::Commit, "abc def").is_err());
+        assert!(check_value(InputType::Boolean, "maybe").is_err());
+    }
+}

@@ -1,0 +1,132 @@
+//! The `ci` step: check the pipeline can run, trigger it, and wait for its verdict with a
+//! spinner, a timeout and Ctrl-C handling; the tail of its output is kept in the journal.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use serde_json::json;
+
+use super::{Context, Preview, Step, snapshot};
+use crate::ci::{PipelineRequest, Pipelines, RunState};
+use crate::error::Interrupted;
+use crate::git::GitRemote;
+use crate::interrupt;
+use crate::runbook::resolve::{CiRequest, Outputs};
+
+/// How long a pipeline may run when neither the step nor the runbook says.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+pub struct CiStep<'s> {
+    pub pipelines: &'s dyn Pipelines,
+    /// Used to check that the ref exists on the remote, when git is configured.
+    pub git: Option<&'s GitRemote>,
+    pub request: CiRequest,
+}
+
+impl CiStep<'_> {
+    fn pipeline_request(&self, run_id: &str) -> PipelineRequest {
+        PipelineRequest {
+            pipeline: self.request.pipeline.clone(),
+            git_ref: self.request.git_ref.clone(),
+            inputs: self.request.inputs.clone(),
+            run_id: run_id.to_string(),
+        }
+    }
+
+    fn title(&self) -> String {
+        match &self.request.git_ref {
+            Some(git_ref) => format!("pipeline {} at ref {git_ref}", self.request.pipeline),
+            None => format!("pipeline {}", self.request.pipeline),
+        }
+    }
+
+    /// The ref's commit on the remote, when git is configured and the ref is a branch there.
+    fn ref_commit(&self) -> Option<String> {
+        let git = self.git?;
+        let git_ref = self.request.git_ref.as_deref()?;
+        if git_ref.len() == 40 && git_ref.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Some(git_ref.to_string());
+        }
+        let repo = git.open().ok()?;
+        git.remote_head(&repo, git_ref).ok().flatten().map(|oid| oid.to_string())
+    }
+}
+
+impl Step for CiStep<'_> {
+    fn preview(&self, cx: &Context) -> Result<Preview> {
+        let runs = self.pipelines.check(&self.pipeline_request(cx.run_id))?;
+        let wait = if self.request.wait { "waits for the result" } else { "does not wait" };
+        let mut details = vec![format!("{} {runs}", self.pipelines.describe())];
+        details.extend(self.request.inputs.iter().map(|(k, v)| format!("  input {k} = {v}")));
+        Ok(Preview {
+            effect: format!("{} via {}; {wait}", self.title(), self.pipelines.describe()),
+            before: snapshot("not triggered", json!({ "pipeline": self.request.pipeline })),
+            after: snapshot(
+                format!("{} run", self.title()),
+                json!({ "pipeline": self.request.pipeline, "ref": self.request.git_ref, "inputs": self.request.inputs }),
+            ),
+            details,
+            unchanged: None,
+            projection: None,
+        })
+    }
+
+    fn apply(&self, cx: &Context, _preview: &Preview) -> Result<Outputs> {
+        let run = self.pipelines.trigger(&self.pipeline_request(cx.run_id))?;
+        let commit = self.ref_commit().unwrap_or_else(|| self.request.git_ref.clone().unwrap_or_default());
+        let mut outputs = Outputs::from([
+            ("run_id".to_string(), run.id.clone()),
+            ("url".to_string(), run.url.clone().unwrap_or_default()),
+            ("conclusion".to_string(), "triggered".to_string()),
+            ("commit".to_string(), commit),
+        ]);
+        if !self.request.wait {
+            return Ok(outputs);
+        }
+        let started = Instant::now();
+        let timeout = self.request.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let deadline = cx.deadline.map_or(started + timeout, |d| d.min(started + timeout));
+        let label = match &run.url {
+            Some(url) => format!("{} run {} ({url})", self.title(), run.id),
+            None => format!("{} run {}", self.title(), run.id),
+        };
+        let spinner = cx.ui.spinner(format!("waiting for {label}"));
+        let verdict = loop {
+            match self.pipelines.poll(&run)? {
+                RunState::Running(latest) => spinner.set_message(latest.unwrap_or_default()),
+                RunState::Succeeded(verdict) => break verdict,
+                RunState::Failed(verdict) | RunState::Cancelled(verdict) => {
+                    spinner.finish_and_clear();
+                    bail!("{label} ended: {}\n{}", verdict.conclusion, indent(&verdict.log_tail));
+                }
+            }
+            let pause = self.pipelines.poll_interval(started.elapsed());
+            if Instant::now() + pause > deadline {
+                spinner.finish_and_clear();
+                let stopped = self.pipelines.stop_waiting(&run);
+                bail!("{label} did not finish within {}; {stopped}", humantime::format_duration(timeout));
+            }
+            if interrupt::sleep(pause) {
+                spinner.finish_and_clear();
+                let stopped = self.pipelines.stop_waiting(&run);
+                return Err(Interrupted(format!("while waiting for {label}; {stopped}")).into());
+            }
+        };
+        spinner.finish_and_clear();
+        cx.ui.detail(indent(&verdict.log_tail));
+        outputs.insert("conclusion".into(), verdict.conclusion);
+        if let Some(commit) = verdict.commit {
+            outputs.insert("commit".into(), commit);
+        }
+        outputs.insert("log_tail".into(), verdict.log_tail);
+        Ok(outputs)
+    }
+
+    fn verify(&self, _cx: &Context, _outputs: &Outputs) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("    | {l}")).collect::<Vec<_>>().join("\n")
+}

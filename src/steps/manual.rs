@@ -1,0 +1,36 @@
+//! The `manual` step: show the instructions; the operator confirms when the work is done.
+//! Nothing is read or written.
+
+use anyhow::Result;
+
+use super::{Context, Preview, Step, snapshot};
+use crate::runbook::resolve::{ManualRequest, Outputs};
+
+pub struct ManualStep {
+    pub request: ManualRequest,
+}
+
+impl Step for ManualStep {
+    fn preview(&self, _cx: &Context) -> Result<Preview> {
+        Ok(Preview {
+            effect: self.request.instructions.clone(),
+            before: snapshot("to do", serde_json::json!({})),
+            after: snapshot("done by the operator", serde_json::json!({ "instructions": self.request.instructions })),
+            details: vec!["A manual step changes nothing by itself: answer yes once the work above is done.".into()],
+            unchanged: None,
+            projection: None,
+        })
+    }
+
+    fn apply(&self, _cx: &Context, _preview: &Preview) -> Result<Outputs> {
+        Ok(Outputs::new())
+    }
+
+    fn verify(&self, _cx: &Context, _outputs: &Outputs) -> Result<()> {
+        Ok(())
+    }
+
+    fn question(&self) -> &'static str {
+        "Done?"
+    }
+}

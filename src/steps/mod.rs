@@ -1,0 +1,168 @@
+//! Step kinds behind one trait: a read-only `preview` of what would change, `apply`,
+//! and `verify` that reads the result back. Steps know their service's trait, not its vendor.
+
+pub mod ci;
+pub mod flag;
+pub mod manual;
+pub mod revert;
+
+use std::cell::OnceCell;
+use std::collections::HashMap;
+use std::time::Instant;
+
+use anyhow::Result;
+
+use crate::ci::Pipelines;
+use crate::config::Config;
+use crate::flags::{FlagService, FlagState};
+use crate::git::GitRemote;
+use crate::runbook::resolve::{Action, Outputs};
+use crate::ui::Ui;
+
+/// What a step would change, read live.
+#[derive(Debug, Clone)]
+pub struct Preview {
+    /// One line: `flag x (flagd flags.json): on, 100% -> off`.
+    pub effect: String,
+    /// The state before, in full (what undo would restore), with a `summary`.
+    pub before: serde_json::Value,
+    /// The state the step leads to, with a `summary`.
+    pub after: serde_json::Value,
+    /// Shown on `[d]etails`.
+    pub details: Vec<String>,
+    /// Already in the target state: nothing to write, and these are the step's outputs.
+    pub unchanged: Option<Outputs>,
+    /// What later previews of the same run should assume once this step has run.
+    pub projection: Option<Projected>,
+}
+
+/// A change later previews should assume (a dry run never makes it).
+#[derive(Debug, Clone)]
+pub enum Projected {
+    Flag { name: String, state: FlagState },
+}
+
+/// The state earlier steps of a plan will have left.
+#[derive(Debug, Default)]
+pub struct Projection {
+    flags: HashMap<String, FlagState>,
+}
+
+impl Projection {
+    pub fn record(&mut self, projected: Projected) {
+        match projected {
+            Projected::Flag { name, state } => {
+                self.flags.insert(name, state);
+            }
+        }
+    }
+
+    pub fn flag(&self, name: &str) -> Option<&FlagState> {
+        self.flags.get(name)
+    }
+}
+
+/// What a step may use while it works.
+pub struct Context<'a> {
+    pub ui: &'a Ui,
+    pub run_id: &'a str,
+    /// When the step's `timeout` runs out.
+    pub deadline: Option<Instant>,
+    pub projection: &'a Projection,
+}
+
+pub trait Step {
+    /// Read the live state and say what `apply` would change; never writes.
+    fn preview(&self, cx: &Context) -> Result<Preview>;
+    /// Make the change the preview described.
+    fn apply(&self, cx: &Context, preview: &Preview) -> Result<Outputs>;
+    /// Read the result back and confirm it holds.
+    fn verify(&self, cx: &Context, outputs: &Outputs) -> Result<()>;
+    /// The prompt's question.
+    fn question(&self) -> &'static str {
+        "Apply?"
+    }
+}
+
+/// The configured services, each built on first use.
+pub struct Services<'c> {
+    config: &'c Config,
+    flags: OnceCell<Box<dyn FlagService>>,
+    git: OnceCell<GitRemote>,
+    pipelines: OnceCell<Box<dyn Pipelines>>,
+}
+
+impl<'c> Services<'c> {
+    pub fn new(config: &'c Config) -> Self {
+        Services { config, flags: OnceCell::new(), git: OnceCell::new(), pipelines: OnceCell::new() }
+    }
+
+    fn flags(&self) -> Result<&dyn FlagService> {
+        if self.flags.get().is_none() {
+            let config = self
+                .config
+                .flags
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("{} has no `flags` section", self.config.path.display()))?;
+            let _ = self.flags.set(crate::flags::service(config, &self.config.dir)?);
+        }
+        Ok(self.flags.get().map(|b| b.as_ref()).expect("set above"))
+    }
+
+    fn git(&self) -> Result<&GitRemote> {
+        if self.git.get().is_none() {
+            let config = self
+                .config
+                .git
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("{} has no `git` section", self.config.path.display()))?;
+            let _ = self.git.set(GitRemote::new(config, &self.config.dir));
+        }
+        Ok(self.git.get().expect("set above"))
+    }
+
+    fn pipelines(&self) -> Result<&dyn Pipelines> {
+        if self.pipelines.get().is_none() {
+            let config = self
+                .config
+                .ci
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("{} has no `ci` section", self.config.path.display()))?;
+            let _ = self.pipelines.set(crate::ci::pipelines(config, &self.config.dir)?);
+        }
+        Ok(self.pipelines.get().map(|b| b.as_ref()).expect("set above"))
+    }
+
+    /// The step that carries out `action`; fails when its service cannot be set up.
+    pub fn step(&self, action: Action) -> Result<Box<dyn Step + '_>> {
+        Ok(match action {
+            Action::Flag(change) => Box::new(flag::FlagStep { service: self.flags()?, change }),
+            Action::Revert(request) => Box::new(revert::RevertStep::new(self.git()?, request)),
+            Action::Ci(request) => Box::new(ci::CiStep { pipelines: self.pipelines()?, git: self.git().ok(), request }),
+            Action::Manual(request) => Box::new(manual::ManualStep { request }),
+        })
+    }
+}
+
+/// A JSON snapshot with the human summary first.
+pub fn snapshot(summary: impl Into<String>, data: serde_json::Value) -> serde_json::Value {
+    let mut object = serde_json::Map::new();
+    object.insert("summary".into(), serde_json::Value::String(summary.into()));
+    if let serde_json::Value::Object(fields) = data {
+        object.extend(fields);
+    }
+    serde_json::Value::Object(object)
+}
+
+impl Services<'_> {
+    /// Set up the service a kind of step uses, so that a config problem shows before the run.
+    pub fn prepare(&self, kind: crate::runbook::StepKind) -> Result<()> {
+        use crate::runbook::StepKind;
+        match kind {
+            StepKind::Flag => self.flags().map(drop),
+            StepKind::Revert => self.git().map(drop),
+            StepKind::Ci => self.pipelines().map(drop),
+            StepKind::Manual => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! All terminal output goes through `Ui`: human text, prompts and progress on stderr,
+//! command output and JSON events on stdout. A closed stdout pipe is not an error.
+
+pub mod progress;
+pub mod prompt;
+
+use std::fmt::Display;
+use std::io::{self, IsTerminal, Write};
+use std::sync::Mutex;
+
+use console::Style;
+
+use crate::cli::{Cli, ColorChoice};
+use crate::error::Error;
+
+/// Set to `1` to treat stdin as a terminal (tests drive prompts through a pipe with it).
+pub const FORCE_INTERACTIVE_ENV: &str = "ROLLOUT_FORCE_INTERACTIVE";
+
+#[derive(Debug)]
+pub struct Ui {
+    color: bool,
+    quiet: bool,
+    verbose: bool,
+    json: bool,
+    stderr_is_terminal: bool,
+    interactive: bool,
+    stdout_open: Mutex<bool>,
+    prompt: prompt::Lines,
+}
+
+impl Ui {
+    pub fn new(cli: &Cli) -> Ui {
+        let stderr_is_terminal = io::stderr().is_terminal();
+        let color = match cli.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => stderr_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        };
+        let forced = std::env::var(FORCE_INTERACTIVE_ENV).is_ok_and(|v| v == "1");
+        Ui {
+            color,
+            quiet: cli.quiet,
+            verbose: cli.verbose,
+            json: cli.json,
+            stderr_is_terminal,
+            interactive: forced || io::stdin().is_terminal(),
+            stdout_open: Mutex::new(true),
+            prompt: prompt::Lines::default(),
+        }
+    }
+
+    /// Whether someone can answer prompts (stdin is a terminal, or the test hook says so).
+    pub fn interactive(&self) -> bool {
+        self.interactive
+    }
+
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
+    pub fn verbose(&self) -> bool {
+        self.verbose
+    }
+
+    /// Progress only on a terminal and not when quiet.
+    pub fn shows_progress(&self) -> bool {
+        self.stderr_is_terminal && !self.quiet
+    }
+
+    /// Human text: stderr, unless `--quiet`.
+    pub fn say(&self, text: impl Display) {
+        if !self.quiet {
+            eprintln!("{text}");
+        }
+    }
+
+    /// Detail for `--verbose` only.
+    pub fn detail(&self, text: impl Display) {
+        if self.verbose {
+            eprintln!("{}", self.dim(text));
+        }
+    }
+
+    /// Human text that `--quiet` does not hide: results, warnings, what the operator must read.
+    pub fn always(&self, text: impl Display) {
+        eprintln!("{text}");
+    }
+
+    pub fn warn(&self, text: impl Display) {
+        eprintln!("{} {text}", self.paint(Style::new().yellow().bold(), "warning:"));
+    }
+
+    pub fn error(&self, error: &Error) {
+        let label = self.paint(Style::new().red().bold(), "error:");
+        let text = format!("{:#}", error.error);
+        let mut lines = text.lines();
+        eprintln!("{label} {}", lines.next().unwrap_or_default());
+        for line in lines {
+            eprintln!("  {line}");
+        }
+        for hint in &error.hints {
+            eprintln!("{} {hint}", self.paint(Style::new().cyan().bold(), "hint:"));
+        }
+    }
+
+    /// A line of command output on stdout; once the reader has gone, output stops quietly.
+    pub fn stdout(&self, text: impl Display) {
+        let mut open = self.stdout_open.lock().unwrap_or_else(|e| e.into_inner());
+        if *open && writeln!(io::stdout().lock(), "{text}").is_err() {
+            *open = false;
+        }
+    }
+
+    /// One JSON event on stdout, when `--json` was given.
+    pub fn event(&self, line: &str) {
+        if self.json {
+            self.stdout(line);
+        }
+    }
+
+    pub fn paint(&self, style: Style, text: impl Display) -> String {
+        style.force_styling(self.color).apply_to(text).to_string()
+    }
+
+    pub fn bold(&self, text: impl Display) -> String {
+        self.paint(Style::new().bold(), text)
+    }
+
+    pub fn dim(&self, text: impl Display) -> String {
+        self.paint(Style::new().dim(), text)
+    }
+
+    pub fn good(&self, text: impl Display) -> String {
+        self.paint(Style::new().green().bold(), text)
+    }
+
+    pub fn bad(&self, text: impl Display) -> String {
+        self.paint(Style::new().red().bold(), text)
+    }
+
+    pub fn caution(&self, text: impl Display) -> String {
+        self.paint(Style::new().yellow().bold(), text)
+    }
+}
