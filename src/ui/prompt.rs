@@ -1,7 +1,7 @@
 //! The step prompt `[y]es / [s]kip / [a]bort / [d]etails`, read line by line from stdin
 //! on a helper thread so that Ctrl-C is noticed while the operator thinks.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -90,6 +90,9 @@ impl Ui {
             eprint!("  {question} {choices}{default_note} > ");
             let _ = std::io::stderr().flush();
             let line = self.prompt.next().inspect_err(|_| eprintln!())?;
+            if !std::io::stdin().is_terminal() {
+                eprintln!("{}", line.trim());
+            }
             if line.trim().is_empty()
                 && let Some(answer) = default
             {

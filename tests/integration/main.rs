@@ -1,1 +1,8 @@
-//! Integration tests.
+//! The integration tests: one binary, every module a capability.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod prompts;
+mod revert;
+mod walk;

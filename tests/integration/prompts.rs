@@ -1,0 +1,1 @@
+//! Prompts, exit codes and interruption of a walk.

@@ -1,0 +1,1 @@
+//! Reverts through git2 against `git revert`.
