@@ -89,13 +89,19 @@ pub fn rehearse(ui: &Ui, config: Option<&Path>, cwd: &Path, args: &RehearseArgs)
         ui.always(format!("  flag {name}: {before} -> {after}{changed}"));
     }
     ui.always(format!("  remote main: {}", remote_summary(&sandbox).unwrap_or_else(|e| format!("unreadable: {e:#}"))));
-    let deployments = std::fs::read_to_string(sandbox.path().join("deployments.log")).unwrap_or_default();
-    if deployments.trim().is_empty() {
-        ui.always("  pipeline: not run");
-    }
-    for line in deployments.lines() {
-        let (pipeline, git_ref) = line.split_once(' ').unwrap_or((line, ""));
-        ui.always(format!("  pipeline {pipeline}: deployed {git_ref}"));
+    if let Ok(finished) = &finished {
+        for step in runbook.runbook.steps.iter().filter(|step| step.ci.is_some()) {
+            let pipeline = step.ci.as_ref().map(|ci| ci.pipeline.0.as_str()).unwrap_or_default();
+            match finished.outputs.get(&step.id) {
+                Some(outputs) => ui.always(format!(
+                    "  pipeline {pipeline} (step {}): {} at {}",
+                    step.id,
+                    outputs.get("conclusion").map(String::as_str).unwrap_or("?"),
+                    outputs.get("commit").map(|c| &c[..7.min(c.len())]).unwrap_or("?")
+                )),
+                None => ui.always(format!("  pipeline {pipeline} (step {}): not run", step.id)),
+            }
+        }
     }
     if args.keep {
         let path = sandbox.keep();

@@ -3,6 +3,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod contract;
 mod prompts;
 mod revert;
 mod walk;
