@@ -146,9 +146,10 @@ impl Env {
             let repo = git2::Repository::open(&path).unwrap();
             for reference in repo.references().unwrap() {
                 let reference = reference.unwrap();
-                let target = reference.target().map(|o| o.to_string()).unwrap_or_else(|| {
-                    reference.symbolic_target().ok().flatten().unwrap_or_default().to_string()
-                });
+                let target = reference
+                    .target()
+                    .map(|o| o.to_string())
+                    .unwrap_or_else(|| reference.symbolic_target().ok().flatten().unwrap_or_default().to_string());
                 all.insert(format!("{label} {}", reference.name().unwrap()), target);
             }
         }
