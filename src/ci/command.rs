@@ -124,6 +124,7 @@ impl Pipelines for CommandPipeline {
             readers.push(read_into(err, tail.clone()));
         }
         let id = child.id().to_string();
+        crate::interrupt::track_group(child.id() as i32);
         self.runs.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), Running { child, tail, readers });
         Ok(RunHandle { id, url: None })
     }
@@ -137,7 +138,8 @@ impl Pipelines for CommandPipeline {
             let last = running.tail.lock().unwrap_or_else(|e| e.into_inner()).back().cloned();
             return Ok(RunState::Running(last));
         };
-        let Running { tail, readers, .. } = runs.remove(&run.id).expect("present above");
+        let Running { tail, readers, child } = runs.remove(&run.id).expect("present above");
+        crate::interrupt::forget_group(child.id() as i32);
         for reader in readers {
             let _ = reader.join();
         }
@@ -154,6 +156,7 @@ impl Pipelines for CommandPipeline {
             return format!("the ci command (pid {}) had already ended", run.id);
         };
         let group = Pid::from_raw(running.child.id() as i32);
+        crate::interrupt::forget_group(group.as_raw());
         let _ = killpg(group, Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {

@@ -20,6 +20,11 @@ impl Ui {
             ProgressStyle::with_template("  {spinner} {prefix} [{elapsed}] {wide_msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
+        if bar.is_hidden() {
+            // A terminal indicatif will not draw on (TERM=dumb or unset): say it in plain text.
+            self.say(format!("  {message} ..."));
+            return bar;
+        }
         bar.set_prefix(message);
         bar.enable_steady_tick(Duration::from_millis(100));
         bar
