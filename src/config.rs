@@ -2,6 +2,7 @@
 //! metrics live. Found with `-C`, else in the working directory or the nearest parent.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::anyhow;
 use serde::Deserialize;
@@ -77,6 +78,15 @@ pub struct FlagsConfig {
     /// flagd: the flag file, relative to the config file.
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// flipper: the header that carries the token (default Authorization).
+    #[serde(default)]
+    pub auth_header: Option<String>,
+    /// flipper: the header's value, with `{token}` for the secret (default `Bearer {token}`).
+    #[serde(default)]
+    pub auth_format: Option<String>,
+    /// Allow plain http to a host other than this machine.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -105,6 +115,15 @@ pub struct CiConfig {
     pub command: Option<Vec<String>>,
 }
 
+/// Where `notify` steps post: a Slack-compatible incoming webhook whose URL is a secret.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    pub webhook_env: String,
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
@@ -115,6 +134,34 @@ pub struct MetricsConfig {
     pub api_key_env: Option<String>,
     #[serde(default)]
     pub app_key_env: Option<String>,
+}
+
+/// Timeouts and retries of every HTTP call (the `http` section; all optional).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// How long to wait for a connection.
+    #[serde(deserialize_with = "crate::runbook::duration_text")]
+    pub connect_timeout: Duration,
+    /// How long one request may take in all.
+    #[serde(deserialize_with = "crate::runbook::duration_text")]
+    pub timeout: Duration,
+    /// How many times a failed call (no connection, 5xx, 429) is tried again.
+    pub retries: u32,
+    /// The most time spent waiting between tries of one call.
+    #[serde(deserialize_with = "crate::runbook::duration_text")]
+    pub max_wait: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(15),
+            retries: 3,
+            max_wait: Duration::from_secs(30),
+        }
+    }
 }
 
 fn default_remote() -> String {
@@ -143,6 +190,10 @@ struct RawConfig {
     ci: Option<CiConfig>,
     #[serde(default)]
     metrics: Option<MetricsConfig>,
+    #[serde(default)]
+    notify: Option<NotifyConfig>,
+    #[serde(default)]
+    http: HttpSettings,
 }
 
 /// A loaded and checked config; relative paths are resolved against its folder.
@@ -155,6 +206,8 @@ pub struct Config {
     pub git: Option<GitConfig>,
     pub ci: Option<CiConfig>,
     pub metrics: Option<MetricsConfig>,
+    pub notify: Option<NotifyConfig>,
+    pub http: HttpSettings,
 }
 
 impl Config {
@@ -197,6 +250,8 @@ impl Config {
             git: raw.git,
             ci: raw.ci,
             metrics: raw.metrics,
+            notify: raw.notify,
+            http: raw.http,
             path,
             dir,
         })
@@ -263,6 +318,7 @@ fn check(source: &Source, raw: &RawConfig) -> Vec<Diagnostic> {
         ("ci.token_env", raw.ci.as_ref().and_then(|c| c.token_env.as_deref())),
         ("metrics.api_key_env", raw.metrics.as_ref().and_then(|m| m.api_key_env.as_deref())),
         ("metrics.app_key_env", raw.metrics.as_ref().and_then(|m| m.app_key_env.as_deref())),
+        ("notify.webhook_env", raw.notify.as_ref().map(|n| n.webhook_env.as_str())),
     ] {
         if let Some(name) = name
             && !is_env_name(name)

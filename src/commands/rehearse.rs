@@ -68,7 +68,7 @@ pub fn rehearse(ui: &Ui, config: Option<&Path>, cwd: &Path, args: &RehearseArgs)
     ui.say("");
 
     let flag_service =
-        config.flags.as_ref().map(|f| flags::service(f, &config.dir)).transpose().map_err(Error::from)?;
+        config.flags.as_ref().map(|f| flags::service(f, &config.dir, &config.http)).transpose().map_err(Error::from)?;
     let read_flags = || -> Vec<String> {
         let Some(service) = &flag_service else { return Vec::new() };
         names

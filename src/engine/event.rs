@@ -65,7 +65,7 @@ pub fn to_line(run_id: &str, event: &Event) -> String {
         line.insert("ts".into(), jiff::Timestamp::now().to_string().into());
         line.extend(fields);
     }
-    serde_json::to_string(&line).unwrap_or_default()
+    crate::redact::scrub(&serde_json::to_string(&line).unwrap_or_default()).into_owned()
 }
 
 #[cfg(test)]

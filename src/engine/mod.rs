@@ -103,6 +103,16 @@ fn check_before_start(
     for index in from..runbook.runbook.steps.len() {
         match resolve::action(runbook, index, Scope { inputs: &inputs, outputs: &no_outputs }) {
             Err(Unresolved::Invalid(diagnostic)) => problems.push(diagnostic),
+            Err(Unresolved::Waiting(Ref::Output { step, output }))
+                if runbook.step_index(&step).is_some_and(|i| i < from) =>
+            {
+                let this = &runbook.runbook.steps[index].id;
+                return Err(Error::invalid(anyhow!(
+                    "--from {}: step {this} reads steps.{step}.{output}, which step {step} produces, but --from skips it",
+                    options.from.as_deref().unwrap_or_default()
+                ))
+                .with_hint(format!("start at {step} or earlier")));
+            }
             Ok(_) | Err(Unresolved::Waiting(_)) => {}
         }
     }
@@ -232,7 +242,26 @@ impl Run<'_> {
     }
 
     fn context<'p>(&'p self, projection: &'p Projection, deadline: Option<Instant>) -> Context<'p> {
-        Context { ui: self.ui, run_id: &self.run_id, deadline, projection }
+        Context { ui: self.ui, run_id: &self.run_id, deadline, projection, progress: self.progress() }
+    }
+
+    /// `rollout critical (run ...): 2 of 4 steps done (disable, debug)`.
+    fn progress(&self) -> String {
+        let done: Vec<&str> = self
+            .results
+            .iter()
+            .zip(&self.runbook.runbook.steps)
+            .filter(|(r, _)| matches!(r, StepResult::Done | StepResult::Unchanged))
+            .map(|(_, s)| s.id.as_str())
+            .collect();
+        let list = if done.is_empty() { String::new() } else { format!(" ({})", done.join(", ")) };
+        format!(
+            "rollout {} (run {}): {} of {} steps done{list}",
+            self.runbook.name,
+            self.run_id,
+            done.len(),
+            self.total()
+        )
     }
 
     /// Preview every step from `from` on, assuming each earlier step did what it says.

@@ -122,23 +122,21 @@ impl FlagService for FlagdFile {
         let (on, off) = self.variants(name, flag)?;
         let raw = Value::Object(flag.clone());
         if flag.get("state").and_then(Value::as_str) == Some("DISABLED") {
-            return Ok(FlagState { enabled: false, percent: None, other: None, raw });
+            return Ok(FlagState::plain(false, None, raw));
         }
         let default_on = flag.get("defaultVariant").and_then(Value::as_str) == Some(on.as_str());
         let targeting = flag.get("targeting").filter(|t| !t.is_null() && t.as_object().is_none_or(|o| !o.is_empty()));
         Ok(match targeting {
-            None => FlagState { enabled: default_on, percent: None, other: None, raw },
+            None => FlagState::plain(default_on, None, raw),
             Some(targeting) => match fractional_share(targeting, &on, &off) {
-                Some(share) if share.hundredths() == 0 => FlagState { enabled: false, percent: None, other: None, raw },
-                Some(share) => {
-                    FlagState { enabled: true, percent: Some(share).filter(|p| !p.is_full()), other: None, raw }
-                }
-                None => FlagState { enabled: true, percent: None, other: Some("custom targeting rules".into()), raw },
+                Some(share) if share.hundredths() == 0 => FlagState::plain(false, None, raw),
+                Some(share) => FlagState::plain(true, Some(share).filter(|p| !p.is_full()), raw),
+                None => FlagState { other: Some("custom targeting rules".into()), ..FlagState::plain(true, None, raw) },
             },
         })
     }
 
-    fn write(&self, name: &str, target: FlagTarget) -> Result<()> {
+    fn write(&self, name: &str, target: FlagTarget, _note: &str) -> Result<()> {
         let mut document = self.load()?;
         let (on, off) = self.variants(name, self.flag(&document, name)?)?;
         let flag = document["flags"][name].as_object_mut().expect("checked by flag()");
@@ -174,14 +172,7 @@ mod tests {
             serde_json::to_string_pretty(&json!({ "flags": flags })).unwrap(),
         )
         .unwrap();
-        let config = FlagsConfig {
-            provider: crate::config::FlagProvider::Flagd,
-            url: None,
-            token_env: None,
-            project: None,
-            environment: None,
-            path: Some("flags.json".into()),
-        };
+        let config: FlagsConfig = serde_yaml::from_str("{ provider: flagd, path: flags.json }").unwrap();
         let service = FlagdFile::new(&config, dir.path()).unwrap();
         (dir, service)
     }
@@ -200,7 +191,7 @@ mod tests {
             (FlagTarget::new(true, Some("2.5".parse().unwrap())), "on, 2.5%"),
             (FlagTarget::new(true, None), "on, 100%"),
         ] {
-            flags.write("t", target).unwrap();
+            flags.write("t", target, "test").unwrap();
             let state = flags.read("t").unwrap();
             assert_eq!(state.summary(), shown);
             assert!(target.is_met_by(&state));

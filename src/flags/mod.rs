@@ -2,13 +2,16 @@
 //! One module per service; steps never name a vendor.
 
 pub mod flagd;
+pub mod flipper;
+pub mod launchdarkly;
+pub mod unleash;
 
 use std::path::Path;
 
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::config::{FlagProvider, FlagsConfig};
+use crate::config::{FlagProvider, FlagsConfig, HttpSettings};
 use crate::percent::Percent;
 
 /// A flag's state as the service reports it.
@@ -17,18 +20,31 @@ pub struct FlagState {
     pub enabled: bool,
     /// Share of users who get the feature when enabled; None means everyone.
     pub percent: Option<Percent>,
-    /// Targeting this model does not capture (rules, segments), described for the operator.
+    /// Targeting this model does not capture (rules, segments), described for the operator;
+    /// a flag with such targeting never counts as being in a plain target state.
     pub other: Option<String>,
+    /// Who the percentage applies to, when not everyone (e.g. users matching a constraint);
+    /// shown, and kept as it is by every write.
+    pub scope: Option<String>,
     /// The service's own representation, kept whole so that it can be put back exactly.
     pub raw: serde_json::Value,
 }
 
 impl FlagState {
     pub fn summary(&self) -> String {
-        match (&self.other, self.enabled) {
+        let base = match (&self.other, self.enabled) {
             (Some(other), true) => format!("on, {other}"),
             _ => self.target().summary(),
+        };
+        match (&self.scope, self.enabled) {
+            (Some(scope), true) => format!("{base} ({scope})"),
+            _ => base,
         }
+    }
+
+    /// A state with nothing beyond on/off and a percentage.
+    pub fn plain(enabled: bool, percent: Option<Percent>, raw: serde_json::Value) -> FlagState {
+        FlagState { enabled, percent, other: None, scope: None, raw }
     }
 
     /// The state reduced to what a step can ask for.
@@ -75,17 +91,20 @@ pub trait FlagService {
     fn describe(&self) -> String;
     /// The flag's current state; an unknown flag is a failed precondition.
     fn read(&self, flag: &str) -> Result<FlagState>;
-    /// Change the flag to the target state.
-    fn write(&self, flag: &str, target: FlagTarget) -> Result<()>;
+    /// Read-only check that the target can be written (e.g. a percentage the service can hold).
+    fn check(&self, _flag: &str, _target: FlagTarget) -> Result<()> {
+        Ok(())
+    }
+    /// Change the flag to the target state; `note` names the run for the service's audit log.
+    fn write(&self, flag: &str, target: FlagTarget, note: &str) -> Result<()>;
 }
 
 /// The configured flag service.
-pub fn service(config: &FlagsConfig, config_dir: &Path) -> Result<Box<dyn FlagService>> {
-    match config.provider {
-        FlagProvider::Flagd => Ok(Box::new(flagd::FlagdFile::new(config, config_dir)?)),
-        other => anyhow::bail!(
-            "flags provider `{}` is not available in this build of rollout; use `flagd` or a newer rollout",
-            other.as_str()
-        ),
-    }
+pub fn service(config: &FlagsConfig, config_dir: &Path, http: &HttpSettings) -> Result<Box<dyn FlagService>> {
+    Ok(match config.provider {
+        FlagProvider::Flagd => Box::new(flagd::FlagdFile::new(config, config_dir)?),
+        FlagProvider::Flipper => Box::new(flipper::Flipper::new(config, http)?),
+        FlagProvider::Unleash => Box::new(unleash::Unleash::new(config, http)?),
+        FlagProvider::Launchdarkly => Box::new(launchdarkly::LaunchDarkly::new(config, http)?),
+    })
 }

@@ -88,6 +88,8 @@ pub struct StepSpec {
     pub ci: Option<CiSpec>,
     #[serde(default)]
     pub manual: Option<ManualSpec>,
+    #[serde(default)]
+    pub notify: Option<NotifySpec>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -140,13 +142,27 @@ pub struct ManualSpec {
     pub instructions: Text,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySpec {
+    pub message: Text,
+    /// A failed post fails the step (by default it only warns).
+    #[serde(default)]
+    pub required: bool,
+}
+
 fn yes() -> bool {
     true
 }
 
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    duration_text(deserializer).map(Some)
+}
+
+/// A duration written like `90s`, `10m` or `1h 30m`.
+pub fn duration_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     let text = Text::deserialize(deserializer)?;
-    humantime::parse_duration(&text.0).map(Some).map_err(|e| {
+    humantime::parse_duration(&text.0).map_err(|e| {
         serde::de::Error::custom(format!("`{}` is not a duration ({e}): write it like 90s, 10m or 1h 30m", text.0))
     })
 }
@@ -158,6 +174,7 @@ pub enum StepKind {
     Revert,
     Ci,
     Manual,
+    Notify,
 }
 
 impl StepKind {
@@ -167,6 +184,7 @@ impl StepKind {
             StepKind::Revert => "revert",
             StepKind::Ci => "ci",
             StepKind::Manual => "manual",
+            StepKind::Notify => "notify",
         }
     }
 
@@ -176,6 +194,7 @@ impl StepKind {
             StepKind::Revert => &["commit", "reverted", "remote", "branch"],
             StepKind::Ci => &["run_id", "url", "conclusion", "commit", "log_tail"],
             StepKind::Manual => &[],
+            StepKind::Notify => &["delivered"],
         }
     }
 }
@@ -195,6 +214,9 @@ impl StepSpec {
         }
         if self.manual.is_some() {
             kinds.push(StepKind::Manual);
+        }
+        if self.notify.is_some() {
+            kinds.push(StepKind::Notify);
         }
         kinds
     }

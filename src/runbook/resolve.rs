@@ -28,6 +28,7 @@ pub enum Action {
     Revert(RevertRequest),
     Ci(CiRequest),
     Manual(ManualRequest),
+    Notify(NotifyRequest),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +57,12 @@ pub struct CiRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ManualRequest {
     pub instructions: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotifyRequest {
+    pub message: String,
+    pub required: bool,
 }
 
 /// Why a step cannot be resolved yet, or at all.
@@ -164,6 +171,10 @@ pub fn action(runbook: &LoadedRunbook, index: usize, scope: Scope) -> Result<Act
             wait: ci.wait,
             timeout: ci.timeout.or(step.timeout),
         }));
+    }
+    if let Some(notify) = &step.notify {
+        let message = at("notify").text("message", &notify.message)?;
+        return Ok(Action::Notify(NotifyRequest { message, required: notify.required }));
     }
     let manual = step.manual.as_ref().map(|m| at("manual").text("instructions", &m.instructions)).transpose()?;
     Ok(Action::Manual(ManualRequest { instructions: manual.unwrap_or_default() }))

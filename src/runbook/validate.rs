@@ -190,6 +190,9 @@ pub fn runbook(runbook: &LoadedRunbook) -> Vec<Diagnostic> {
         if let Some(manual) = &step.manual {
             c.text(i, &format!("{path}.manual.instructions"), &manual.instructions, None);
         }
+        if let Some(notify) = &step.notify {
+            c.text(i, &format!("{path}.notify.message"), &notify.message, None);
+        }
     }
     c.problems
 }
@@ -210,6 +213,7 @@ pub fn against_config(runbook: &LoadedRunbook, config: &Config) -> Vec<Diagnosti
             StepKind::Flag => (config.flags.is_none(), "flags"),
             StepKind::Revert => (config.git.is_none(), "git"),
             StepKind::Ci => (config.ci.is_none(), "ci"),
+            StepKind::Notify => (config.notify.is_none(), "notify"),
             StepKind::Manual => (false, ""),
         };
         if missing {

@@ -30,9 +30,11 @@ impl Step for FlagStep<'_> {
             Some(projected) => projected.clone(),
             None => self.service.read(name)?,
         };
-        let after_state =
-            FlagState { enabled: target.enabled, percent: target.percent(), other: None, raw: serde_json::Value::Null };
+        let after_state = FlagState::plain(target.enabled, target.percent(), serde_json::Value::Null);
         let unchanged = target.is_met_by(&current).then(|| Self::outputs(current.summary(), target.summary(), false));
+        if unchanged.is_none() {
+            self.service.check(name, target)?;
+        }
         let effect = if unchanged.is_some() {
             format!("flag {name} ({}): already {}, nothing to change", self.service.describe(), current.summary())
         } else {
@@ -51,8 +53,8 @@ impl Step for FlagStep<'_> {
         })
     }
 
-    fn apply(&self, _cx: &Context, preview: &Preview) -> Result<Outputs> {
-        self.service.write(&self.change.flag, self.change.target)?;
+    fn apply(&self, cx: &Context, preview: &Preview) -> Result<Outputs> {
+        self.service.write(&self.change.flag, self.change.target, &format!("rollout run {}", cx.run_id))?;
         let before = preview.before.get("summary").and_then(|s| s.as_str()).unwrap_or_default();
         Ok(Self::outputs(before.to_string(), self.change.target.summary(), true))
     }

@@ -4,6 +4,7 @@
 pub mod ci;
 pub mod flag;
 pub mod manual;
+pub mod notify;
 pub mod revert;
 
 use std::cell::OnceCell;
@@ -16,6 +17,7 @@ use crate::ci::Pipelines;
 use crate::config::Config;
 use crate::flags::{FlagService, FlagState};
 use crate::git::GitRemote;
+use crate::notify::Webhook;
 use crate::runbook::resolve::{Action, Outputs};
 use crate::ui::Ui;
 
@@ -69,6 +71,8 @@ pub struct Context<'a> {
     /// When the step's `timeout` runs out.
     pub deadline: Option<Instant>,
     pub projection: &'a Projection,
+    /// Where the run stands, one line, for notifications.
+    pub progress: String,
 }
 
 pub trait Step {
@@ -90,11 +94,18 @@ pub struct Services<'c> {
     flags: OnceCell<Box<dyn FlagService>>,
     git: OnceCell<GitRemote>,
     pipelines: OnceCell<Box<dyn Pipelines>>,
+    webhook: OnceCell<Webhook>,
 }
 
 impl<'c> Services<'c> {
     pub fn new(config: &'c Config) -> Self {
-        Services { config, flags: OnceCell::new(), git: OnceCell::new(), pipelines: OnceCell::new() }
+        Services {
+            config,
+            flags: OnceCell::new(),
+            git: OnceCell::new(),
+            pipelines: OnceCell::new(),
+            webhook: OnceCell::new(),
+        }
     }
 
     fn flags(&self) -> Result<&dyn FlagService> {
@@ -104,7 +115,7 @@ impl<'c> Services<'c> {
                 .flags
                 .as_ref()
                 .ok_or_else(|| anyhow::anyhow!("{} has no `flags` section", self.config.path.display()))?;
-            let _ = self.flags.set(crate::flags::service(config, &self.config.dir)?);
+            let _ = self.flags.set(crate::flags::service(config, &self.config.dir, &self.config.http)?);
         }
         Ok(self.flags.get().map(|b| b.as_ref()).expect("set above"))
     }
@@ -133,6 +144,18 @@ impl<'c> Services<'c> {
         Ok(self.pipelines.get().map(|b| b.as_ref()).expect("set above"))
     }
 
+    fn webhook(&self) -> Result<&Webhook> {
+        if self.webhook.get().is_none() {
+            let config = self
+                .config
+                .notify
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("{} has no `notify` section", self.config.path.display()))?;
+            let _ = self.webhook.set(Webhook::new(config, &self.config.http)?);
+        }
+        Ok(self.webhook.get().expect("set above"))
+    }
+
     /// The step that carries out `action`; fails when its service cannot be set up.
     pub fn step(&self, action: Action) -> Result<Box<dyn Step + '_>> {
         Ok(match action {
@@ -140,6 +163,7 @@ impl<'c> Services<'c> {
             Action::Revert(request) => Box::new(revert::RevertStep::new(self.git()?, request)),
             Action::Ci(request) => Box::new(ci::CiStep { pipelines: self.pipelines()?, git: self.git().ok(), request }),
             Action::Manual(request) => Box::new(manual::ManualStep { request }),
+            Action::Notify(request) => Box::new(notify::NotifyStep { webhook: self.webhook()?, request }),
         })
     }
 }
@@ -162,6 +186,7 @@ impl Services<'_> {
             StepKind::Flag => self.flags().map(drop),
             StepKind::Revert => self.git().map(drop),
             StepKind::Ci => self.pipelines().map(drop),
+            StepKind::Notify => self.webhook().map(drop),
             StepKind::Manual => Ok(()),
         }
     }

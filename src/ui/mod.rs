@@ -12,6 +12,7 @@ use console::Style;
 
 use crate::cli::{Cli, ColorChoice};
 use crate::error::Error;
+use crate::redact;
 
 /// Set to `1` to treat stdin as a terminal (tests drive prompts through a pipe with it).
 pub const FORCE_INTERACTIVE_ENV: &str = "ROLLOUT_FORCE_INTERACTIVE";
@@ -67,46 +68,51 @@ impl Ui {
         self.stderr_is_terminal && !self.quiet
     }
 
+    /// Every line of human text goes out here, scrubbed of secrets.
+    fn to_stderr(&self, text: impl Display) {
+        eprintln!("{}", redact::scrub(&text.to_string()));
+    }
+
     /// Human text: stderr, unless `--quiet`.
     pub fn say(&self, text: impl Display) {
         if !self.quiet {
-            eprintln!("{text}");
+            self.to_stderr(text);
         }
     }
 
     /// Detail for `--verbose` only.
     pub fn detail(&self, text: impl Display) {
         if self.verbose {
-            eprintln!("{}", self.dim(text));
+            self.to_stderr(self.dim(text));
         }
     }
 
     /// Human text that `--quiet` does not hide: results, warnings, what the operator must read.
     pub fn always(&self, text: impl Display) {
-        eprintln!("{text}");
+        self.to_stderr(text);
     }
 
     pub fn warn(&self, text: impl Display) {
-        eprintln!("{} {text}", self.paint(Style::new().yellow().bold(), "warning:"));
+        self.to_stderr(format!("{} {text}", self.paint(Style::new().yellow().bold(), "warning:")));
     }
 
     pub fn error(&self, error: &Error) {
         let label = self.paint(Style::new().red().bold(), "error:");
         let text = format!("{:#}", error.error);
         let mut lines = text.lines();
-        eprintln!("{label} {}", lines.next().unwrap_or_default());
+        self.to_stderr(format!("{label} {}", lines.next().unwrap_or_default()));
         for line in lines {
-            eprintln!("  {line}");
+            self.to_stderr(format!("  {line}"));
         }
         for hint in &error.hints {
-            eprintln!("{} {hint}", self.paint(Style::new().cyan().bold(), "hint:"));
+            self.to_stderr(format!("{} {hint}", self.paint(Style::new().cyan().bold(), "hint:")));
         }
     }
 
     /// A line of command output on stdout; once the reader has gone, output stops quietly.
     pub fn stdout(&self, text: impl Display) {
         let mut open = self.stdout_open.lock().unwrap_or_else(|e| e.into_inner());
-        if *open && writeln!(io::stdout().lock(), "{text}").is_err() {
+        if *open && writeln!(io::stdout().lock(), "{}", redact::scrub(&text.to_string())).is_err() {
             *open = false;
         }
     }

@@ -4,6 +4,10 @@
 mod support;
 
 mod contract;
+mod emulators;
+mod flags;
+mod notify;
 mod prompts;
 mod revert;
+mod unleash;
 mod walk;

@@ -101,7 +101,19 @@ impl Env {
 
     /// Run with stdin closed (not a terminal).
     pub fn run(&self, args: &[&str]) -> Outcome {
-        Outcome::from(self.command(args).stdin(Stdio::null()).output().expect("run rollout"))
+        self.run_with(args, &[])
+    }
+
+    /// Run with stdin closed and these extra environment variables (tokens, webhooks).
+    pub fn run_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Outcome {
+        let mut command = self.command(args);
+        command.envs(vars.iter().copied()).stdin(Stdio::null());
+        Outcome::from(command.output().expect("run rollout"))
+    }
+
+    /// Everything the newest run left behind as text: its journal.
+    pub fn journal_text(&self) -> String {
+        std::fs::read_to_string(self.newest_journal()).unwrap_or_default()
     }
 
     /// Run with `input` piped to stdin and the session marked interactive.
@@ -189,3 +201,6 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     assert!(output.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
+pub mod flipper;
+pub mod http_server;
+pub mod launchdarkly;

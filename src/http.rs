@@ -1,0 +1,360 @@
+//! The one HTTP client every adapter uses: connect and total timeouts, bounded retries with
+//! backoff and jitter, Retry-After and rate-limit resets, plain http only to loopback, redaction.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use reqwest::blocking::Client as Inner;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+
+use crate::config::HttpSettings;
+use crate::error::{Interrupted, Precondition};
+use crate::interrupt;
+
+/// A credential sent with every request, and the variable it came from (for messages).
+#[derive(Clone)]
+pub struct Auth {
+    pub header: HeaderName,
+    pub value: HeaderValue,
+    pub env: String,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Auth {{ header: {}, value: ***, env: {} }}", self.header, self.env)
+    }
+}
+
+impl Auth {
+    /// `format` with `{token}` replaced by the secret read from `env`.
+    pub fn from_env(env: &str, header: &str, format: &str, service: &str) -> Result<Auth> {
+        let token = crate::redact::secret_from_env(env).ok_or_else(|| {
+            anyhow!("{env} is not set: export it with the {service} token (rollout.yaml names it in token_env)")
+        })?;
+        let mut value = HeaderValue::from_str(&format.replace("{token}", &token))
+            .map_err(|_| anyhow!("{env} holds characters that cannot go in an HTTP header"))?;
+        value.set_sensitive(true);
+        let header =
+            HeaderName::from_bytes(header.as_bytes()).map_err(|_| anyhow!("`{header}` is not an HTTP header name"))?;
+        Ok(Auth { header, value, env: env.to_string() })
+    }
+}
+
+/// A request body.
+#[derive(Debug, Clone)]
+pub enum Body {
+    Json(serde_json::Value),
+    /// JSON with a vendor content type (LaunchDarkly's semantic patch).
+    JsonAs(&'static str, serde_json::Value),
+    Form(Vec<(String, String)>),
+}
+
+/// One answer, whatever its status.
+#[derive(Debug)]
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub text: String,
+    pub method: Method,
+    /// The URL without query secrets, for messages.
+    pub url: String,
+    service: &'static str,
+    auth_env: Option<String>,
+}
+
+impl Response {
+    pub fn is_success(&self) -> bool {
+        self.status.is_success()
+    }
+
+    /// The service's own error message from a JSON error body, if it has one.
+    pub fn service_message(&self) -> Option<String> {
+        let value: serde_json::Value = serde_json::from_str(&self.text).ok()?;
+        ["message", "error", "error_description", "detail"]
+            .iter()
+            .find_map(|key| value.get(key).and_then(|m| m.as_str()).map(str::to_string))
+            .or_else(|| value.get("details")?.get(0)?.get("message")?.as_str().map(str::to_string))
+    }
+
+    /// This response, or an error naming method, URL, status and the service's message.
+    /// A refused credential is a failed precondition naming the variable to check.
+    pub fn ok(self) -> Result<Response> {
+        if self.status.is_success() {
+            return Ok(self);
+        }
+        let said = self.service_message().map(|m| format!(": {m}")).unwrap_or_default();
+        let what = format!("{} answered {} {} with {}{said}", self.service, self.method, self.url, self.status);
+        match (self.status, &self.auth_env) {
+            (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, Some(env)) => {
+                Err(Precondition(format!("{what}; check {env}: the token it holds was refused")).into())
+            }
+            _ => Err(anyhow!(what)),
+        }
+    }
+
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_str(&self.text).map_err(|e| {
+            let start: String = self.text.chars().take(80).collect();
+            anyhow!("{} answered {} {} with malformed JSON ({e}): {start:?}", self.service, self.method, self.url)
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct Client {
+    inner: Inner,
+    base: Url,
+    service: &'static str,
+    auth: Option<Auth>,
+    settings: HttpSettings,
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => domain == "localhost" || domain.ends_with(".localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// A URL fit for messages: no user info, no query.
+pub fn shown(url: &Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_query(None);
+    url.to_string()
+}
+
+impl Client {
+    pub fn new(
+        service: &'static str,
+        base: &str,
+        settings: &HttpSettings,
+        allow_insecure_http: bool,
+        auth: Option<Auth>,
+    ) -> Result<Client> {
+        let base =
+            Url::parse(base.trim_end_matches('/')).with_context(|| format!("{service} url `{base}` is not a URL"))?;
+        match base.scheme() {
+            "https" => {}
+            "http" if is_loopback(&base) || allow_insecure_http => {}
+            "http" => bail!(
+                "{service} url {} uses plain http to a host that is not this machine: use https, or set allow_insecure_http: true",
+                shown(&base)
+            ),
+            other => bail!("{service} url {} has scheme {other}: use https", shown(&base)),
+        }
+        let inner = Inner::builder()
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.timeout)
+            .user_agent(concat!("rollout/", env!("CARGO_PKG_VERSION")))
+            .use_rustls_tls()
+            .build()
+            .context("cannot set up the HTTP client")?;
+        Ok(Client { inner, base, service, auth, settings: settings.clone() })
+    }
+
+    pub fn base(&self) -> String {
+        shown(&self.base)
+    }
+
+    fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url> {
+        let mut url = Url::parse(&format!("{}{path}", self.base.as_str().trim_end_matches('/')))?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        Ok(url)
+    }
+
+    pub fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Response> {
+        self.send(Method::GET, path, query, None, &[])
+    }
+
+    /// Send, retrying connection failures, 5xx and 429 with backoff within the wait budget.
+    pub fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Body>,
+        headers: &[(&str, &str)],
+    ) -> Result<Response> {
+        let url = self.url(path, query)?;
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut request = self.inner.request(method.clone(), url.clone());
+            if let Some(auth) = &self.auth {
+                request = request.header(auth.header.clone(), auth.value.clone());
+            }
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            request = match body {
+                None => request,
+                Some(Body::Json(value)) => request.json(value),
+                Some(Body::JsonAs(content_type, value)) => {
+                    request.header(CONTENT_TYPE, *content_type).body(serde_json::to_vec(value)?)
+                }
+                Some(Body::Form(pairs)) => request.form(pairs),
+            };
+            let outcome = request.send();
+            let (retry, why, wait) = match outcome {
+                Ok(response) => {
+                    let status = response.status();
+                    let headers = response.headers().clone();
+                    let text = response.text().unwrap_or_default();
+                    let answer = Response {
+                        status,
+                        headers,
+                        text,
+                        method: method.clone(),
+                        url: shown(&url),
+                        service: self.service,
+                        auth_env: self.auth.as_ref().map(|a| a.env.clone()),
+                    };
+                    if !(status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) {
+                        return Ok(answer);
+                    }
+                    let wait = server_wait(&answer.headers, status);
+                    (Some(answer), status.to_string(), wait)
+                }
+                Err(error) => (None, transport_error(&error, &self.settings), None),
+            };
+            let backoff = wait.unwrap_or_else(|| backoff(attempt));
+            let spent = started.elapsed();
+            let out_of_attempts = attempt > self.settings.retries;
+            let out_of_time = spent + backoff > self.settings.max_wait;
+            if out_of_attempts || out_of_time {
+                if let (Some(response), Some(asked), false) = (&retry, wait, out_of_attempts) {
+                    let said = response.service_message().map(|m| format!(": {m}")).unwrap_or_default();
+                    bail!(
+                        "{} answered {method} {} with {}{said}, and asked to wait {} s, past the {} s wait budget (http.max_wait in rollout.yaml)",
+                        self.service,
+                        shown(&url),
+                        response.status,
+                        asked.as_secs(),
+                        self.settings.max_wait.as_secs()
+                    );
+                }
+                if let Some(response) = retry {
+                    return Ok(response);
+                }
+                let budget = if out_of_time && !out_of_attempts {
+                    format!(" (the next try would pass the {} s wait budget)", self.settings.max_wait.as_secs())
+                } else {
+                    String::new()
+                };
+                bail!(
+                    "{} did not answer {method} {} after {attempt} tries over {:.1} s: {why}{budget}",
+                    self.service,
+                    shown(&url),
+                    spent.as_secs_f64()
+                );
+            }
+            if interrupt::sleep(backoff) {
+                return Err(Interrupted(format!("while waiting to retry {method} {}", shown(&url))).into());
+            }
+        }
+    }
+}
+
+fn transport_error(error: &reqwest::Error, settings: &HttpSettings) -> String {
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    if error.is_timeout() {
+        format!("no answer within the {} s timeout", settings.timeout.as_secs_f64())
+    } else if error.is_connect() {
+        format!("cannot connect ({cause})")
+    } else {
+        cause.to_string()
+    }
+}
+
+/// Exponential backoff with jitter: about 0.25 s, 0.5 s, 1 s, ... up to 8 s.
+fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(250) * 2u32.saturating_pow(attempt.saturating_sub(1).min(5));
+    let jitter = rand::random::<f64>() * 0.5 + 0.75;
+    base.mul_f64(jitter).min(Duration::from_secs(8))
+}
+
+/// How long the server asked us to wait: Retry-After (seconds or a date), or a rate-limit
+/// reset header (seconds to wait, or an epoch time in seconds or milliseconds).
+fn server_wait(headers: &HeaderMap, status: StatusCode) -> Option<Duration> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    if let Some(value) = header("retry-after") {
+        if let Ok(seconds) = value.parse::<u64>() {
+            return Some(Duration::from_secs(seconds));
+        }
+        if let Ok(date) = jiff::fmt::rfc2822::parse(value) {
+            let now = jiff::Timestamp::now();
+            return Some(Duration::try_from(date.timestamp().duration_since(now)).unwrap_or_default());
+        }
+    }
+    if status != StatusCode::TOO_MANY_REQUESTS {
+        return None;
+    }
+    let reset = ["x-ratelimit-reset", "ratelimit-reset"].iter().find_map(|name| header(name)?.parse::<f64>().ok())?;
+    let now = jiff::Timestamp::now();
+    let wait = if reset > 1e12 {
+        reset / 1000.0 - now.as_millisecond() as f64 / 1000.0
+    } else if reset > 1e9 {
+        reset - now.as_second() as f64
+    } else {
+        reset
+    };
+    Some(Duration::from_secs_f64(wait.max(0.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_to_this_machine() {
+        let settings = HttpSettings::default();
+        assert!(Client::new("Test", "http://127.0.0.1:4242/api", &settings, false, None).is_ok());
+        assert!(Client::new("Test", "http://localhost:4242", &settings, false, None).is_ok());
+        assert!(Client::new("Test", "http://[::1]:4242", &settings, false, None).is_ok());
+        let refused = Client::new("Test", "http://flags.example.gov/api", &settings, false, None).unwrap_err();
+        assert!(refused.to_string().contains("allow_insecure_http"), "{refused}");
+        assert!(Client::new("Test", "http://flags.example.gov/api", &settings, true, None).is_ok());
+        assert!(Client::new("Test", "https://flags.example.gov/api", &settings, false, None).is_ok());
+    }
+
+    #[test]
+    fn server_waits_are_read_from_every_header_shape() {
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", HeaderValue::from_static("3"));
+        assert_eq!(server_wait(&headers, StatusCode::TOO_MANY_REQUESTS), Some(Duration::from_secs(3)));
+        let mut headers = HeaderMap::new();
+        headers.insert("ratelimit-reset", HeaderValue::from_static("2"));
+        assert_eq!(server_wait(&headers, StatusCode::TOO_MANY_REQUESTS), Some(Duration::from_secs(2)));
+        let in_two_seconds = (jiff::Timestamp::now().as_millisecond() + 2_000).to_string();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-reset", HeaderValue::from_str(&in_two_seconds).unwrap());
+        let wait = server_wait(&headers, StatusCode::TOO_MANY_REQUESTS).unwrap();
+        assert!(wait > Duration::from_millis(1500) && wait <= Duration::from_secs(2), "{wait:?}");
+        assert_eq!(server_wait(&headers, StatusCode::SERVICE_UNAVAILABLE), None);
+    }
+
+    #[test]
+    fn backoff_grows_and_stays_bounded() {
+        assert!(backoff(1) < Duration::from_millis(400));
+        assert!(backoff(3) >= Duration::from_millis(750));
+        assert!(backoff(30) <= Duration::from_secs(8));
+    }
+
+    #[test]
+    fn urls_in_messages_carry_no_credentials() {
+        let url = Url::parse("https://user:pw@flags.example.gov/api?token=abc").unwrap();
+        assert_eq!(shown(&url), "https://flags.example.gov/api");
+    }
+}

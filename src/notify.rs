@@ -1,0 +1,38 @@
+//! Slack-compatible incoming webhooks: `POST {"text": ...}` to a URL that is itself a secret,
+//! so it comes from an environment variable and is never printed.
+
+use anyhow::{Result, anyhow};
+use reqwest::Method;
+use serde_json::json;
+
+use crate::config::{HttpSettings, NotifyConfig};
+use crate::http::{Body, Client};
+
+pub struct Webhook {
+    client: Client,
+    env: String,
+}
+
+impl Webhook {
+    pub fn new(config: &NotifyConfig, http: &HttpSettings) -> Result<Webhook> {
+        let env = &config.webhook_env;
+        let url = crate::redact::secret_from_env(env)
+            .ok_or_else(|| anyhow!("{env} is not set: export it with the incoming webhook URL (rollout.yaml names it in notify.webhook_env)"))?;
+        if let Ok(parsed) = url::Url::parse(&url) {
+            crate::redact::register(parsed.as_str());
+            crate::redact::register(&crate::http::shown(&parsed));
+        }
+        let client = Client::new("the webhook", &url, http, config.allow_insecure_http, None)
+            .map_err(|e| anyhow!("the webhook in {env} is unusable: {e}"))?;
+        Ok(Webhook { client, env: env.clone() })
+    }
+
+    /// Where messages go, without the secret URL.
+    pub fn describe(&self) -> String {
+        format!("the webhook in {}", self.env)
+    }
+
+    pub fn post(&self, text: &str) -> Result<()> {
+        self.client.send(Method::POST, "", &[], Some(&Body::Json(json!({ "text": text }))), &[])?.ok().map(drop)
+    }
+}

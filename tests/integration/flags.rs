@@ -1,0 +1,307 @@
+//! The flag step against Flipper and LaunchDarkly emulators: live previews, writes only when
+//! needed, read-back, and the HTTP client's behaviour when the service is slow, down or refusing.
+
+use std::time::{Duration, Instant};
+
+use crate::support::flipper::{Flipper, Gates};
+use crate::support::http_server::{Fault, Server};
+use crate::support::launchdarkly::{EnvState, Fallthrough, LaunchDarkly};
+use crate::support::{Env, FLAG, Outcome};
+
+const FLIPPER_TOKEN: &str = "flipper-secret-0b7c9e";
+const LD_TOKEN: &str = "api-ld-secret-51f2aa";
+
+/// One-step runbooks that set the flag from `--var`s; fast HTTP settings for the tests.
+fn workspace(flags: &str) -> Env {
+    let env = Env::new();
+    env.write(
+        "rollout.yaml",
+        &format!(
+            "version: 1\nflags: {flags}\nhttp: {{ timeout: 1s, connect_timeout: 1s, retries: 2, max_wait: 5s }}\n"
+        ),
+    );
+    let runbook = |name: &str, change: &str| {
+        format!(
+            "version: 1\ntitle: {name}\ninputs:\n  flag: {{ default: {FLAG} }}\n  percent: {{ type: percent, default: 5 }}\nsteps:\n  - id: {name}\n    name: Set the flag\n    flag: {{ name: \"{{{{ inputs.flag }}}}\", {change} }}\n"
+        )
+    };
+    env.write("runbooks/off.yaml", &runbook("off", "state: off"));
+    env.write("runbooks/on.yaml", &runbook("on", "state: on"));
+    env.write("runbooks/share.yaml", &runbook("share", "state: on, percent: \"{{ inputs.percent }}\""));
+    env
+}
+
+fn flipper() -> (Flipper, Env) {
+    let server = Flipper::start(FLIPPER_TOKEN);
+    server.set(FLAG, Gates { boolean: true, ..Gates::default() });
+    let env = workspace(&format!("{{ provider: flipper, url: \"{}\", token_env: FLIPPER_TOKEN }}", server.url()));
+    (server, env)
+}
+
+fn launchdarkly() -> (LaunchDarkly, Env) {
+    let server = LaunchDarkly::start(LD_TOKEN);
+    server.add_flag("va", FLAG, &["production", "staging"]);
+    let env = workspace(&format!(
+        "{{ provider: launchdarkly, url: \"{}\", project: va, environment: production, token_env: LD_TOKEN }}",
+        server.url()
+    ));
+    (server, env)
+}
+
+fn run(env: &Env, args: &[&str]) -> Outcome {
+    env.run_with(args, &[("FLIPPER_TOKEN", FLIPPER_TOKEN), ("LD_TOKEN", LD_TOKEN)])
+}
+
+fn non_get_paths(server: &Server) -> Vec<String> {
+    server.requests().into_iter().filter(|r| r.method != "GET").map(|r| format!("{} {}", r.method, r.path)).collect()
+}
+
+#[test]
+fn flipper_off_share_and_on_use_the_boolean_and_percentage_gates() {
+    let (server, env) = flipper();
+    let out = run(&env, &["run", "off", "--yes"]);
+    out.code(0);
+    assert!(out.stderr.contains(&format!("flag {FLAG} (Flipper {}): on, 100% -> off", server.url())), "{}", out.stderr);
+    assert_eq!(server.gates(FLAG).unwrap().state(), "off");
+    assert_eq!(non_get_paths(&server), [format!("DELETE /flipper/api/features/{FLAG}/boolean")]);
+
+    server.clear_requests();
+    run(&env, &["run", "share", "--yes", "--var", "percent=5"]).code(0);
+    let gates = server.gates(FLAG).unwrap();
+    assert_eq!((gates.boolean, gates.percentage_of_actors.as_deref()), (false, Some("5")));
+    assert_eq!(non_get_paths(&server), [format!("POST /flipper/api/features/{FLAG}/percentage_of_actors")]);
+    let post = server.requests().into_iter().find(|r| r.method == "POST").unwrap();
+    assert_eq!(post.text(), "percentage=5");
+    assert_eq!(post.header("authorization"), Some(format!("Bearer {FLIPPER_TOKEN}").as_str()));
+
+    run(&env, &["run", "on", "--yes"]).code(0);
+    assert!(server.gates(FLAG).unwrap().boolean);
+}
+
+#[test]
+fn flipper_lowering_from_everyone_turns_the_boolean_gate_off_before_setting_the_share() {
+    let (server, env) = flipper();
+    let out = run(&env, &["run", "share", "--yes", "--var", "percent=2.5"]);
+    out.code(0);
+    assert!(out.stderr.contains("on, 100% -> on, 2.5%"), "{}", out.stderr);
+    assert_eq!(
+        non_get_paths(&server),
+        [
+            format!("DELETE /flipper/api/features/{FLAG}/boolean"),
+            format!("POST /flipper/api/features/{FLAG}/percentage_of_actors")
+        ]
+    );
+    assert_eq!(server.gates(FLAG).unwrap().state(), "conditional");
+}
+
+#[test]
+fn flipper_records_every_gate_before_clearing_them() {
+    let (server, env) = flipper();
+    let mut gates = Gates { boolean: false, percentage_of_actors: Some("25".into()), ..Gates::default() };
+    gates.actors.insert("User;42".into());
+    server.set(FLAG, gates);
+    let out = run(&env, &["--json", "run", "off", "--yes"]);
+    out.code(0);
+    assert!(out.stderr.contains("on, gates for actors -> off"), "{}", out.stderr);
+    let preview = out.events().into_iter().find(|e| e["event"] == "step_preview").unwrap();
+    let raw = preview["before"]["state"]["raw"]["gates"].as_array().unwrap().clone();
+    let gate = |key: &str| raw.iter().find(|g| g["key"] == key).unwrap()["value"].clone();
+    assert_eq!(gate("percentage_of_actors"), "25");
+    assert_eq!(gate("actors"), serde_json::json!(["User;42"]));
+}
+
+#[test]
+fn launchdarkly_uses_semantic_patches_with_a_comment_naming_the_run() {
+    let (server, env) = launchdarkly();
+    let out = run(&env, &["run", "share", "--yes", "--var", "percent=5"]);
+    out.code(0);
+    assert!(out.stderr.contains("LaunchDarkly va/production): on, 100% -> on, 5%"), "{}", out.stderr);
+    let on_id = server.variation_id("va", FLAG, 0);
+    let off_id = server.variation_id("va", FLAG, 1);
+    assert_eq!(
+        server.env("va", FLAG, "production").unwrap().fallthrough,
+        Fallthrough::Rollout(vec![(0, 5000), (1, 95000)])
+    );
+    assert_eq!(
+        server.env("va", FLAG, "staging").unwrap().fallthrough,
+        Fallthrough::Variation(0),
+        "other environments untouched"
+    );
+    let patch = server.requests().into_iter().find(|r| r.method == "PATCH").unwrap();
+    assert_eq!(patch.header("content-type"), Some("application/json; domain-model=launchdarkly.semanticpatch"));
+    assert_eq!(patch.header("authorization"), Some(LD_TOKEN));
+    let body = patch.json().unwrap();
+    let run_id = env.journal()[0]["run_id"].as_str().unwrap().to_string();
+    assert_eq!(body["comment"], format!("rollout run {run_id}"));
+    assert_eq!(body["environmentKey"], "production");
+    assert_eq!(body["instructions"][1]["rolloutWeights"][&on_id], 5000);
+    assert_eq!(body["instructions"][1]["rolloutWeights"][&off_id], 95000);
+
+    run(&env, &["run", "off", "--yes"]).code(0);
+    assert!(!server.env("va", FLAG, "production").unwrap().on);
+    let out = run(&env, &["run", "on", "--yes"]);
+    out.code(0);
+    assert!(out.stderr.contains("off -> on, 100%"), "{}", out.stderr);
+    let state = server.env("va", FLAG, "production").unwrap();
+    assert_eq!((state.on, state.fallthrough), (true, Fallthrough::Variation(0)));
+}
+
+#[test]
+fn a_flag_already_in_the_target_state_gets_no_write() {
+    let (flipper, env) = flipper();
+    let out = run(&env, &["run", "on", "--yes"]);
+    out.code(0);
+    assert!(out.stderr.contains("already on, 100%, nothing to change"), "{}", out.stderr);
+    assert_eq!(flipper.non_get_count(), 0);
+
+    let (ld, env) = launchdarkly();
+    ld.set_env(
+        "va",
+        FLAG,
+        "production",
+        EnvState { on: true, fallthrough: Fallthrough::Rollout(vec![(0, 5000), (1, 95000)]), off_variation: 1 },
+    );
+    let out = run(&env, &["run", "share", "--yes", "--var", "percent=5"]);
+    out.code(0);
+    assert!(out.stderr.contains("already on, 5%, nothing to change"), "{}", out.stderr);
+    assert_eq!(ld.non_get_count(), 0);
+}
+
+#[test]
+fn an_unknown_flag_fails_preflight_and_the_dry_run_sends_only_gets() {
+    let (flipper, env) = flipper();
+    for mode in ["--yes", "--dry-run"] {
+        let out = run(&env, &["run", "off", mode, "--var", "flag=nope"]);
+        out.code(3);
+        assert!(
+            out.stderr
+                .contains(&format!("flag nope does not exist in Flipper at {} (Feature not found.)", flipper.url())),
+            "{}",
+            out.stderr
+        );
+    }
+    let (ld, env) = launchdarkly();
+    let out = run(&env, &["run", "off", "--dry-run", "--var", "flag=nope"]);
+    out.code(3);
+    assert!(
+        out.stderr.contains("flag nope was not found in LaunchDarkly project va: Invalid resource identifier"),
+        "{}",
+        out.stderr
+    );
+    let out = run(&env, &["run", "share", "--dry-run"]);
+    out.code(0);
+    assert!(out.stderr.contains("on, 100% -> on, 5%"), "{}", out.stderr);
+    assert_eq!(flipper.non_get_count() + ld.non_get_count(), 0, "a dry run sends only GET requests");
+}
+
+#[test]
+fn a_wrong_token_names_its_variable_and_never_shows_the_token() {
+    for (token_var, wrong) in [("FLIPPER_TOKEN", "wrong-flipper-token-123"), ("LD_TOKEN", "wrong-ld-token-456")] {
+        let (_flipper, flipper_env) = flipper();
+        let (_ld, ld_env) = launchdarkly();
+        let env = if token_var == "FLIPPER_TOKEN" { flipper_env } else { ld_env };
+        let out = env.run_with(&["--json", "run", "off", "--yes"], &[(token_var, wrong)]);
+        out.code(3);
+        assert!(out.stderr.contains("401 Unauthorized"), "{}", out.stderr);
+        assert!(out.stderr.contains(&format!("check {token_var}: the token it holds was refused")), "{}", out.stderr);
+        for text in [&out.stdout, &out.stderr, &env.journal_text()] {
+            assert!(!text.contains(wrong), "the token leaked: {text}");
+        }
+    }
+}
+
+#[test]
+fn a_missing_token_variable_is_refused_before_the_run() {
+    let (_server, env) = flipper();
+    let out = env.run(&["run", "off", "--yes"]);
+    out.code(2);
+    assert!(out.stderr.contains("FLIPPER_TOKEN is not set"), "{}", out.stderr);
+}
+
+#[test]
+fn a_server_that_is_down_gets_bounded_retries_then_exit_1() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let env = workspace(&format!(
+        "{{ provider: flipper, url: \"http://127.0.0.1:{port}/flipper/api\", token_env: FLIPPER_TOKEN }}"
+    ));
+    let started = Instant::now();
+    let out = run(&env, &["run", "off", "--yes"]);
+    out.code(1);
+    assert!(
+        out.stderr.contains(&format!(
+            "Flipper did not answer GET http://127.0.0.1:{port}/flipper/api/features/{FLAG} after 3 tries"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("cannot connect"), "{}", out.stderr);
+    assert!(started.elapsed() < Duration::from_secs(10), "retries are bounded: {:?}", started.elapsed());
+}
+
+#[test]
+fn a_500_is_retried_and_the_step_succeeds() {
+    let (server, env) = flipper();
+    server.fault(Fault::Status(500));
+    server.fault(Fault::Status(503));
+    let out = run(&env, &["run", "off", "--yes"]);
+    out.code(0);
+    assert_eq!(
+        server.requests().iter().filter(|r| r.method == "GET").count(),
+        4,
+        "two failed reads, the preview, the read-back"
+    );
+    assert_eq!(server.gates(FLAG).unwrap().state(), "off");
+}
+
+#[test]
+fn a_429_with_retry_after_is_waited_for() {
+    let (server, env) = launchdarkly();
+    server.fault(Fault::RateLimited { retry_after: 1 });
+    let started = Instant::now();
+    run(&env, &["run", "off", "--yes"]).code(0);
+    assert!(started.elapsed() >= Duration::from_secs(1), "waited {:?}", started.elapsed());
+    assert!(!server.env("va", FLAG, "production").unwrap().on);
+}
+
+#[test]
+fn a_429_asking_for_more_than_the_wait_budget_fails_at_once() {
+    let (server, env) = launchdarkly();
+    server.fault(Fault::RateLimited { retry_after: 120 });
+    let started = Instant::now();
+    let out = run(&env, &["run", "off", "--yes"]);
+    out.code(1);
+    assert!(out.stderr.contains("429 Too Many Requests"), "{}", out.stderr);
+    assert!(out.stderr.contains("asked to wait 120 s, past the 5 s wait budget"), "{}", out.stderr);
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+#[test]
+fn a_slow_server_times_out() {
+    let (server, env) = flipper();
+    server.fail_path(&format!("/features/{FLAG}"), Fault::Delay(Duration::from_secs(3)));
+    let started = Instant::now();
+    let out = run(&env, &["run", "off", "--yes"]);
+    out.code(1);
+    assert!(out.stderr.contains("no answer within the 1 s timeout"), "{}", out.stderr);
+    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    assert_eq!(server.non_get_count(), 0);
+}
+
+#[test]
+fn malformed_json_is_a_clear_error() {
+    let (server, env) = launchdarkly();
+    server.fault(Fault::MalformedJson);
+    let out = run(&env, &["run", "off", "--yes"]);
+    out.code(1);
+    assert!(out.stderr.contains("LaunchDarkly answered GET"), "{}", out.stderr);
+    assert!(out.stderr.contains("with malformed JSON"), "{}", out.stderr);
+    assert_eq!(server.non_get_count(), 0);
+}
+
+#[test]
+fn plain_http_to_another_host_is_refused_unless_allowed() {
+    let env = workspace("{ provider: flipper, url: \"http://flags.example.gov/api\", token_env: FLIPPER_TOKEN }");
+    let out = run(&env, &["run", "off", "--yes"]);
+    out.code(2);
+    assert!(out.stderr.contains("uses plain http to a host that is not this machine"), "{}", out.stderr);
+}
