@@ -218,84 +218,109 @@ fn a_missing_token_variable_is_refused_before_the_run() {
     assert!(out.stderr.contains("FLIPPER_TOKEN is not set"), "{}", out.stderr);
 }
 
+/// Both emulated services, each with its workspace, the flag on for everyone.
+fn both() -> Vec<(Box<dyn std::ops::Deref<Target = Server>>, Env)> {
+    let (flipper, flipper_env) = flipper();
+    let (ld, ld_env) = launchdarkly();
+    vec![(Box::new(flipper), flipper_env), (Box::new(ld), ld_env)]
+}
+
+/// The path of the flag's read for either service (the one GET both make first).
+fn read_path(server: &Server) -> String {
+    let url = server.url();
+    if url.ends_with("/flipper/api") { format!("/features/{FLAG}") } else { format!("/api/v2/flags/va/{FLAG}") }
+}
+
 #[test]
 fn a_server_that_is_down_gets_bounded_retries_then_exit_1() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let env = workspace(&format!(
-        "{{ provider: flipper, url: \"http://127.0.0.1:{port}/flipper/api\", token_env: FLIPPER_TOKEN }}"
-    ));
-    let started = Instant::now();
-    let out = run(&env, &["run", "off", "--yes"]);
-    out.code(1);
-    assert!(
-        out.stderr.contains(&format!(
-            "Flipper did not answer GET http://127.0.0.1:{port}/flipper/api/features/{FLAG} after 3 tries"
-        )),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("cannot connect"), "{}", out.stderr);
-    assert!(started.elapsed() < Duration::from_secs(10), "retries are bounded: {:?}", started.elapsed());
+    for (flags, service, path) in [
+        (format!("{{ provider: flipper, url: \"http://127.0.0.1:{port}/flipper/api\", token_env: FLIPPER_TOKEN }}"), "Flipper", format!("/flipper/api/features/{FLAG}")),
+        (format!("{{ provider: launchdarkly, url: \"http://127.0.0.1:{port}\", project: va, environment: production, token_env: LD_TOKEN }}"), "LaunchDarkly", format!("/api/v2/flags/va/{FLAG}")),
+        (format!("{{ provider: unleash, url: \"http://127.0.0.1:{port}\", environment: production, token_env: LD_TOKEN }}"), "Unleash", format!("/api/admin/projects/default/features/{FLAG}/environments/production")),
+    ] {
+        let env = workspace(&flags);
+        let started = Instant::now();
+        let out = run(&env, &["run", "off", "--yes"]);
+        out.code(1);
+        assert!(out.stderr.contains(&format!("{service} did not answer GET http://127.0.0.1:{port}{path} after 3 tries")), "{}", out.stderr);
+        assert!(out.stderr.contains("cannot connect"), "{}", out.stderr);
+        assert!(out.stderr.contains("Preflight could not check every step; nothing was changed."), "{}", out.stderr);
+        assert!(started.elapsed() < Duration::from_secs(10), "retries are bounded: {:?}", started.elapsed());
+    }
 }
 
 #[test]
 fn a_500_is_retried_and_the_step_succeeds() {
-    let (server, env) = flipper();
-    server.fault(Fault::Status(500));
-    server.fault(Fault::Status(503));
-    let out = run(&env, &["run", "off", "--yes"]);
-    out.code(0);
-    assert_eq!(
-        server.requests().iter().filter(|r| r.method == "GET").count(),
-        4,
-        "two failed reads, the preview, the read-back"
-    );
-    assert_eq!(server.gates(FLAG).unwrap().state(), "off");
+    for (server, env) in both() {
+        server.fault(Fault::Status(500));
+        server.fault(Fault::Status(503));
+        run(&env, &["run", "off", "--yes"]).code(0);
+        let gets = server.requests().iter().filter(|r| r.method == "GET").count();
+        assert!(gets >= 4, "two failed reads, the preview, the read-back: {gets}");
+        let out = run(&env, &["run", "off", "--yes"]);
+        assert!(out.stderr.contains("already off, nothing to change"), "the write took: {}", out.stderr);
+    }
 }
 
 #[test]
 fn a_429_with_retry_after_is_waited_for() {
-    let (server, env) = launchdarkly();
-    server.fault(Fault::RateLimited { retry_after: 1 });
-    let started = Instant::now();
-    run(&env, &["run", "off", "--yes"]).code(0);
-    assert!(started.elapsed() >= Duration::from_secs(1), "waited {:?}", started.elapsed());
-    assert!(!server.env("va", FLAG, "production").unwrap().on);
+    for (server, env) in both() {
+        server.fault(Fault::RateLimited { retry_after: 1 });
+        let started = Instant::now();
+        run(&env, &["run", "off", "--yes"]).code(0);
+        assert!(started.elapsed() >= Duration::from_secs(1), "waited {:?}", started.elapsed());
+        assert_eq!(server.count("GET"), 3, "the rate-limited read, its retry, the read-back");
+        assert_eq!(server.non_get_count(), 1, "one write");
+    }
 }
 
 #[test]
 fn a_429_asking_for_more_than_the_wait_budget_fails_at_once() {
-    let (server, env) = launchdarkly();
-    server.fault(Fault::RateLimited { retry_after: 120 });
-    let started = Instant::now();
-    let out = run(&env, &["run", "off", "--yes"]);
-    out.code(1);
-    assert!(out.stderr.contains("429 Too Many Requests"), "{}", out.stderr);
-    assert!(out.stderr.contains("asked to wait 120 s, past the 5 s wait budget"), "{}", out.stderr);
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    for (server, env) in both() {
+        server.fault(Fault::RateLimited { retry_after: 120 });
+        let started = Instant::now();
+        let out = run(&env, &["run", "off", "--yes"]);
+        out.code(1);
+        assert!(out.stderr.contains("429 Too Many Requests"), "{}", out.stderr);
+        assert!(out.stderr.contains("asked to wait 120 s, past the 5 s wait budget"), "{}", out.stderr);
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert_eq!(server.non_get_count(), 0);
+    }
 }
 
 #[test]
 fn a_slow_server_times_out() {
-    let (server, env) = flipper();
-    server.fail_path(&format!("/features/{FLAG}"), Fault::Delay(Duration::from_secs(3)));
-    let started = Instant::now();
-    let out = run(&env, &["run", "off", "--yes"]);
-    out.code(1);
-    assert!(out.stderr.contains("no answer within the 1 s timeout"), "{}", out.stderr);
-    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
-    assert_eq!(server.non_get_count(), 0);
+    for (server, env) in both() {
+        server.fail_path(&read_path(&server), Fault::Delay(Duration::from_secs(3)));
+        let started = Instant::now();
+        let out = run(&env, &["run", "off", "--yes"]);
+        out.code(1);
+        assert!(out.stderr.contains("no answer within the 1 s timeout"), "{}", out.stderr);
+        assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+        assert_eq!(server.non_get_count(), 0);
+    }
 }
 
 #[test]
 fn malformed_json_is_a_clear_error() {
-    let (server, env) = launchdarkly();
-    server.fault(Fault::MalformedJson);
-    let out = run(&env, &["run", "off", "--yes"]);
-    out.code(1);
-    assert!(out.stderr.contains("LaunchDarkly answered GET"), "{}", out.stderr);
-    assert!(out.stderr.contains("with malformed JSON"), "{}", out.stderr);
-    assert_eq!(server.non_get_count(), 0);
+    for (server, env) in both() {
+        server.fault(Fault::MalformedJson);
+        let out = run(&env, &["run", "off", "--yes"]);
+        out.code(1);
+        assert!(out.stderr.contains(" answered GET "), "{}", out.stderr);
+        assert!(out.stderr.contains("with malformed JSON"), "{}", out.stderr);
+        assert_eq!(server.non_get_count(), 0);
+    }
+}
+
+#[test]
+fn a_dropped_connection_is_retried() {
+    for (server, env) in both() {
+        server.fault(Fault::Close);
+        run(&env, &["run", "off", "--yes"]).code(0);
+        assert!(server.count("GET") >= 3, "the dropped read was tried again");
+    }
 }
 
 #[test]
