@@ -149,11 +149,6 @@ impl FlagService for LaunchDarkly {
         Ok(FlagState { other, ..FlagState::plain(true, percent, raw) })
     }
 
-    fn check(&self, name: &str, _target: FlagTarget) -> Result<()> {
-        let (flag, _) = self.flag(name)?;
-        self.boolean(name, &flag).map(drop)
-    }
-
     fn write(&self, name: &str, target: FlagTarget, note: &str) -> Result<()> {
         let (flag, _) = self.flag(name)?;
         let (on, off) = self.boolean(name, &flag)?;

@@ -91,8 +91,9 @@ pub trait FlagService {
     fn describe(&self) -> String;
     /// The flag's current state; an unknown flag is a failed precondition.
     fn read(&self, flag: &str) -> Result<FlagState>;
-    /// Read-only check that the target can be written (e.g. a percentage the service can hold).
-    fn check(&self, _flag: &str, _target: FlagTarget) -> Result<()> {
+    /// Check, from the state just read, that the target can be written (e.g. a percentage the
+    /// service can hold); reads nothing more.
+    fn check(&self, _flag: &str, _target: FlagTarget, _current: &FlagState) -> Result<()> {
         Ok(())
     }
     /// Change the flag to the target state; `note` names the run for the service's audit log.

@@ -146,12 +146,12 @@ impl FlagService for Unleash {
         Ok(state)
     }
 
-    fn check(&self, name: &str, target: FlagTarget) -> Result<()> {
+    fn check(&self, name: &str, target: FlagTarget, current: &FlagState) -> Result<()> {
         let Some(share) = target.percent() else { return Ok(()) };
         if share.hundredths() % 100 != 0 {
             return Err(Precondition(format!("Unleash rollouts are whole percentages; {share}% cannot be set")).into());
         }
-        let (environment, _) = self.environment(name)?;
+        let environment: Environment = serde_json::from_value(current.raw.clone())?;
         self.rollout_strategy(name, &environment).map(drop)
     }
 

@@ -33,7 +33,7 @@ impl Step for FlagStep<'_> {
         let after_state = FlagState::plain(target.enabled, target.percent(), serde_json::Value::Null);
         let unchanged = target.is_met_by(&current).then(|| Self::outputs(current.summary(), target.summary(), false));
         if unchanged.is_none() {
-            self.service.check(name, target)?;
+            self.service.check(name, target, &current)?;
         }
         let effect = if unchanged.is_some() {
             format!("flag {name} ({}): already {}, nothing to change", self.service.describe(), current.summary())
