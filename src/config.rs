@@ -98,6 +98,22 @@ pub struct GitConfig {
     pub remote: String,
     #[serde(default = "default_branch")]
     pub branch: String,
+    /// The variable holding an https token, sent as the password.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// The https user name sent with the token (default: the URL's, else `git`).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// A private key file for ssh remotes, tried after ssh-agent (`~` is the home folder).
+    #[serde(default)]
+    pub ssh_key: Option<PathBuf>,
+    /// How many times a push is prepared again when the branch moved meanwhile.
+    #[serde(default = "default_push_attempts")]
+    pub push_attempts: u32,
+}
+
+fn default_push_attempts() -> u32 {
+    3
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -316,6 +332,7 @@ fn check(source: &Source, raw: &RawConfig) -> Vec<Diagnostic> {
     for (path, name) in [
         ("flags.token_env", raw.flags.as_ref().and_then(|f| f.token_env.as_deref())),
         ("ci.token_env", raw.ci.as_ref().and_then(|c| c.token_env.as_deref())),
+        ("git.token_env", raw.git.as_ref().and_then(|g| g.token_env.as_deref())),
         ("metrics.api_key_env", raw.metrics.as_ref().and_then(|m| m.api_key_env.as_deref())),
         ("metrics.app_key_env", raw.metrics.as_ref().and_then(|m| m.app_key_env.as_deref())),
         ("notify.webhook_env", raw.notify.as_ref().map(|n| n.webhook_env.as_str())),

@@ -60,7 +60,6 @@ impl RunLock {
         file.set_len(0)
             .and_then(|()| file.rewind())
             .and_then(|()| file.write_all(text.as_bytes()))
-            .and_then(|()| file.sync_data())
             .with_context(|| format!("cannot write the lock {}", path.display()))
             .map_err(Error::from)?;
         Ok(RunLock { file })

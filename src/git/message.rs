@@ -1,11 +1,12 @@
 //! The revert commit message exactly as `git revert --no-edit` writes it, including
 //! merge commits (`reversing changes made to`) and reverts of reverts (`Reapply`).
 
-/// The subject git uses: the first non-blank line of the message.
+/// The subject git uses: the first line that is not blank, where blank means only spaces,
+/// tabs and line ends (git's own `isspace`, narrower than Unicode's).
 pub fn subject(message: &str) -> &str {
     message
         .split_inclusive('\n')
-        .find(|line| !line.trim().is_empty())
+        .find(|line| !line.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')))
         .map(|line| line.strip_suffix('\n').unwrap_or(line))
         .unwrap_or("")
 }
@@ -69,5 +70,7 @@ mod tests {
     fn subject_is_the_first_non_blank_line_only() {
         assert_eq!(subject("\n  \nFix a\nand b\n\nbody"), "Fix a");
         assert_eq!(subject(""), "");
+        assert_eq!(subject("\x0c\nPaginate\n"), "\x0c", "a form feed is not blank to git");
+        assert_eq!(subject("\u{a0}\nPaginate\n"), "\u{a0}");
     }
 }

@@ -113,7 +113,15 @@ pub struct FlagSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RevertSpec {
-    pub commit: Text,
+    /// One commit, or a range `A..B`.
+    #[serde(default)]
+    pub commit: Option<Text>,
+    /// Several commits (or ranges); reverted newest first, like `git revert`.
+    #[serde(default)]
+    pub commits: Option<Vec<Text>>,
+    /// One combined revert commit instead of one per commit.
+    #[serde(default)]
+    pub squash: bool,
     #[serde(default)]
     pub mainline: Option<Text>,
     #[serde(default = "yes")]
@@ -191,7 +199,7 @@ impl StepKind {
     pub fn outputs(self) -> &'static [&'static str] {
         match self {
             StepKind::Flag => &["before", "after", "changed"],
-            StepKind::Revert => &["commit", "reverted", "remote", "branch"],
+            StepKind::Revert => &["commit", "commits", "reverted", "remote", "branch"],
             StepKind::Ci => &["run_id", "url", "conclusion", "commit", "log_tail"],
             StepKind::Manual => &[],
             StepKind::Notify => &["delivered"],

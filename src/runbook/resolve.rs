@@ -39,7 +39,9 @@ pub struct FlagChange {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RevertRequest {
-    pub commit: String,
+    /// Revisions or ranges, as written.
+    pub commits: Vec<String>,
+    pub squash: bool,
     pub mainline: Option<u32>,
     pub push: bool,
     pub branch: Option<String>,
@@ -151,8 +153,16 @@ pub fn action(runbook: &LoadedRunbook, index: usize, scope: Scope) -> Result<Act
     }
     if let Some(revert) = &step.revert {
         let r = at("revert");
+        let mut commits = Vec::new();
+        if let Some(commit) = &revert.commit {
+            commits.push(r.text("commit", commit)?);
+        }
+        for (i, commit) in revert.commits.iter().flatten().enumerate() {
+            commits.push(r.text(&format!("commits[{i}]"), commit)?);
+        }
         return Ok(Action::Revert(RevertRequest {
-            commit: r.text("commit", &revert.commit)?,
+            commits,
+            squash: revert.squash,
             mainline: revert.mainline.as_ref().map(|m| r.typed("mainline", m, parse_mainline)).transpose()?,
             push: revert.push,
             branch: revert.branch.as_ref().map(|b| r.text("branch", b)).transpose()?,

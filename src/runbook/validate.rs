@@ -159,12 +159,20 @@ pub fn runbook(runbook: &LoadedRunbook) -> Vec<Diagnostic> {
         }
         if let Some(revert) = &step.revert {
             let p = format!("{path}.revert");
-            c.text(
-                i,
-                &format!("{p}.commit"),
-                &revert.commit,
-                Some(&|v| inputs::check_value(super::InputType::Commit, v).map(drop)),
-            );
+            let commit_check: &LiteralCheck = &|v| inputs::check_value(super::InputType::Commit, v).map(drop);
+            match (&revert.commit, &revert.commits) {
+                (Some(commit), None) => c.text(i, &format!("{p}.commit"), commit, Some(commit_check)),
+                (None, Some(commits)) if !commits.is_empty() => {
+                    for (n, commit) in commits.iter().enumerate() {
+                        c.text(i, &format!("{p}.commits[{n}]"), commit, Some(commit_check));
+                    }
+                }
+                (None, Some(_)) => c.at_key(&format!("{p}.commits"), "name at least one commit".into()),
+                _ => c.at_key(
+                    &p,
+                    "a revert names `commit` (one commit or a range A..B) or `commits` (a list), not both".into(),
+                ),
+            }
             if let Some(mainline) = &revert.mainline {
                 c.text(i, &format!("{p}.mainline"), mainline, Some(&|v| parse_mainline(v).map(drop)));
             }
@@ -274,7 +282,10 @@ mod tests {
         let found = problems(&text);
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(found[0].contains("runs after this one"), "{found:?}");
-        assert!(found[1].contains("a revert step's outputs are commit, reverted, remote, branch"), "{found:?}");
+        assert!(
+            found[1].contains("a revert step's outputs are commit, commits, reverted, remote, branch"),
+            "{found:?}"
+        );
     }
 
     #[test]

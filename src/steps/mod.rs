@@ -127,7 +127,7 @@ impl<'c> Services<'c> {
                 .git
                 .as_ref()
                 .ok_or_else(|| anyhow::anyhow!("{} has no `git` section", self.config.path.display()))?;
-            let _ = self.git.set(GitRemote::new(config, &self.config.dir));
+            let _ = self.git.set(GitRemote::new(config, &self.config.dir)?);
         }
         Ok(self.git.get().expect("set above"))
     }

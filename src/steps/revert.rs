@@ -1,5 +1,5 @@
-//! The `revert` step: the offending commit reverted in memory onto the remote branch,
-//! committed with git's own message, pushed, and read back from the remote.
+//! The `revert` step: the offending commits reverted in memory onto the remote branch, committed
+//! with git's own messages, pushed (prepared again if the branch moved), and read back.
 
 use std::cell::RefCell;
 
@@ -8,13 +8,14 @@ use serde_json::json;
 
 use super::{Context, Preview, Step, snapshot};
 use crate::error::Precondition;
-use crate::git::{GitRemote, RevertPlan, short};
+use crate::git::revert::{self, Plan};
+use crate::git::{GitRemote, PushError, identity, short};
 use crate::runbook::resolve::{Outputs, RevertRequest};
 
 pub struct RevertStep<'s> {
     pub git: &'s GitRemote,
     pub request: RevertRequest,
-    pub(super) plan: RefCell<Option<RevertPlan>>,
+    plan: RefCell<Option<Plan>>,
 }
 
 impl<'s> RevertStep<'s> {
@@ -25,112 +26,212 @@ impl<'s> RevertStep<'s> {
     fn destination(&self) -> &str {
         self.request.branch.as_deref().unwrap_or(&self.git.branch)
     }
+
+    fn plan(&self, repo: &git2::Repository, tip: git2::Oid) -> Result<Plan> {
+        let branch = self.git.target(&self.git.branch);
+        revert::plan(repo, tip, &self.request.commits, self.request.mainline, self.request.squash, &branch)
+    }
+
+    fn outputs(&self, plan: &Plan, made: &[git2::Oid], pushed: bool) -> Outputs {
+        let newest = made.last().copied().or_else(|| plan.already.first().map(|(_, by)| *by));
+        let reverted: Vec<String> = plan
+            .originals
+            .iter()
+            .map(|o| o.id)
+            .chain(plan.already.iter().map(|(o, _)| *o))
+            .map(|o| o.to_string())
+            .collect();
+        Outputs::from([
+            ("commit".to_string(), newest.map(|c| c.to_string()).unwrap_or_default()),
+            ("commits".to_string(), made.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" ")),
+            ("reverted".to_string(), reverted.join(" ")),
+            ("remote".to_string(), self.git.remote.clone()),
+            ("branch".to_string(), if pushed { self.destination().to_string() } else { String::new() }),
+        ])
+    }
+
+    fn what(plan: &Plan) -> String {
+        match plan.originals.as_slice() {
+            [one] => format!("{} \"{}\"", short(one.id), one.subject),
+            many => {
+                let listed: Vec<String> = many.iter().map(|o| format!("{} \"{}\"", short(o.id), o.subject)).collect();
+                let how = if plan.squash { "as one commit" } else { "newest first" };
+                format!("{} commits ({}) {how}", many.len(), listed.join(", "))
+            }
+        }
+    }
 }
 
 impl Step for RevertStep<'_> {
     fn preview(&self, _cx: &Context) -> Result<Preview> {
         let repo = self.git.open()?;
-        let plan = self.git.plan(&repo, &self.request.commit, self.request.mainline)?;
-        let what = format!("{} \"{}\"", short(plan.original), plan.subject);
+        // Trees worked out here stay in memory: a preview writes nothing to the clone.
+        let odb = repo.odb()?;
+        let _scratch = odb.add_new_mempack_backend(1000)?;
         let base = self.git.target(&self.git.branch);
-        if !plan.conflicts.is_empty() {
+        let tip = self.git.remote_tip(&repo, &self.git.branch)?;
+        let plan = self.plan(&repo, tip)?;
+        if let Some(conflicting) = plan.conflicting {
+            let original = plan.originals.iter().find(|o| o.id == conflicting).expect("a planned commit");
             return Err(Precondition(format!(
-                "the revert of {what} does not apply cleanly onto {base} ({}): conflicts in {}",
-                short(plan.tip),
+                "the revert of {} \"{}\" does not apply cleanly onto {base} ({}): conflicts in {}",
+                short(original.id),
+                original.subject,
+                short(tip),
                 plan.conflicts.join(", ")
             ))
             .into());
         }
+        let already: Vec<String> =
+            plan.already.iter().map(|(o, by)| format!("{} already reverted by {}", short(*o), short(*by))).collect();
         let destination = self.destination();
+        if plan.originals.is_empty() {
+            let outputs = self.outputs(&plan, &[], self.request.push);
+            return Ok(Preview {
+                effect: format!("revert onto {base}: {}, nothing to change", already.join(", ")),
+                before: snapshot(
+                    format!("{base} at {}", short(tip)),
+                    json!({ "remote": self.git.remote, "branch": self.git.branch, "commit": tip.to_string() }),
+                ),
+                after: snapshot(
+                    format!("{base} at {}", short(tip)),
+                    json!({ "remote": self.git.remote, "branch": self.git.branch, "commit": tip.to_string() }),
+                ),
+                details: already,
+                unchanged: Some(outputs),
+                projection: None,
+            });
+        }
+        identity(&repo, "AUTHOR")?;
         let branch_mode = destination != self.git.branch;
-        let before_tip = if branch_mode {
-            if let Some(existing) = self.git.remote_head(&repo, destination)? {
-                return Err(Precondition(format!(
-                    "branch {destination} already exists on {} (at {}): pick a new branch name for the revert",
-                    self.git.remote,
-                    short(existing)
-                ))
-                .into());
-            }
-            None
-        } else {
-            Some(plan.tip)
-        };
+        if branch_mode && let Some(existing) = self.git.remote_head(&repo, destination)? {
+            return Err(Precondition(format!(
+                "branch {destination} already exists on {} (at {}): pick a new branch name for the revert",
+                self.git.remote,
+                short(existing)
+            ))
+            .into());
+        }
         let files = plan.files.len();
         let mut effect = format!(
-            "revert {what} onto {base}: {files} file{} (+{} -{}), applies cleanly",
+            "revert {} onto {base}: {files} file{} (+{} -{}), applies cleanly",
+            Self::what(&plan),
             if files == 1 { "" } else { "s" },
-            plan.removed(),
-            plan.added()
+            plan.added(),
+            plan.removed()
         );
+        if !already.is_empty() {
+            effect.push_str(&format!("; {} (skipped)", already.join(", ")));
+        }
         if !self.request.push {
             effect.push_str("; not pushed (push: false)");
         } else if branch_mode {
             effect.push_str(&format!("; pushed to new branch {destination}"));
         }
-        let mut details = vec![format!("commit {} by {}", plan.original, plan.author)];
-        details.extend(plan.files.iter().map(|f| format!("  {}  (+{} -{} in the revert)", f.path, f.removed, f.added)));
-        details.push("message:".into());
-        details.extend(plan.message.lines().map(|l| format!("  {l}")));
+        let mut details: Vec<String> =
+            plan.originals.iter().map(|o| format!("commit {} by {}: {}", o.id, o.author, o.subject)).collect();
+        details.extend(plan.files.iter().map(|f| format!("  {}  +{} -{}", f.path, f.added, f.removed)));
+        for message in plan.messages() {
+            details.push("message:".into());
+            details.extend(message.lines().map(|l| format!("  {l}")));
+        }
         let before = snapshot(
-            match before_tip {
-                Some(tip) => format!("{} at {}", self.git.target(destination), short(tip)),
-                None => format!("{} does not exist", self.git.target(destination)),
+            if branch_mode {
+                format!("{} does not exist", self.git.target(destination))
+            } else {
+                format!("{base} at {}", short(tip))
             },
-            json!({ "remote": self.git.remote, "branch": destination, "commit": before_tip.map(|t| t.to_string()) }),
+            json!({ "remote": self.git.remote, "branch": destination, "commit": (!branch_mode).then(|| tip.to_string()) }),
         );
+        let subjects: Vec<String> =
+            plan.messages().iter().map(|m| crate::git::message::subject(m).to_string()).collect();
         let after = snapshot(
-            format!("{} at a new commit {}", self.git.target(destination), message_subject(&plan.message)),
-            json!({ "remote": self.git.remote, "branch": destination, "parent": plan.tip.to_string(), "reverts": plan.original.to_string(), "pushed": self.request.push }),
+            format!("{} at {}", self.git.target(destination), subjects.join(", then ")),
+            json!({
+                "remote": self.git.remote,
+                "branch": destination,
+                "parent": tip.to_string(),
+                "reverts": plan.originals.iter().map(|o| o.id.to_string()).collect::<Vec<_>>(),
+                "pushed": self.request.push,
+            }),
         );
         *self.plan.borrow_mut() = Some(plan);
         Ok(Preview { effect, before, after, details, unchanged: None, projection: None })
     }
 
-    fn apply(&self, _cx: &Context, _preview: &Preview) -> Result<Outputs> {
+    fn apply(&self, cx: &Context, _preview: &Preview) -> Result<Outputs> {
         let repo = self.git.open()?;
-        let plan = match self.plan.borrow().clone() {
+        let base = self.git.target(&self.git.branch);
+        let mut plan = match self.plan.borrow().clone() {
             Some(plan) => plan,
-            None => self.git.plan(&repo, &self.request.commit, self.request.mainline)?,
+            None => self.plan(&repo, self.git.remote_tip(&repo, &self.git.branch)?)?,
         };
-        let commit = self.git.commit(&repo, &plan)?;
-        let destination = self.destination();
-        if self.request.push {
-            self.git.push(&repo, commit, destination)?;
+        let attempts = self.git.push_attempts;
+        for attempt in 1..=attempts {
+            if plan.originals.is_empty() {
+                cx.ui.say(format!("  {base} already has the revert: nothing to push"));
+                return Ok(self.outputs(&plan, &[], self.request.push));
+            }
+            let made = revert::commit(&repo, &plan)?;
+            let newest = *made.last().expect("at least one commit made");
+            if !self.request.push {
+                cx.ui.say(format!(
+                    "  not pushed: git push {} {newest}:{} publishes it",
+                    self.git.remote,
+                    self.destination()
+                ));
+                return Ok(self.outputs(&plan, &made, false));
+            }
+            match self.git.push(&repo, newest, self.destination()) {
+                Ok(()) => return Ok(self.outputs(&plan, &made, true)),
+                Err(PushError::Moved(what)) if attempt < attempts => {
+                    if self.destination() != self.git.branch {
+                        bail!(
+                            "branch {} was created on {} while the revert was prepared",
+                            self.destination(),
+                            self.git.remote
+                        );
+                    }
+                    let tip = self.git.remote_tip(&repo, &self.git.branch)?;
+                    cx.ui.warn(format!(
+                        "{what} (now at {}); re-applying the revert onto it (attempt {} of {attempts})",
+                        short(tip),
+                        attempt + 1
+                    ));
+                    plan = self.plan(&repo, tip)?;
+                    if let Some(conflicting) = plan.conflicting {
+                        bail!(
+                            "the revert of {} no longer applies cleanly onto {base} ({}): conflicts in {}",
+                            short(conflicting),
+                            short(tip),
+                            plan.conflicts.join(", ")
+                        );
+                    }
+                }
+                Err(PushError::Moved(what)) => {
+                    bail!("{what} {attempts} times in a row; stopped trying: run the step again")
+                }
+                Err(PushError::Other(error)) => return Err(error),
+            }
         }
-        Ok(Outputs::from([
-            ("commit".to_string(), commit.to_string()),
-            ("reverted".to_string(), plan.original.to_string()),
-            ("remote".to_string(), self.git.remote.clone()),
-            ("branch".to_string(), if self.request.push { destination.to_string() } else { String::new() }),
-        ]))
+        unreachable!("the loop returns on its last attempt")
     }
 
     fn verify(&self, _cx: &Context, outputs: &Outputs) -> Result<()> {
-        if !self.request.push {
+        let expected = outputs.get("commit").map(String::as_str).unwrap_or_default();
+        if !self.request.push || outputs.get("commits").is_some_and(|c| c.is_empty()) {
             return Ok(());
         }
         let repo = self.git.open()?;
         let destination = self.destination();
-        let head = self.git.remote_head(&repo, destination)?;
-        let expected = outputs.get("commit").map(String::as_str).unwrap_or_default();
-        match head {
+        match self.git.remote_head(&repo, destination)? {
             Some(head) if head.to_string() == expected => Ok(()),
-            Some(head) => bail!(
-                "pushed {} but {} now points at {}",
-                &expected[..7.min(expected.len())],
-                self.git.target(destination),
-                short(head)
-            ),
-            None => bail!(
-                "pushed {} but {} does not exist on the remote",
-                &expected[..7.min(expected.len())],
-                self.git.target(destination)
-            ),
+            Some(head) => {
+                bail!("pushed {} but {} now points at {}", &expected[..7], self.git.target(destination), short(head))
+            }
+            None => {
+                bail!("pushed {} but {} does not exist on the remote", &expected[..7], self.git.target(destination))
+            }
         }
     }
-}
-
-fn message_subject(message: &str) -> &str {
-    crate::git::message::subject(message)
 }
