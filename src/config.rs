@@ -129,6 +129,17 @@ pub struct CiConfig {
     /// command: the argv to run, without a shell, in the config file's folder.
     #[serde(default)]
     pub command: Option<Vec<String>>,
+    /// jenkins: the user whose API token (token_env) or password (password_env) is used.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// jenkins: a password instead of an API token (then a CSRF crumb is fetched first).
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// gitlab: a pipeline trigger token instead of a personal/project token.
+    #[serde(default)]
+    pub trigger_token_env: Option<String>,
+    #[serde(default)]
+    pub allow_insecure_http: bool,
 }
 
 /// Where `notify` steps post: a Slack-compatible incoming webhook whose URL is a secret.
@@ -313,7 +324,12 @@ fn check(source: &Source, raw: &RawConfig) -> Vec<Diagnostic> {
         match ci.provider {
             CiProvider::Command => need("ci", "command", ci.command.as_ref().is_some_and(|c| !c.is_empty()), p),
             CiProvider::Github | CiProvider::Gitlab | CiProvider::Buildkite => need("ci", "repo", ci.repo.is_some(), p),
-            CiProvider::Jenkins | CiProvider::Buildbot => need("ci", "url", ci.url.is_some(), p),
+            CiProvider::Jenkins => {
+                need("ci", "url", ci.url.is_some(), p);
+                need("ci", "username", ci.username.is_some(), p);
+                need("ci", "token_env or password_env", ci.token_env.is_some() || ci.password_env.is_some(), p);
+            }
+            CiProvider::Buildbot => need("ci", "url", ci.url.is_some(), p),
         }
     }
     let mut misplaced = |path: &str, what: &str| problems.push(source.at_value(path, format!("{path}: {what}")));
@@ -333,6 +349,8 @@ fn check(source: &Source, raw: &RawConfig) -> Vec<Diagnostic> {
         ("flags.token_env", raw.flags.as_ref().and_then(|f| f.token_env.as_deref())),
         ("ci.token_env", raw.ci.as_ref().and_then(|c| c.token_env.as_deref())),
         ("git.token_env", raw.git.as_ref().and_then(|g| g.token_env.as_deref())),
+        ("ci.password_env", raw.ci.as_ref().and_then(|c| c.password_env.as_deref())),
+        ("ci.trigger_token_env", raw.ci.as_ref().and_then(|c| c.trigger_token_env.as_deref())),
         ("metrics.api_key_env", raw.metrics.as_ref().and_then(|m| m.api_key_env.as_deref())),
         ("metrics.app_key_env", raw.metrics.as_ref().and_then(|m| m.app_key_env.as_deref())),
         ("notify.webhook_env", raw.notify.as_ref().map(|n| n.webhook_env.as_str())),

@@ -69,6 +69,22 @@ impl Response {
         self.status.is_success()
     }
 
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// How long to wait before the next call so as to stay within the service's rate limit:
+    /// the time left in the window spread over the calls left (GitHub's `x-ratelimit-*`,
+    /// Buildkite's and GitLab's `RateLimit-*`).
+    pub fn rate_limit_pause(&self) -> Option<Duration> {
+        let number = |names: &[&str]| names.iter().find_map(|n| self.header(n)?.trim().parse::<f64>().ok());
+        let remaining = number(&["x-ratelimit-remaining", "ratelimit-remaining"])?;
+        let reset = number(&["x-ratelimit-reset", "ratelimit-reset"])?;
+        let now = jiff::Timestamp::now().as_second() as f64;
+        let window = if reset > 1e9 { reset - now } else { reset };
+        Some(Duration::from_secs_f64((window.max(0.0) / (remaining + 1.0)).min(3600.0)))
+    }
+
     /// The service's own error message from a JSON error body, if it has one.
     pub fn service_message(&self) -> Option<String> {
         let value: serde_json::Value = serde_json::from_str(&self.text).ok()?;
@@ -152,6 +168,8 @@ impl Client {
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.timeout)
             .user_agent(concat!("rollout/", env!("CARGO_PKG_VERSION")))
+            // A redirect would carry the credentials elsewhere; callers read Location themselves.
+            .redirect(reqwest::redirect::Policy::none())
             .use_rustls_tls()
             .build()
             .context("cannot set up the HTTP client")?;
@@ -163,7 +181,20 @@ impl Client {
     }
 
     fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url> {
-        let mut url = Url::parse(&format!("{}{path}", self.base.as_str().trim_end_matches('/')))?;
+        let mut url = if path.starts_with("http://") || path.starts_with("https://") {
+            let url = Url::parse(path)?;
+            if url.origin() != self.base.origin() {
+                bail!(
+                    "{} pointed at {}, which is not {}: refusing to send credentials there",
+                    self.service,
+                    shown(&url),
+                    self.base()
+                );
+            }
+            url
+        } else {
+            Url::parse(&format!("{}{path}", self.base.as_str().trim_end_matches('/')))?
+        };
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
@@ -174,7 +205,7 @@ impl Client {
         self.send(Method::GET, path, query, None, &[])
     }
 
-    /// Send, retrying connection failures, 5xx and 429 with backoff within the wait budget.
+    /// Send (`path` is relative to the base, or an absolute URL on the same origin), retrying connection failures, 5xx and 429 with backoff within the wait budget.
     pub fn send(
         &self,
         method: Method,

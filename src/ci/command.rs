@@ -143,7 +143,7 @@ impl Pipelines for CommandPipeline {
         for reader in readers {
             let _ = reader.join();
         }
-        let verdict = |conclusion: String| Verdict { conclusion, log_tail: tail_text(&tail), commit: None };
+        let verdict = |conclusion: String| Verdict { conclusion, log_tail: tail_text(&tail), ..Verdict::default() };
         Ok(match status.code() {
             Some(0) => RunState::Succeeded(verdict("success".into())),
             Some(code) => RunState::Failed(verdict(format!("exit code {code}"))),
@@ -170,7 +170,7 @@ impl Pipelines for CommandPipeline {
         format!("the ci command (pid {}) did not stop on SIGTERM and was killed", run.id)
     }
 
-    fn poll_interval(&self, _elapsed: Duration) -> Duration {
+    fn poll_interval(&self, _polls: u32) -> Duration {
         Duration::from_millis(100)
     }
 }

@@ -1,7 +1,12 @@
 //! CI/CD services behind one trait: check a pipeline, trigger a run, poll it to a verdict.
 //! One module per service; the `ci` step never names a vendor.
 
+pub mod buildbot;
+pub mod buildkite;
 pub mod command;
+pub mod github;
+pub mod gitlab;
+pub mod jenkins;
 
 use std::path::Path;
 use std::time::Duration;
@@ -9,7 +14,7 @@ use std::time::Duration;
 use anyhow::Result;
 use indexmap::IndexMap;
 
-use crate::config::{CiConfig, CiProvider};
+use crate::config::{CiConfig, CiProvider, HttpSettings};
 
 /// What to run: the step's pipeline, ref and inputs.
 #[derive(Debug, Clone)]
@@ -29,17 +34,23 @@ pub struct RunHandle {
 }
 
 /// How a finished run ended, with what it printed last.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Verdict {
     pub conclusion: String,
     pub log_tail: String,
+    /// The commit the run built, when the service says.
     pub commit: Option<String>,
+    /// The run's final id and web page, when they only become known as it runs (Jenkins).
+    pub id: Option<String>,
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub enum RunState {
     /// Still going; the text is the latest thing worth showing.
     Running(Option<String>),
+    /// Waiting for a person (an approval, a manual job, a block step): never a success.
+    NeedsHuman(String),
     Succeeded(Verdict),
     Failed(Verdict),
     Cancelled(Verdict),
@@ -53,19 +64,70 @@ pub trait Pipelines {
     fn trigger(&self, request: &PipelineRequest) -> Result<RunHandle>;
     fn poll(&self, run: &RunHandle) -> Result<RunState>;
     /// The wait is over without a verdict (timeout, Ctrl-C): a local process is stopped,
-    /// a remote run is left running.
-    fn stop_waiting(&self, run: &RunHandle) -> String;
-    /// How long to wait before the next poll, given how long the run has been going.
-    fn poll_interval(&self, elapsed: Duration) -> Duration;
+    /// a remote run is left running. Says which.
+    fn stop_waiting(&self, run: &RunHandle) -> String {
+        let at = run.url.as_deref().map(|u| format!(" at {u}")).unwrap_or_default();
+        format!("run {} goes on{at}: rollout never cancels a remote run", run.id)
+    }
+    /// How long to wait before poll number `polls` (from 0): quick at first, then backing off.
+    fn poll_interval(&self, polls: u32) -> Duration {
+        backoff(polls)
+    }
+    /// The least wait the service's rate limit asks for, from its last answer.
+    fn rate_limit_pause(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// 1 s, then 1.5 times longer each poll, up to 30 s: a 5-minute run costs about 17 polls.
+pub fn backoff(polls: u32) -> Duration {
+    Duration::from_secs_f64(1.5f64.powi(polls.min(20) as i32)).min(Duration::from_secs(30))
+}
+
+/// The rate-limit pause of the last answer, kept by an adapter between polls.
+#[derive(Debug, Default)]
+pub struct Pause(std::cell::Cell<Option<Duration>>);
+
+impl Pause {
+    pub fn note(&self, response: &crate::http::Response) {
+        self.0.set(response.rate_limit_pause());
+    }
+
+    pub fn get(&self) -> Option<Duration> {
+        self.0.get()
+    }
 }
 
 /// The configured CI service.
-pub fn pipelines(config: &CiConfig, config_dir: &Path) -> Result<Box<dyn Pipelines>> {
-    match config.provider {
-        CiProvider::Command => Ok(Box::new(command::CommandPipeline::new(config, config_dir)?)),
-        other => anyhow::bail!(
-            "ci provider `{}` is not available in this build of rollout; use `command` or a newer rollout",
-            other.as_str()
-        ),
+pub fn pipelines(config: &CiConfig, config_dir: &Path, http: &HttpSettings) -> Result<Box<dyn Pipelines>> {
+    Ok(match config.provider {
+        CiProvider::Command => Box::new(command::CommandPipeline::new(config, config_dir)?),
+        CiProvider::Github => Box::new(github::GitHub::new(config, http)?),
+        CiProvider::Gitlab => Box::new(gitlab::GitLab::new(config, http)?),
+        CiProvider::Jenkins => Box::new(jenkins::Jenkins::new(config, http)?),
+        CiProvider::Buildkite => Box::new(buildkite::Buildkite::new(config, http)?),
+        CiProvider::Buildbot => Box::new(buildbot::Buildbot::new(config, http)?),
+    })
+}
+
+/// A path segment, percent-encoded.
+pub fn encode(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes()).collect::<String>().replace('+', "%20")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn backoff_starts_quick_and_stays_under_half_a_minute() {
+        assert_eq!(super::backoff(0).as_secs(), 1);
+        assert!(super::backoff(5).as_secs_f64() > 7.0);
+        assert_eq!(super::backoff(50).as_secs(), 30);
+        let mut elapsed = 0.0;
+        let mut polls = 0;
+        while elapsed < 300.0 {
+            elapsed += super::backoff(polls).as_secs_f64();
+            polls += 1;
+        }
+        assert!(polls < 20, "{polls} polls for a 5-minute run");
     }
 }

@@ -42,14 +42,50 @@ impl RunStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    RunStarted { runbook: String, severity: Option<String>, dry_run: bool, inputs: Inputs },
-    StepStarted { step: String, index: usize, total: usize, kind: String },
-    StepPreview { step: String, before: serde_json::Value, after: serde_json::Value },
-    StepConfirmed { step: String, by: By },
-    StepSkipped { step: String, by: By },
-    StepSucceeded { step: String, outputs: Outputs, duration_ms: u64 },
-    StepFailed { step: String, error: String },
-    RunFinished { status: RunStatus, exit_code: i32 },
+    RunStarted {
+        runbook: String,
+        severity: Option<String>,
+        dry_run: bool,
+        inputs: Inputs,
+    },
+    StepStarted {
+        step: String,
+        index: usize,
+        total: usize,
+        kind: String,
+    },
+    StepPreview {
+        step: String,
+        before: serde_json::Value,
+        after: serde_json::Value,
+    },
+    StepConfirmed {
+        step: String,
+        by: By,
+    },
+    StepSkipped {
+        step: String,
+        by: By,
+    },
+    /// A pipeline run was started: journaled at once, so a run is never triggered twice.
+    StepTriggered {
+        step: String,
+        pipeline_run: String,
+        url: String,
+    },
+    StepSucceeded {
+        step: String,
+        outputs: Outputs,
+        duration_ms: u64,
+    },
+    StepFailed {
+        step: String,
+        error: String,
+    },
+    RunFinished {
+        status: RunStatus,
+        exit_code: i32,
+    },
 }
 
 /// An event stamped with its run and time, as one JSON line: `event` first, then `run_id`, `ts`.

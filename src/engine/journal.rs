@@ -48,11 +48,11 @@ impl Journal {
     }
 
     /// Append one line and make it durable before returning.
-    pub fn append(&mut self, line: &str) -> Result<()> {
+    pub fn append(&self, line: &str) -> Result<()> {
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
-        self.file
+        (&self.file)
             .write_all(&bytes)
             .and_then(|()| self.file.sync_data())
             .with_context(|| format!("cannot write the journal {}", self.path.display()))

@@ -19,7 +19,7 @@ use crate::runbook::resolve::{self, Outputs, Scope, Unresolved};
 use crate::runbook::source::Diagnostics;
 use crate::runbook::template::Ref;
 use crate::runbook::{LoadedRunbook, validate};
-use crate::steps::{Context, Preview, Projection, Services};
+use crate::steps::{Context, Preview, Projection, Services, Step};
 use crate::ui::Ui;
 use crate::ui::prompt::{Answer, NoAnswer};
 use event::{By, Event, RunStatus};
@@ -55,9 +55,10 @@ pub struct Finished {
     pub outputs: HashMap<String, Outputs>,
 }
 
-/// A preflight look at one step.
-enum Planned {
-    Ready(Box<Preview>),
+/// A preflight look at one step; a ready step is kept, so that the first one can be applied
+/// with what its preview worked out.
+enum Planned<'a> {
+    Ready(Box<Preview>, Box<dyn Step + 'a>),
     /// Needs the output of an earlier step: checked when it runs.
     Deferred(Ref),
     Failed(anyhow::Error),
@@ -214,12 +215,12 @@ struct Run<'a> {
     yes: bool,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
     fn total(&self) -> usize {
         self.runbook.runbook.steps.len()
     }
 
-    fn record(&mut self, event: Event) -> Result<(), Error> {
+    fn record(&self, event: Event) -> Result<(), Error> {
         let line = event::to_line(&self.run_id, &event);
         self.journal.append(&line).map_err(Error::from)?;
         self.ui.event(&line);
@@ -241,8 +242,13 @@ impl Run<'_> {
         ui.say(ui.dim(format!("  run {} · journal {}", self.run_id, self.journal.path().display())));
     }
 
-    fn context<'p>(&'p self, projection: &'p Projection, deadline: Option<Instant>) -> Context<'p> {
-        Context { ui: self.ui, run_id: &self.run_id, deadline, projection, progress: self.progress() }
+    fn context<'p>(
+        &'p self,
+        projection: &'p Projection,
+        deadline: Option<Instant>,
+        triggered: &'p dyn Fn(&str, &str) -> anyhow::Result<()>,
+    ) -> Context<'p> {
+        Context { ui: self.ui, run_id: &self.run_id, deadline, projection, progress: self.progress(), triggered }
     }
 
     /// `rollout critical (run ...): 2 of 4 steps done (disable, debug)`.
@@ -265,7 +271,9 @@ impl Run<'_> {
     }
 
     /// Preview every step from `from` on, assuming each earlier step did what it says.
-    fn preflight(&mut self, from: usize, dry_run: bool) -> Result<Vec<Planned>, Error> {
+    fn preflight(&mut self, from: usize, dry_run: bool) -> Result<Vec<Planned<'a>>, Error> {
+        let services = self.services;
+        let quiet = |_: &str, _: &str| Ok(());
         let mut projection = Projection::default();
         let mut plan = Vec::new();
         for index in from..self.total() {
@@ -275,13 +283,13 @@ impl Run<'_> {
                     Err(Unresolved::Waiting(reference)) => Planned::Deferred(reference),
                     Err(Unresolved::Invalid(diagnostic)) => return Err(Error::invalid(Diagnostics(vec![diagnostic]))),
                     Ok(action) => {
-                        let step = self.services.step(action).map_err(Error::invalid)?;
-                        match step.preview(&self.context(&projection, None)) {
+                        let step = services.step(action).map_err(Error::invalid)?;
+                        match step.preview(&self.context(&projection, None, &quiet)) {
                             Ok(preview) => {
                                 if let Some(projected) = preview.projection.clone() {
                                     projection.record(projected);
                                 }
-                                Planned::Ready(Box::new(preview))
+                                Planned::Ready(Box::new(preview), step)
                             }
                             Err(error) => Planned::Failed(error),
                         }
@@ -295,7 +303,7 @@ impl Run<'_> {
                     kind: spec.kind().as_str().into(),
                 })?;
                 match &planned {
-                    Planned::Ready(preview) => self.record(Event::StepPreview {
+                    Planned::Ready(preview, _) => self.record(Event::StepPreview {
                         step: spec.id.clone(),
                         before: preview.before.clone(),
                         after: preview.after.clone(),
@@ -312,7 +320,12 @@ impl Run<'_> {
     }
 
     /// Print the plan's problems (and, in a dry run, the whole plan); end the run if it must end.
-    fn preflight_verdict(&mut self, plan: &[Planned], from: usize, dry_run: bool) -> Result<Option<Finished>, Error> {
+    fn preflight_verdict(
+        &mut self,
+        plan: &[Planned<'a>],
+        from: usize,
+        dry_run: bool,
+    ) -> Result<Option<Finished>, Error> {
         let ui = self.ui;
         let mut preconditions = 0;
         let mut errors = 0;
@@ -321,7 +334,7 @@ impl Run<'_> {
             let spec = &self.runbook.runbook.steps[index];
             let label = format!("  {}/{} {}:", index + 1, self.total(), ui.bold(&spec.id));
             match planned {
-                Planned::Ready(preview) if dry_run => ui.say(format!("{label} {}", preview.effect)),
+                Planned::Ready(preview, _) if dry_run => ui.say(format!("{label} {}", preview.effect)),
                 Planned::Deferred(reference) if dry_run => {
                     ui.say(format!("{label} checked when it runs (it needs {reference})"))
                 }
@@ -366,7 +379,7 @@ impl Run<'_> {
         self.record(Event::StepSkipped { step: spec.id.clone(), by: By::Operator })
     }
 
-    fn step(&mut self, index: usize, preflight: Option<Planned>) -> Result<Flow, Error> {
+    fn step(&mut self, index: usize, preflight: Option<Planned<'a>>) -> Result<Flow, Error> {
         let ui = self.ui;
         let spec = self.runbook.runbook.steps[index].clone();
         let id = spec.id.clone();
@@ -390,11 +403,15 @@ impl Run<'_> {
             }
             Err(Unresolved::Invalid(diagnostic)) => return self.fail(index, &spec, anyhow!(diagnostic.to_string())),
         };
-        let step = self.services.step(action).map_err(Error::invalid)?;
         let projection = Projection::default();
-        let preview = match preflight {
-            Some(Planned::Ready(preview)) => Ok(*preview),
-            _ => step.preview(&self.context(&projection, None)),
+        let quiet = |_: &str, _: &str| Ok(());
+        let (step, preview) = match preflight {
+            Some(Planned::Ready(preview, step)) => (step, Ok(*preview)),
+            _ => {
+                let step = self.services.step(action).map_err(Error::invalid)?;
+                let preview = step.preview(&self.context(&projection, None, &quiet));
+                (step, preview)
+            }
         };
         let preview = match preview {
             Ok(preview) => preview,
@@ -449,7 +466,11 @@ impl Run<'_> {
         let mut attempt = 0;
         let outcome = loop {
             let deadline = spec.timeout.map(|t| Instant::now() + t);
-            let cx = self.context(&projection, deadline);
+            let triggered = |run_id: &str, url: &str| {
+                let event = Event::StepTriggered { step: id.clone(), pipeline_run: run_id.into(), url: url.into() };
+                self.record(event).map_err(|e| anyhow!("{e}"))
+            };
+            let cx = self.context(&projection, deadline, &triggered);
             let result = step.apply(&cx, &preview).and_then(|outputs| {
                 step.verify(&cx, &outputs).map_err(|e| e.context("the change was made but did not verify"))?;
                 Ok(outputs)

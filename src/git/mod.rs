@@ -193,7 +193,13 @@ impl GitRemote {
             .collect();
         match statuses.into_inner().into_iter().find(|(name, _)| *name == destination) {
             Some((_, None)) => Ok(()),
-            Some((_, Some(why))) if why.contains("non-fast-forward") || why.contains("fetch first") => {
+            // Moved between the advertisement and the update: the client sees non-fast-forward
+            // or "fetch first", or receive-pack loses the ref lock ("is at X but expected Y").
+            Some((_, Some(why)))
+                if why.contains("non-fast-forward")
+                    || why.contains("fetch first")
+                    || (why.contains("failed to") && said.contains("but expected")) =>
+            {
                 Err(PushError::Moved(self.target(branch)))
             }
             Some((_, Some(why))) => {

@@ -171,11 +171,12 @@ pub fn plan(
     for spec in specs {
         wanted.extend(resolve(repo, spec, &where_, branch)?);
     }
-    // Walk the branch from its tip, newest first, until every wanted commit is found; on the
-    // way, note which commits later ones say they revert.
+    // Walk the branch from its tip, newest first by date (incremental, unlike a topological
+    // sort, which reads all history first), until every wanted commit is found; on the way,
+    // note which commits later ones say they revert.
     let mut walk = repo.revwalk()?;
     walk.push(tip)?;
-    walk.set_sorting(Sort::TOPOLOGICAL)?;
+    walk.set_sorting(Sort::TIME)?;
     let mut reverted_by: HashMap<Oid, Oid> = HashMap::new();
     let mut order: Vec<Oid> = Vec::new();
     let mut already = Vec::new();
@@ -207,6 +208,16 @@ pub fn plan(
         ))
         .into());
     }
+    // Newest first by ancestry, whatever the dates say, as `git revert` does.
+    order.sort_by(|a, b| {
+        if repo.graph_descendant_of(*a, *b).unwrap_or(false) {
+            std::cmp::Ordering::Less
+        } else if repo.graph_descendant_of(*b, *a).unwrap_or(false) {
+            std::cmp::Ordering::Greater
+        } else {
+            std::cmp::Ordering::Equal
+        }
+    });
     let originals: Vec<Original> =
         order.iter().map(|id| original(&repo.find_commit(*id)?, mainline)).collect::<Result<_>>()?;
     let mut plan =
@@ -214,27 +225,76 @@ pub fn plan(
     let tip_tree = repo.find_commit(tip)?.tree()?;
     let mut tree = tip_tree.clone();
     for original in &plan.originals {
-        let commit = repo.find_commit(original.id)?;
-        let parent = match original.mainline_parent {
-            Some(parent) => repo.find_commit(parent)?,
-            None => commit.parent(0)?,
-        };
-        let mut index = repo.merge_trees(&commit.tree()?, &tree, &parent.tree()?, None)?;
-        if index.has_conflicts() {
-            let mut paths: Vec<String> = index
-                .conflicts()?
-                .filter_map(|c| c.ok())
-                .filter_map(|c| c.our.or(c.their).or(c.ancestor).map(|e| String::from_utf8_lossy(&e.path).into_owned()))
-                .collect();
-            paths.dedup();
-            plan.conflicts = paths;
-            plan.conflicting = Some(original.id);
-            return Ok(plan);
+        match revert_tree(repo, original, &tree)? {
+            Ok(next) => tree = next,
+            Err(conflicts) => {
+                plan.conflicts = conflicts;
+                plan.conflicting = Some(original.id);
+                return Ok(plan);
+            }
         }
-        tree = repo.find_tree(index.write_tree_to(repo)?)?;
     }
     plan.files = changes(repo, &tip_tree, &tree)?;
     Ok(plan)
+}
+
+/// The tree `ours` with `original` reverted, or the paths that conflict. When every path the
+/// commit touched is unchanged on `ours` since, the old versions are put back directly and
+/// only the trees on those paths are rewritten; otherwise a full three-way merge decides.
+fn revert_tree<'r>(
+    repo: &'r Repository,
+    original: &Original,
+    ours: &git2::Tree<'r>,
+) -> Result<Result<git2::Tree<'r>, Vec<String>>> {
+    let commit = repo.find_commit(original.id)?;
+    let parent = match original.mainline_parent {
+        Some(parent) => repo.find_commit(parent)?,
+        None => commit.parent(0)?,
+    };
+    let (ancestor, theirs) = (commit.tree()?, parent.tree()?);
+    let diff = repo.diff_tree_to_tree(Some(&ancestor), Some(&theirs), None)?;
+    let mut updates = git2::build::TreeUpdateBuilder::new();
+    let mut direct = true;
+    for delta in diff.deltas() {
+        let (before, after) = (delta.old_file(), delta.new_file());
+        let Some(path) = before.path().or(after.path()) else { continue };
+        let current = ours.get_path(path).ok().map(|e| (e.id(), e.filemode()));
+        let side = |file: git2::DiffFile| file.exists().then(|| (file.id(), i32::from(file.mode())));
+        let (was, will) = (side(before), side(after));
+        if current == was {
+            match will {
+                Some((id, mode)) => updates.upsert(path, id, file_mode(mode)),
+                None => updates.remove(path),
+            };
+        } else if current != will {
+            direct = false;
+            break;
+        }
+    }
+    if direct {
+        return Ok(Ok(repo.find_tree(updates.create_updated(repo, ours)?)?));
+    }
+    let mut index = repo.merge_trees(&ancestor, ours, &theirs, None)?;
+    if index.has_conflicts() {
+        let mut paths: Vec<String> = index
+            .conflicts()?
+            .filter_map(|c| c.ok())
+            .filter_map(|c| c.our.or(c.their).or(c.ancestor).map(|e| String::from_utf8_lossy(&e.path).into_owned()))
+            .collect();
+        paths.dedup();
+        return Ok(Err(paths));
+    }
+    Ok(Ok(repo.find_tree(index.write_tree_to(repo)?)?))
+}
+
+fn file_mode(mode: i32) -> git2::FileMode {
+    match mode {
+        0o100755 => git2::FileMode::BlobExecutable,
+        0o120000 => git2::FileMode::Link,
+        0o160000 => git2::FileMode::Commit,
+        0o040000 => git2::FileMode::Tree,
+        _ => git2::FileMode::Blob,
+    }
 }
 
 /// Make the revert commits the plan describes, on its tip; no ref is updated. Returns the new
@@ -250,20 +310,14 @@ pub fn commit(repo: &Repository, plan: &Plan) -> Result<Vec<Oid>> {
     let messages = plan.messages();
     let mut made = Vec::new();
     for (i, original) in plan.originals.iter().enumerate() {
-        let commit = repo.find_commit(original.id)?;
-        let parent = match original.mainline_parent {
-            Some(parent) => repo.find_commit(parent)?,
-            None => commit.parent(0)?,
-        };
-        let mut index = repo.merge_trees(&commit.tree()?, &tree, &parent.tree()?, None)?;
-        if index.has_conflicts() {
-            return Err(anyhow!(
-                "the revert of {} no longer applies cleanly onto {}",
+        tree = revert_tree(repo, original, &tree)?.map_err(|paths| {
+            anyhow!(
+                "the revert of {} no longer applies cleanly onto {}: conflicts in {}",
                 short(original.id),
-                short(plan.tip)
-            ));
-        }
-        tree = repo.find_tree(index.write_tree_to(repo)?)?;
+                short(plan.tip),
+                paths.join(", ")
+            )
+        })?;
         let last = i + 1 == plan.originals.len();
         if !plan.squash || last {
             let text = if plan.squash { &messages[0] } else { &messages[i] };

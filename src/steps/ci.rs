@@ -84,6 +84,7 @@ impl Step for CiStep<'_> {
             return Ok(outputs);
         }
         let started = Instant::now();
+        (cx.triggered)(&run.id, run.url.as_deref().unwrap_or_default())?;
         let timeout = self.request.timeout.unwrap_or(DEFAULT_TIMEOUT);
         let deadline = cx.deadline.map_or(started + timeout, |d| d.min(started + timeout));
         let label = match &run.url {
@@ -91,20 +92,37 @@ impl Step for CiStep<'_> {
             None => format!("{} run {}", self.title(), run.id),
         };
         let spinner = cx.ui.spinner(format!("waiting for {label}"));
+        let mut polls = 0;
+        let mut waiting_for_human: Option<String> = None;
         let verdict = loop {
             match self.pipelines.poll(&run)? {
                 RunState::Running(latest) => spinner.set_message(latest.unwrap_or_default()),
+                RunState::NeedsHuman(why) => {
+                    if waiting_for_human.as_deref() != Some(why.as_str()) {
+                        spinner.suspend(|| {
+                            cx.ui.warn(format!(
+                                "{label} needs a human: {why}; still waiting (Ctrl-C stops waiting, the run goes on)"
+                            ))
+                        });
+                        waiting_for_human = Some(why.clone());
+                    }
+                    spinner.set_message(format!("needs a human: {why}"));
+                }
                 RunState::Succeeded(verdict) => break verdict,
                 RunState::Failed(verdict) | RunState::Cancelled(verdict) => {
                     spinner.finish_and_clear();
-                    bail!("{label} ended: {}\n{}", verdict.conclusion, indent(&verdict.log_tail));
+                    let at = verdict.url.as_deref().map(|u| format!(" ({u})")).unwrap_or_default();
+                    bail!("{label} ended: {}{at}\n{}", verdict.conclusion, indent(&verdict.log_tail));
                 }
             }
-            let pause = self.pipelines.poll_interval(started.elapsed());
+            let pause = self.pipelines.poll_interval(polls).max(self.pipelines.rate_limit_pause().unwrap_or_default());
+            polls += 1;
             if Instant::now() + pause > deadline {
                 spinner.finish_and_clear();
                 let stopped = self.pipelines.stop_waiting(&run);
-                bail!("{label} did not finish within {}; {stopped}", humantime::format_duration(timeout));
+                let human =
+                    waiting_for_human.map(|why| format!(" (it was waiting for a human: {why})")).unwrap_or_default();
+                bail!("{label} did not finish within {}{human}; {stopped}", humantime::format_duration(timeout));
             }
             if interrupt::sleep(pause) {
                 spinner.finish_and_clear();
@@ -117,6 +135,12 @@ impl Step for CiStep<'_> {
         outputs.insert("conclusion".into(), verdict.conclusion);
         if let Some(commit) = verdict.commit {
             outputs.insert("commit".into(), commit);
+        }
+        if let Some(id) = verdict.id {
+            outputs.insert("run_id".into(), id);
+        }
+        if let Some(url) = verdict.url {
+            outputs.insert("url".into(), url);
         }
         outputs.insert("log_tail".into(), verdict.log_tail);
         Ok(outputs)

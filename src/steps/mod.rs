@@ -73,6 +73,9 @@ pub struct Context<'a> {
     pub projection: &'a Projection,
     /// Where the run stands, one line, for notifications.
     pub progress: String,
+    /// Journal a pipeline run as soon as it is triggered (run id, URL), so that it is never
+    /// triggered twice.
+    pub triggered: &'a dyn Fn(&str, &str) -> Result<()>,
 }
 
 pub trait Step {
@@ -139,7 +142,7 @@ impl<'c> Services<'c> {
                 .ci
                 .as_ref()
                 .ok_or_else(|| anyhow::anyhow!("{} has no `ci` section", self.config.path.display()))?;
-            let _ = self.pipelines.set(crate::ci::pipelines(config, &self.config.dir)?);
+            let _ = self.pipelines.set(crate::ci::pipelines(config, &self.config.dir, &self.config.http)?);
         }
         Ok(self.pipelines.get().map(|b| b.as_ref()).expect("set above"))
     }

@@ -194,7 +194,7 @@ impl Step for RevertStep<'_> {
                     }
                     let tip = self.git.remote_tip(&repo, &self.git.branch)?;
                     cx.ui.warn(format!(
-                        "{what} (now at {}); re-applying the revert onto it (attempt {} of {attempts})",
+                        "{what} moved while the revert was prepared (now at {}); re-applying the revert onto it (attempt {} of {attempts})",
                         short(tip),
                         attempt + 1
                     ));

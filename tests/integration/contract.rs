@@ -45,6 +45,13 @@ enum Event {
         step: String,
         by: By,
     },
+    StepTriggered {
+        run_id: String,
+        ts: String,
+        step: String,
+        pipeline_run: String,
+        url: String,
+    },
     StepSucceeded {
         run_id: String,
         ts: String,

@@ -619,11 +619,12 @@ fn a_failing_step_ends_the_run_with_exit_1_and_its_output() {
     assert!(error.contains("deploy.yml: 2 tests failed on main") && error.contains("exit code 3"), "{error}");
     let trace = trace(&journal);
     assert_eq!(
-        &trace[trace.len() - 5..],
+        &trace[trace.len() - 6..],
         [
             "step_started deploy-fix",
             "step_preview deploy-fix",
             "step_confirmed deploy-fix by yes-flag",
+            "step_triggered deploy-fix",
             "step_failed deploy-fix",
             "run_finished failed 1",
         ]
@@ -650,6 +651,7 @@ fn on_failure_continue_runs_the_next_step_but_still_exits_1() {
             "step_started smoke",
             "step_preview smoke",
             "step_confirmed smoke by yes-flag",
+            "step_triggered smoke",
             "step_failed smoke",
             "step_started disable",
             "step_preview disable",

@@ -1,0 +1,118 @@
+//! Buildkite: create a build of a pipeline in the organization (`ci.repo`) and poll its state;
+//! `blocked` waits for a person to unblock it. Polling respects the RateLimit-* headers.
+
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use super::{Pause, PipelineRequest, Pipelines, RunHandle, RunState, Verdict, encode};
+use crate::config::{CiConfig, HttpSettings};
+use crate::error::Precondition;
+use crate::http::{Auth, Body, Client, Response};
+
+const DEFAULT_URL: &str = "https://api.buildkite.com";
+
+pub struct Buildkite {
+    client: Client,
+    organization: String,
+    pause: Pause,
+}
+
+impl Buildkite {
+    pub fn new(config: &CiConfig, http: &HttpSettings) -> Result<Buildkite> {
+        let env = config.token_env.as_deref().ok_or_else(|| anyhow!("ci provider buildkite needs `token_env`"))?;
+        let auth = Auth::from_env(env, "Authorization", "Bearer {token}", "Buildkite")?;
+        let url = config.url.as_deref().unwrap_or(DEFAULT_URL);
+        Ok(Buildkite {
+            client: Client::new("Buildkite", url, http, config.allow_insecure_http, Some(auth))?,
+            organization: config
+                .repo
+                .clone()
+                .ok_or_else(|| anyhow!("ci provider buildkite needs `repo` (the organization slug)"))?,
+            pause: Pause::default(),
+        })
+    }
+
+    fn send(&self, method: Method, pipeline: &str, rest: &str, body: Option<&Body>) -> Result<Response> {
+        let path = format!("/v2/organizations/{}/pipelines/{}{rest}", encode(&self.organization), encode(pipeline));
+        let response = self.client.send(method, &path, &[], body, &[])?;
+        self.pause.note(&response);
+        Ok(response)
+    }
+}
+
+/// Run ids are `pipeline#number`, since builds are numbered per pipeline.
+fn split(run: &RunHandle) -> Result<(&str, &str)> {
+    run.id.rsplit_once('#').ok_or_else(|| anyhow!("not a Buildkite build id: {}", run.id))
+}
+
+impl Pipelines for Buildkite {
+    fn describe(&self) -> String {
+        format!("Buildkite {}", self.organization)
+    }
+
+    fn check(&self, request: &PipelineRequest) -> Result<String> {
+        let answer = self.send(Method::GET, &request.pipeline, "", None)?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Err(Precondition(format!(
+                "Buildkite pipeline {} does not exist in {}",
+                request.pipeline, self.organization
+            ))
+            .into());
+        }
+        let pipeline: serde_json::Value = answer.ok()?.json()?;
+        let branch = request
+            .git_ref
+            .clone()
+            .or_else(|| pipeline["default_branch"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        Ok(format!("builds pipeline {} on {branch}", request.pipeline))
+    }
+
+    fn trigger(&self, request: &PipelineRequest) -> Result<RunHandle> {
+        let mut env = serde_json::Map::new();
+        env.insert("ROLLOUT_RUN_ID".into(), json!(request.run_id));
+        for (key, value) in &request.inputs {
+            env.insert(key.clone(), json!(value));
+        }
+        let body = json!({
+            "commit": "HEAD",
+            "branch": request.git_ref.clone().unwrap_or_else(|| "main".into()),
+            "message": format!("rollout run {}", request.run_id),
+            "env": env,
+        });
+        let build: serde_json::Value =
+            self.send(Method::POST, &request.pipeline, "/builds", Some(&Body::Json(body)))?.ok()?.json()?;
+        let number = build["number"].as_u64().ok_or_else(|| anyhow!("Buildkite's answer has no build number"))?;
+        Ok(RunHandle {
+            id: format!("{}#{number}", request.pipeline),
+            url: build["web_url"].as_str().map(str::to_string),
+        })
+    }
+
+    fn poll(&self, run: &RunHandle) -> Result<RunState> {
+        let (pipeline, number) = split(run)?;
+        let build: serde_json::Value =
+            self.send(Method::GET, pipeline, &format!("/builds/{number}"), None)?.ok()?.json()?;
+        let state = build["state"].as_str().unwrap_or("unknown").to_string();
+        let verdict = || Verdict {
+            conclusion: state.clone(),
+            log_tail: String::new(),
+            commit: build["commit"].as_str().map(str::to_string),
+            ..Verdict::default()
+        };
+        Ok(match state.as_str() {
+            "passed" => RunState::Succeeded(verdict()),
+            "failed" | "skipped" | "not_run" | "waiting_failed" => RunState::Failed(verdict()),
+            "canceled" | "canceling" => RunState::Cancelled(verdict()),
+            "blocked" => RunState::NeedsHuman("the build is blocked until someone unblocks it".into()),
+            other => RunState::Running(Some(other.replace('_', " "))),
+        })
+    }
+
+    fn rate_limit_pause(&self) -> Option<Duration> {
+        self.pause.get()
+    }
+}

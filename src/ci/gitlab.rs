@@ -1,0 +1,144 @@
+//! GitLab CI: a pipeline created with a project or personal token (`PRIVATE-TOKEN`), or with a
+//! pipeline trigger token; polled until it ends. `manual` means a person must play a job.
+
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use super::{Pause, PipelineRequest, Pipelines, RunHandle, RunState, Verdict, encode};
+use crate::config::{CiConfig, HttpSettings};
+use crate::error::Precondition;
+use crate::http::{Auth, Body, Client, Response};
+
+const DEFAULT_URL: &str = "https://gitlab.com";
+
+pub struct GitLab {
+    client: Client,
+    /// The project's id or its url-encoded path.
+    project: String,
+    trigger_token: Option<String>,
+    pause: Pause,
+}
+
+impl GitLab {
+    pub fn new(config: &CiConfig, http: &HttpSettings) -> Result<GitLab> {
+        let auth = config
+            .token_env
+            .as_deref()
+            .map(|env| Auth::from_env(env, "PRIVATE-TOKEN", "{token}", "GitLab"))
+            .transpose()?;
+        let trigger_token = match &config.trigger_token_env {
+            Some(env) => Some(
+                crate::redact::secret_from_env(env)
+                    .ok_or_else(|| anyhow!("{env} is not set: export it with the GitLab pipeline trigger token"))?,
+            ),
+            None => None,
+        };
+        if auth.is_none() && trigger_token.is_none() {
+            anyhow::bail!("ci provider gitlab needs `token_env` or `trigger_token_env`");
+        }
+        let url = config.url.as_deref().unwrap_or(DEFAULT_URL);
+        Ok(GitLab {
+            client: Client::new("GitLab", url, http, config.allow_insecure_http, auth)?,
+            project: encode(config.repo.as_deref().ok_or_else(|| anyhow!("ci provider gitlab needs `repo`"))?),
+            trigger_token,
+            pause: Pause::default(),
+        })
+    }
+
+    fn send(&self, method: Method, path: &str, body: Option<&Body>) -> Result<Response> {
+        let response = self.client.send(method, &format!("/api/v4/projects/{}{path}", self.project), &[], body, &[])?;
+        self.pause.note(&response);
+        Ok(response)
+    }
+
+    fn variables(request: &PipelineRequest) -> Vec<(String, String)> {
+        let mut variables = vec![
+            ("ROLLOUT_PIPELINE".to_string(), request.pipeline.clone()),
+            ("ROLLOUT_RUN_ID".to_string(), request.run_id.clone()),
+        ];
+        variables.extend(request.inputs.iter().map(|(k, v)| (k.clone(), v.clone())));
+        variables
+    }
+}
+
+impl Pipelines for GitLab {
+    fn describe(&self) -> String {
+        format!("GitLab {}", self.project.replace("%2F", "/"))
+    }
+
+    fn check(&self, request: &PipelineRequest) -> Result<String> {
+        let shown = self.project.replace("%2F", "/");
+        let project = self.send(Method::GET, "", None)?;
+        if project.status == StatusCode::NOT_FOUND {
+            return Err(
+                Precondition(format!("GitLab project {shown} does not exist (or the token cannot see it)")).into()
+            );
+        }
+        let project: serde_json::Value = project.ok()?.json()?;
+        let git_ref = request
+            .git_ref
+            .clone()
+            .or_else(|| project["default_branch"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "main".into());
+        let commit = self.send(Method::GET, &format!("/repository/commits/{}", encode(&git_ref)), None)?;
+        if commit.status == StatusCode::NOT_FOUND {
+            return Err(Precondition(format!("ref {git_ref} does not exist in GitLab project {shown}")).into());
+        }
+        let sha = commit.ok()?.json::<serde_json::Value>()?["id"]
+            .as_str()
+            .map(|s| s[..7.min(s.len())].to_string())
+            .unwrap_or_default();
+        Ok(format!("creates a pipeline of {shown} on {git_ref} at {sha}"))
+    }
+
+    fn trigger(&self, request: &PipelineRequest) -> Result<RunHandle> {
+        let git_ref = request.git_ref.clone().unwrap_or_else(|| "main".into());
+        let answer = match &self.trigger_token {
+            Some(token) => {
+                let mut form = vec![("token".to_string(), token.clone()), ("ref".to_string(), git_ref)];
+                form.extend(Self::variables(request).into_iter().map(|(k, v)| (format!("variables[{k}]"), v)));
+                self.send(Method::POST, "/trigger/pipeline", Some(&Body::Form(form)))?
+            }
+            None => {
+                let variables: Vec<_> = Self::variables(request)
+                    .into_iter()
+                    .map(|(key, value)| json!({ "key": key, "value": value }))
+                    .collect();
+                self.send(
+                    Method::POST,
+                    "/pipeline",
+                    Some(&Body::Json(json!({ "ref": git_ref, "variables": variables }))),
+                )?
+            }
+        };
+        let pipeline: serde_json::Value = answer.ok()?.json()?;
+        let id = pipeline["id"].as_u64().ok_or_else(|| anyhow!("GitLab's answer has no pipeline id"))?;
+        Ok(RunHandle { id: id.to_string(), url: pipeline["web_url"].as_str().map(str::to_string) })
+    }
+
+    fn poll(&self, run: &RunHandle) -> Result<RunState> {
+        let pipeline: serde_json::Value =
+            self.send(Method::GET, &format!("/pipelines/{}", run.id), None)?.ok()?.json()?;
+        let status = pipeline["status"].as_str().unwrap_or("unknown").to_string();
+        let verdict = || Verdict {
+            conclusion: status.clone(),
+            log_tail: String::new(),
+            commit: pipeline["sha"].as_str().map(str::to_string),
+            ..Verdict::default()
+        };
+        Ok(match status.as_str() {
+            "success" => RunState::Succeeded(verdict()),
+            "failed" | "skipped" => RunState::Failed(verdict()),
+            "canceled" | "canceling" => RunState::Cancelled(verdict()),
+            "manual" => RunState::NeedsHuman("a manual job is waiting for someone to play it".into()),
+            other => RunState::Running(Some(other.replace('_', " "))),
+        })
+    }
+
+    fn rate_limit_pause(&self) -> Option<Duration> {
+        self.pause.get()
+    }
+}

@@ -1,0 +1,170 @@
+//! Jenkins: `buildWithParameters` with basic auth (an API token needs no crumb; a password gets
+//! one first), then the queue item (201 or 303) until it becomes a build, then the build.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use anyhow::{Result, anyhow, bail};
+use base64::Engine;
+use reqwest::{Method, StatusCode};
+
+use super::{PipelineRequest, Pipelines, RunHandle, RunState, Verdict};
+use crate::config::{CiConfig, HttpSettings};
+use crate::error::Precondition;
+use crate::http::{Auth, Body, Client};
+
+pub struct Jenkins {
+    client: Client,
+    /// Whether a password (not an API token) authenticates: then CSRF crumbs are needed.
+    password: bool,
+    /// Queue item URL -> (job path, build number once known).
+    builds: RefCell<HashMap<String, (String, Option<u64>)>>,
+}
+
+impl Jenkins {
+    pub fn new(config: &CiConfig, http: &HttpSettings) -> Result<Jenkins> {
+        let url = config.url.as_deref().ok_or_else(|| anyhow!("ci provider jenkins needs `url`"))?;
+        let user = config.username.as_deref().ok_or_else(|| anyhow!("ci provider jenkins needs `username`"))?;
+        let (env, password) = match (&config.token_env, &config.password_env) {
+            (Some(env), _) => (env, false),
+            (None, Some(env)) => (env, true),
+            (None, None) => bail!("ci provider jenkins needs `token_env` (an API token) or `password_env`"),
+        };
+        let secret = crate::redact::secret_from_env(env).ok_or_else(|| {
+            anyhow!("{env} is not set: export it with the Jenkins {}", if password { "password" } else { "API token" })
+        })?;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"));
+        crate::redact::register(&basic);
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Basic {basic}"))?;
+        value.set_sensitive(true);
+        let auth = Auth { header: reqwest::header::AUTHORIZATION, value, env: env.clone() };
+        Ok(Jenkins {
+            client: Client::new("Jenkins", url, http, config.allow_insecure_http, Some(auth))?,
+            password,
+            builds: RefCell::default(),
+        })
+    }
+
+    /// `folder/deploy` -> `/job/folder/job/deploy`.
+    fn job(pipeline: &str) -> String {
+        pipeline.split('/').filter(|s| !s.is_empty()).map(|s| format!("/job/{}", super::encode(s))).collect()
+    }
+
+    /// The crumb header (and session cookie) a password-authenticated POST needs.
+    fn crumb(&self) -> Result<Vec<(String, String)>> {
+        if !self.password {
+            return Ok(Vec::new());
+        }
+        let answer = self.client.get("/crumbIssuer/api/json", &[])?.ok()?;
+        let crumb: serde_json::Value = answer.json()?;
+        let field = crumb["crumbRequestField"].as_str().unwrap_or("Jenkins-Crumb").to_string();
+        let value = crumb["crumb"].as_str().ok_or_else(|| anyhow!("Jenkins's crumb issuer gave no crumb"))?.to_string();
+        crate::redact::register(&value);
+        let mut headers = vec![(field, value)];
+        if let Some(cookie) = answer.header("set-cookie") {
+            headers.push(("Cookie".to_string(), cookie.split(';').next().unwrap_or_default().to_string()));
+        }
+        Ok(headers)
+    }
+}
+
+impl Pipelines for Jenkins {
+    fn describe(&self) -> String {
+        format!("Jenkins {}", self.client.base())
+    }
+
+    fn check(&self, request: &PipelineRequest) -> Result<String> {
+        let job = Self::job(&request.pipeline);
+        let answer = self.client.get(&format!("{job}/api/json"), &[("tree", "buildable,fullName,url")])?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Err(Precondition(format!(
+                "Jenkins job {} does not exist at {}",
+                request.pipeline,
+                self.client.base()
+            ))
+            .into());
+        }
+        let details: serde_json::Value = answer.ok()?.json()?;
+        if details["buildable"] == serde_json::json!(false) {
+            return Err(Precondition(format!("Jenkins job {} is disabled", request.pipeline)).into());
+        }
+        Ok(format!("builds job {} with ROLLOUT_REF={}", request.pipeline, request.git_ref.as_deref().unwrap_or("")))
+    }
+
+    fn trigger(&self, request: &PipelineRequest) -> Result<RunHandle> {
+        let job = Self::job(&request.pipeline);
+        let mut form = vec![
+            ("ROLLOUT_PIPELINE".to_string(), request.pipeline.clone()),
+            ("ROLLOUT_REF".to_string(), request.git_ref.clone().unwrap_or_default()),
+            ("ROLLOUT_RUN_ID".to_string(), request.run_id.clone()),
+        ];
+        form.extend(request.inputs.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let crumb = self.crumb()?;
+        let headers: Vec<(&str, &str)> = crumb.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let answer = self.client.send(
+            Method::POST,
+            &format!("{job}/buildWithParameters"),
+            &[],
+            Some(&Body::Form(form)),
+            &headers,
+        )?;
+        if !(answer.status == StatusCode::CREATED || answer.status == StatusCode::SEE_OTHER) {
+            answer.ok()?;
+            bail!("Jenkins accepted the build but gave no queue item to follow");
+        }
+        let queue = answer
+            .header("location")
+            .ok_or_else(|| anyhow!("Jenkins's answer has no Location of the queue item"))?
+            .to_string();
+        let queue = if queue.ends_with('/') { queue } else { format!("{queue}/") };
+        self.builds.borrow_mut().insert(queue.clone(), (job, None));
+        Ok(RunHandle { id: queue, url: None })
+    }
+
+    fn poll(&self, run: &RunHandle) -> Result<RunState> {
+        let (job, number) = self
+            .builds
+            .borrow()
+            .get(&run.id)
+            .cloned()
+            .ok_or_else(|| anyhow!("unknown Jenkins queue item {}", run.id))?;
+        let number = match number {
+            Some(number) => number,
+            None => {
+                let item: serde_json::Value = self.client.get(&format!("{}api/json", run.id), &[])?.ok()?.json()?;
+                if item["cancelled"] == serde_json::json!(true) {
+                    let verdict = Verdict { conclusion: "cancelled in the queue".into(), ..Verdict::default() };
+                    return Ok(RunState::Cancelled(verdict));
+                }
+                match item["executable"]["number"].as_u64() {
+                    Some(number) => {
+                        self.builds.borrow_mut().insert(run.id.clone(), (job.clone(), Some(number)));
+                        number
+                    }
+                    None => {
+                        return Ok(RunState::Running(Some(format!(
+                            "queued: {}",
+                            item["why"].as_str().unwrap_or("waiting")
+                        ))));
+                    }
+                }
+            }
+        };
+        let build: serde_json::Value =
+            self.client.get(&format!("{job}/{number}/api/json"), &[("tree", "building,result,url")])?.ok()?.json()?;
+        let result = build["result"].as_str().unwrap_or_default().to_string();
+        let verdict = || Verdict {
+            conclusion: result.to_ascii_lowercase(),
+            log_tail: String::new(),
+            commit: None,
+            id: Some(number.to_string()),
+            url: build["url"].as_str().map(str::to_string),
+        };
+        Ok(match (build["building"].as_bool().unwrap_or(true), result.as_str()) {
+            (true, _) | (false, "") => RunState::Running(Some(format!("build #{number} running"))),
+            (false, "SUCCESS") => RunState::Succeeded(verdict()),
+            (false, "ABORTED") => RunState::Cancelled(verdict()),
+            (false, _) => RunState::Failed(verdict()),
+        })
+    }
+}
