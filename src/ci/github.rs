@@ -17,7 +17,7 @@ use crate::http::{Auth, Body, Client, Response};
 
 const DEFAULT_URL: &str = "https://api.github.com";
 const HEADERS: [(&str, &str); 2] = [("Accept", "application/vnd.github+json"), ("X-GitHub-Api-Version", "2022-11-28")];
-/// How long to look for the run a 204 dispatch started.
+/// How long to look for the run a 204 dispatch started (at most half the step's timeout).
 const FIND_FOR: Duration = Duration::from_secs(30);
 
 pub struct GitHub {
@@ -104,6 +104,7 @@ impl GitHub {
     fn find_run(&self, request: &PipelineRequest, git_ref: &str, since: jiff::Timestamp) -> Result<RunHandle> {
         let created = format!(">={}", since.strftime("%Y-%m-%dT%H:%M:%SZ"));
         let started = std::time::Instant::now();
+        let find_for = FIND_FOR.min(request.timeout / 2);
         let mut polls = 0;
         loop {
             let path = format!("{}/runs", self.workflow(&request.pipeline));
@@ -118,12 +119,12 @@ impl GitHub {
             if let Some(run) = runs.into_iter().max_by_key(|r| r.id) {
                 return Ok(RunHandle { id: run.id.to_string(), url: run.html_url });
             }
-            if started.elapsed() > FIND_FOR {
+            if started.elapsed() > find_for {
                 bail!(
                     "workflow {} was dispatched on {git_ref}, but no run of it created since {} has shown up in {} s; look in the repository's Actions tab before triggering it again",
                     request.pipeline,
                     since,
-                    FIND_FOR.as_secs()
+                    find_for.as_secs()
                 );
             }
             if crate::interrupt::sleep(super::backoff(polls)) {

@@ -24,6 +24,8 @@ pub struct PipelineRequest {
     pub inputs: IndexMap<String, String>,
     /// The rollout run that asks, for the service's records.
     pub run_id: String,
+    /// How long the step waits for the run in all.
+    pub timeout: Duration,
 }
 
 /// A triggered run.

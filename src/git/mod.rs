@@ -39,21 +39,36 @@ pub fn short(oid: Oid) -> String {
     oid.to_string()[..7].to_string()
 }
 
-/// A remote URL without any password it carries.
+/// A remote URL without any password it carries (the user name stays).
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}***@{}", &url[..scheme + 3], &url[at + 1..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            let user = &url[scheme + 3..at];
+            match user.split_once(':') {
+                Some((name, _)) => format!("{}{name}:***@{}", &url[..scheme + 3], &url[at + 1..]),
+                None => url.to_string(),
+            }
+        }
         _ => url.to_string(),
     }
 }
 
-/// A libgit2 error made readable: unknown ssh host keys point at known_hosts.
-fn explain(error: git2::Error, what: String) -> anyhow::Error {
+/// A libgit2 error made readable. Refused credentials and an unknown ssh host key mean the
+/// step cannot succeed (a failed precondition); the host key error says how to fix it.
+fn explain(error: git2::Error, what: String, url: &str) -> anyhow::Error {
     let message = error.message().to_string();
     if error.class() == git2::ErrorClass::Ssh && message.to_ascii_lowercase().contains("hostkey") {
-        return anyhow!(
-            "{what}: {message}; the server's ssh host key is not in ~/.ssh/known_hosts: check its fingerprint, then add it (ssh-keyscan -p PORT HOST >> ~/.ssh/known_hosts)"
-        );
+        let (host, port) = url::Url::parse(url)
+            .ok()
+            .map(|u| (u.host_str().unwrap_or_default().to_string(), u.port().unwrap_or(22)))
+            .unwrap_or_else(|| (url.split(['@', ':']).nth(1).unwrap_or(url).to_string(), 22));
+        return Precondition(format!(
+            "{what}: {message}; the server's ssh host key is not in ~/.ssh/known_hosts: check its fingerprint, then add it (ssh-keyscan -p {port} {host} >> ~/.ssh/known_hosts)"
+        ))
+        .into();
+    }
+    if error.code() == git2::ErrorCode::Auth || message.starts_with("authentication to ") {
+        return Precondition(format!("{what}: {message}")).into();
     }
     anyhow!("{what}: {message}")
 }
@@ -117,9 +132,10 @@ impl GitRemote {
     /// The remote's branches as it reports them now.
     fn heads(&self, repo: &Repository) -> Result<Vec<(String, Oid)>> {
         let mut remote = self.find_remote(repo)?;
-        let connection = remote
-            .connect_auth(Direction::Fetch, Some(self.credentials.callbacks()), None)
-            .map_err(|e| explain(e, format!("cannot reach remote {} ({})", self.remote, self.url(repo))))?;
+        let connection =
+            remote.connect_auth(Direction::Fetch, Some(self.credentials.callbacks()), None).map_err(|e| {
+                explain(e, format!("cannot reach remote {} ({})", self.remote, self.url(repo)), &self.url(repo))
+            })?;
         Ok(connection.list()?.iter().map(|head| (head.name().to_string(), head.oid())).collect())
     }
 
@@ -138,9 +154,9 @@ impl GitRemote {
             let mut options = FetchOptions::new();
             options.remote_callbacks(self.credentials.callbacks());
             let wanted = format!("refs/heads/{branch}");
-            self.find_remote(repo)?
-                .download(&[wanted.as_str()], Some(&mut options))
-                .map_err(|e| explain(e, format!("cannot fetch {wanted} from remote {}", self.remote)))?;
+            self.find_remote(repo)?.download(&[wanted.as_str()], Some(&mut options)).map_err(|e| {
+                explain(e, format!("cannot fetch {wanted} from remote {}", self.remote), &self.url(repo))
+            })?;
         }
         Ok(tip)
     }
@@ -181,7 +197,7 @@ impl GitRemote {
                 if e.code() == git2::ErrorCode::NotFastForward {
                     return Err(PushError::Moved(self.target(branch)));
                 }
-                return Err(explain(e, format!("push to {} failed", self.target(branch))).into());
+                return Err(explain(e, format!("push to {} failed", self.target(branch)), &self.url(repo)).into());
             }
         }
         let said = said.into_inner();
@@ -233,8 +249,9 @@ mod tests {
     fn urls_lose_their_passwords() {
         assert_eq!(
             super::redact_url("https://user:s3cret@git.example.gov/app.git"),
-            "https://***@git.example.gov/app.git"
+            "https://user:***@git.example.gov/app.git"
         );
+        assert_eq!(super::redact_url("ssh://git@127.0.0.1:2222/app.git"), "ssh://git@127.0.0.1:2222/app.git");
         assert_eq!(super::redact_url("git@github.com:va/app.git"), "git@github.com:va/app.git");
     }
 }

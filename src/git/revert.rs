@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{Result, anyhow};
-use git2::{Commit, Oid, Repository, Sort};
+use git2::{Commit, Oid, Repository};
 
 use super::{identity, message, short};
 use crate::error::Precondition;
@@ -89,6 +89,23 @@ fn decoded_message(commit: &Commit) -> String {
     }
 }
 
+/// The commit after `original` on the branch that reverts it, unless that revert was itself
+/// reverted (reapplied) later.
+fn reverted_on_branch(repo: &Repository, tip: Oid, original: Oid) -> Result<Option<Oid>> {
+    let mut walk = repo.revwalk()?;
+    walk.push(tip)?;
+    walk.hide(original)?;
+    let mut reverts_of: HashMap<Oid, Vec<Oid>> = HashMap::new();
+    for oid in walk {
+        let oid = oid?;
+        for id in reverted_ids(&String::from_utf8_lossy(repo.find_commit(oid)?.message_raw_bytes())) {
+            reverts_of.entry(id).or_default().push(oid);
+        }
+    }
+    let candidates = reverts_of.get(&original).cloned().unwrap_or_default();
+    Ok(candidates.into_iter().find(|revert| !reverts_of.contains_key(revert)))
+}
+
 /// The commits a spec names: one revision, or every commit of a range `A..B`.
 fn resolve(repo: &Repository, spec: &str, where_: &str, branch: &str) -> Result<Vec<Oid>> {
     let unknown = |what: &str| {
@@ -171,37 +188,24 @@ pub fn plan(
     for spec in specs {
         wanted.extend(resolve(repo, spec, &where_, branch)?);
     }
-    // Walk the branch from its tip, newest first by date (incremental, unlike a topological
-    // sort, which reads all history first), until every wanted commit is found; on the way,
-    // note which commits later ones say they revert.
-    let mut walk = repo.revwalk()?;
-    walk.push(tip)?;
-    walk.set_sorting(Sort::TIME)?;
-    let mut reverted_by: HashMap<Oid, Oid> = HashMap::new();
+    // Every wanted commit must be on the branch; the ones a later commit on the branch already
+    // reverts (and nothing reapplied since) are set aside. Only the commits after each one are
+    // read, whatever their dates say.
     let mut order: Vec<Oid> = Vec::new();
     let mut already = Vec::new();
-    for oid in walk {
-        let oid = oid?;
-        if wanted.contains(&oid) {
-            match reverted_by.get(&oid) {
-                Some(revert) if !reverted_by.contains_key(revert) => already.push((oid, *revert)),
-                _ => order.push(oid),
-            }
-            if order.len() + already.len() == wanted.len() {
-                break;
-            }
+    let mut missing = Vec::new();
+    for oid in &wanted {
+        if *oid != tip && !repo.graph_descendant_of(tip, *oid)? {
+            missing.push(short(*oid));
+            continue;
         }
-        let commit = repo.find_commit(oid)?;
-        for id in reverted_ids(&String::from_utf8_lossy(commit.message_raw_bytes())) {
-            reverted_by.entry(id).or_insert(oid);
+        match reverted_on_branch(repo, tip, *oid)? {
+            Some(revert) => already.push((*oid, revert)),
+            None => order.push(*oid),
         }
     }
-    if order.len() + already.len() < wanted.len() {
-        let missing: Vec<String> = wanted
-            .iter()
-            .filter(|w| !order.contains(w) && !already.iter().any(|(o, _)| o == *w))
-            .map(|w| short(*w))
-            .collect();
+    if !missing.is_empty() {
+        missing.sort();
         return Err(Precondition(format!(
             "commit {} is not on {branch}: there is nothing to revert there",
             missing.join(", ")

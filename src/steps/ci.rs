@@ -30,6 +30,7 @@ impl CiStep<'_> {
             git_ref: self.request.git_ref.clone(),
             inputs: self.request.inputs.clone(),
             run_id: run_id.to_string(),
+            timeout: self.request.timeout.unwrap_or(DEFAULT_TIMEOUT),
         }
     }
 

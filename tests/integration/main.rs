@@ -8,6 +8,7 @@ mod emulators;
 mod flags;
 mod notify;
 mod prompts;
+mod remotes;
 mod revert;
 mod unleash;
 mod walk;

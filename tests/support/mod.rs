@@ -202,5 +202,7 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 pub mod flipper;
+pub mod git_remote;
 pub mod http_server;
 pub mod launchdarkly;
+pub mod ssh;
