@@ -323,7 +323,10 @@ fn check(source: &Source, raw: &RawConfig) -> Vec<Diagnostic> {
         let p = ci.provider.as_str();
         match ci.provider {
             CiProvider::Command => need("ci", "command", ci.command.as_ref().is_some_and(|c| !c.is_empty()), p),
-            CiProvider::Github | CiProvider::Gitlab | CiProvider::Buildkite => need("ci", "repo", ci.repo.is_some(), p),
+            CiProvider::Github | CiProvider::Gitlab | CiProvider::Buildkite => {
+                need("ci", "repo", ci.repo.is_some(), p);
+                need("ci", "token_env", ci.token_env.is_some(), p);
+            }
             CiProvider::Jenkins => {
                 need("ci", "url", ci.url.is_some(), p);
                 need("ci", "username", ci.username.is_some(), p);

@@ -24,11 +24,11 @@ pub struct GitLab {
 
 impl GitLab {
     pub fn new(config: &CiConfig, http: &HttpSettings) -> Result<GitLab> {
-        let auth = config
-            .token_env
-            .as_deref()
-            .map(|env| Auth::from_env(env, "PRIVATE-TOKEN", "{token}", "GitLab"))
-            .transpose()?;
+        // A trigger token can start a pipeline but not read one: a token is always needed.
+        let env = config.token_env.as_deref().ok_or_else(|| {
+            anyhow!("ci provider gitlab needs `token_env` (a token that can read the project's pipelines)")
+        })?;
+        let auth = Auth::from_env(env, "PRIVATE-TOKEN", "{token}", "GitLab")?;
         let trigger_token = match &config.trigger_token_env {
             Some(env) => Some(
                 crate::redact::secret_from_env(env)
@@ -36,12 +36,9 @@ impl GitLab {
             ),
             None => None,
         };
-        if auth.is_none() && trigger_token.is_none() {
-            anyhow::bail!("ci provider gitlab needs `token_env` or `trigger_token_env`");
-        }
         let url = config.url.as_deref().unwrap_or(DEFAULT_URL);
         Ok(GitLab {
-            client: Client::new("GitLab", url, http, config.allow_insecure_http, auth)?,
+            client: Client::new("GitLab", url, http, config.allow_insecure_http, Some(auth))?,
             project: encode(config.repo.as_deref().ok_or_else(|| anyhow!("ci provider gitlab needs `repo`"))?),
             trigger_token,
             pause: Pause::default(),

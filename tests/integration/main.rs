@@ -3,6 +3,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod ci;
+mod ci_emulators;
 mod contract;
 mod emulators;
 mod flags;

@@ -201,8 +201,12 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     assert!(output.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
+pub mod buildkite;
 pub mod flipper;
 pub mod git_remote;
+pub mod github;
+pub mod gitlab;
 pub mod http_server;
+pub mod jenkins;
 pub mod launchdarkly;
 pub mod ssh;
