@@ -8,6 +8,7 @@ mod ci_emulators;
 mod contract;
 mod emulators;
 mod flags;
+mod github_openapi;
 mod notify;
 mod prompts;
 mod remotes;
