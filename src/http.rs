@@ -91,6 +91,12 @@ impl Response {
         ["message", "error", "error_description", "detail"]
             .iter()
             .find_map(|key| value.get(key).and_then(|m| m.as_str()).map(str::to_string))
+            .or_else(|| {
+                value
+                    .get("error")?
+                    .get("message")
+                    .map(|m| m.as_str().map(str::to_string).unwrap_or_else(|| m.to_string()))
+            })
             .or_else(|| value.get("details")?.get(0)?.get("message")?.as_str().map(str::to_string))
     }
 
@@ -205,7 +211,9 @@ impl Client {
         self.send(Method::GET, path, query, None, &[])
     }
 
-    /// Send (`path` is relative to the base, or an absolute URL on the same origin), retrying connection failures, 5xx and 429 with backoff within the wait budget.
+    /// Send (`path` is relative to the base, or an absolute URL on the same origin), retrying
+    /// connection failures, 5xx and 429 with backoff within the wait budget. For requests whose
+    /// effect must not happen twice, use `send_once`.
     pub fn send(
         &self,
         method: Method,
@@ -213,6 +221,45 @@ impl Client {
         query: &[(&str, &str)],
         body: Option<&Body>,
         headers: &[(&str, &str)],
+    ) -> Result<Response> {
+        self.send_with(method, path, query, body, headers, true)
+    }
+
+    /// Send a request that must not take effect twice (triggering a pipeline): it is tried again
+    /// only when the server cannot have acted on it (no connection, 429); a 5xx is answered as
+    /// is, and a timeout says the request may have arrived.
+    pub fn send_once(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Body>,
+        headers: &[(&str, &str)],
+    ) -> Result<Response> {
+        self.send_with(method, path, query, body, headers, false)
+    }
+
+    /// `send` for reads and `send_once` for POSTs: in a CI adapter every POST starts a run.
+    pub fn send_or_once(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Body>,
+        headers: &[(&str, &str)],
+    ) -> Result<Response> {
+        let repeatable = method != Method::POST;
+        self.send_with(method, path, query, body, headers, repeatable)
+    }
+
+    fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Body>,
+        headers: &[(&str, &str)],
+        repeatable: bool,
     ) -> Result<Response> {
         let url = self.url(path, query)?;
         let started = Instant::now();
@@ -249,12 +296,20 @@ impl Client {
                         service: self.service,
                         auth_env: self.auth.as_ref().map(|a| a.env.clone()),
                     };
-                    if !(status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) {
+                    let retryable = status == StatusCode::TOO_MANY_REQUESTS || (repeatable && status.is_server_error());
+                    if !retryable {
                         return Ok(answer);
                     }
                     let wait = server_wait(&answer.headers, status);
                     (Some(answer), status.to_string(), wait)
                 }
+                Err(error) if !repeatable && !error.is_connect() => bail!(
+                    "{} did not answer {method} {}: {}; the request may have been received, so it was not sent again: check {} before trying again",
+                    self.service,
+                    shown(&url),
+                    transport_error(&error, &self.settings),
+                    self.service
+                ),
                 Err(error) => (None, transport_error(&error, &self.settings), None),
             };
             let backoff = wait.unwrap_or_else(|| backoff(attempt));

@@ -33,6 +33,11 @@ impl Buildbot {
         })
     }
 
+    /// The build's page in Buildbot's web UI.
+    fn web_url(&self, builder: Option<u64>, number: Option<u64>) -> Option<String> {
+        Some(format!("{}/#/builders/{}/builds/{}", self.client.base().trim_end_matches('/'), builder?, number?))
+    }
+
     fn scheduler(&self, name: &str) -> Result<serde_json::Value> {
         let answer = self.client.get(&format!("/api/v2/forceschedulers/{}", encode(name)), &[])?;
         let missing = || Precondition(format!("Buildbot has no force scheduler {name} at {}", self.client.base()));
@@ -71,9 +76,16 @@ impl Pipelines for Buildbot {
         }
         let call = json!({ "jsonrpc": "2.0", "method": "force", "id": 1, "params": params });
         let path = format!("/api/v2/forceschedulers/{}", encode(&request.pipeline));
-        let answer: serde_json::Value =
-            self.client.send(Method::POST, &path, &[], Some(&Body::Json(call)), &[])?.ok()?.json()?;
+        let response = self.client.send_once(Method::POST, &path, &[], Some(&Body::Json(call)), &[])?;
+        let answer: serde_json::Value = match response.json() {
+            Ok(answer) => answer,
+            Err(_) => {
+                response.ok()?;
+                anyhow::bail!("Buildbot answered the force call with something that is not JSON-RPC");
+            }
+        };
         if let Some(error) = answer.get("error").filter(|e| !e.is_null()) {
+            // Buildbot answers a refused force with HTTP 200 or 500 and a JSON-RPC error.
             anyhow::bail!(
                 "Buildbot refused to force {}: {}",
                 request.pipeline,
@@ -121,7 +133,7 @@ impl Pipelines for Buildbot {
         let verdict = |conclusion: &str| Verdict {
             conclusion: conclusion.into(),
             log_tail: build["state_string"].as_str().unwrap_or_default().into(),
-            commit: None,
+            url: self.web_url(build["builderid"].as_u64(), build["number"].as_u64()),
             ..Verdict::default()
         };
         Ok(match build["results"].as_u64() {

@@ -101,7 +101,7 @@ impl Pipelines for Jenkins {
         form.extend(request.inputs.iter().map(|(k, v)| (k.clone(), v.clone())));
         let crumb = self.crumb()?;
         let headers: Vec<(&str, &str)> = crumb.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let answer = self.client.send(
+        let answer = self.client.send_once(
             Method::POST,
             &format!("{job}/buildWithParameters"),
             &[],

@@ -3,6 +3,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod buildbot;
 mod ci;
 mod ci_emulators;
 mod contract;
