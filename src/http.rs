@@ -225,22 +225,10 @@ impl Client {
         self.send_with(method, path, query, body, headers, true)
     }
 
-    /// Send a request that must not take effect twice (triggering a pipeline): it is tried again
-    /// only when the server cannot have acted on it (no connection, 429); a 5xx is answered as
-    /// is, and a timeout says the request may have arrived.
+    /// `send`, except that a POST, which here starts something that must not happen twice (a
+    /// pipeline run), is tried again only when the server cannot have acted on it (no
+    /// connection, 429): a 5xx is answered as is, and a timeout says the request may have arrived.
     pub fn send_once(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, &str)],
-        body: Option<&Body>,
-        headers: &[(&str, &str)],
-    ) -> Result<Response> {
-        self.send_with(method, path, query, body, headers, false)
-    }
-
-    /// `send` for reads and `send_once` for POSTs: in a CI adapter every POST starts a run.
-    pub fn send_or_once(
         &self,
         method: Method,
         path: &str,

@@ -37,7 +37,7 @@ impl Buildkite {
 
     fn send(&self, method: Method, pipeline: &str, rest: &str, body: Option<&Body>) -> Result<Response> {
         let path = format!("/v2/organizations/{}/pipelines/{}{rest}", encode(&self.organization), encode(pipeline));
-        let response = self.client.send_or_once(method, &path, &[], body, &[])?;
+        let response = self.client.send_once(method, &path, &[], body, &[])?;
         self.pause.note(&response);
         Ok(response)
     }

@@ -65,8 +65,7 @@ impl GitHub {
     ) -> Result<Response> {
         let mut headers = HEADERS.to_vec();
         headers.extend_from_slice(extra);
-        let response =
-            self.client.send_or_once(method, &format!("/repos/{}{path}", self.repo), query, body, &headers)?;
+        let response = self.client.send_once(method, &format!("/repos/{}{path}", self.repo), query, body, &headers)?;
         self.pause.note(&response);
         Ok(response)
     }

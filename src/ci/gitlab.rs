@@ -47,7 +47,7 @@ impl GitLab {
 
     fn send(&self, method: Method, path: &str, body: Option<&Body>) -> Result<Response> {
         let response =
-            self.client.send_or_once(method, &format!("/api/v4/projects/{}{path}", self.project), &[], body, &[])?;
+            self.client.send_once(method, &format!("/api/v4/projects/{}{path}", self.project), &[], body, &[])?;
         self.pause.note(&response);
         Ok(response)
     }

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use rollout::sandbox::OFFENDING_SUBJECT;
 use tempfile::TempDir;
@@ -42,16 +42,7 @@ fn run_revert(env: &Env, name: &str, commit: &str) -> crate::support::Outcome {
 
 /// git with nothing trimmed or decoded, and without failing on a non-zero exit.
 fn git_raw(dir: &Path, args: &[&str]) -> Output {
-    Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.com")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("run git")
+    crate::support::git_output(dir, args)
 }
 
 /// A commit as stored: its message bytes (everything after the blank line that ends the

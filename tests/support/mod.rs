@@ -186,9 +186,9 @@ fn hash_files(root: &Path, dir: &Path, into: &mut BTreeMap<String, String>) {
     }
 }
 
-/// Run git in `dir` with a fixed identity; panics on failure.
-pub fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
+/// Run git in `dir` with a fixed identity, whatever its exit status.
+pub fn git_output(dir: &Path, args: &[&str]) -> Output {
+    Command::new("git")
         .args(args)
         .current_dir(dir)
         .env("GIT_AUTHOR_NAME", "Test")
@@ -197,7 +197,12 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_COMMITTER_EMAIL", "test@example.com")
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .output()
-        .expect("run git");
+        .expect("run git")
+}
+
+/// Run git in `dir` with a fixed identity; panics on failure.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let output = git_output(dir, args);
     assert!(output.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
