@@ -3,23 +3,17 @@
 //! Every child process here is waited for with a deadline, so a prompt that never returns
 //! fails its test instead of hanging the suite.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use serde_json::Value;
 
+use crate::support::background::{Background, PATIENCE};
 use crate::support::{Env, FLAG, Outcome};
 
 /// The four choices of every prompt, as printed without color.
 const CHOICES: &str = "[y]es / [s]kip / [a]bort / [d]etails";
-/// How long any run here may take before the test gives up on it.
-const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Two steps: turn the flag off, then a manual step.
 const OFF_RUNBOOK: &str = "\
@@ -88,115 +82,6 @@ fn args<'a>(base: &[&'a str], more: &[&'a str]) -> Vec<&'a str> {
 
 // ---------------------------------------------------------------------------------------------
 // Processes with deadlines
-
-/// A run of the binary in the background: stdin piped and kept open until closed or dropped,
-/// stdout and stderr collected as they come.
-struct Background {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: Arc<Mutex<Vec<u8>>>,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    readers: Vec<JoinHandle<()>>,
-}
-
-fn collect(stream: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut stream = stream;
-        let mut buffer = [0u8; 4096];
-        loop {
-            match stream.read(&mut buffer) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => into.lock().unwrap().extend_from_slice(&buffer[..n]),
-            }
-        }
-    })
-}
-
-impl Background {
-    fn spawn(mut command: Command) -> Background {
-        let mut child =
-            command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn rollout");
-        let stdout: Arc<Mutex<Vec<u8>>> = Arc::default();
-        let stderr: Arc<Mutex<Vec<u8>>> = Arc::default();
-        let readers = vec![
-            collect(child.stdout.take().unwrap(), stdout.clone()),
-            collect(child.stderr.take().unwrap(), stderr.clone()),
-        ];
-        Background { stdin: child.stdin.take(), child, stdout, stderr, readers }
-    }
-
-    /// With the interactive hook: piped stdin counts as a terminal.
-    fn interactive(env: &Env, args: &[&str]) -> Background {
-        let mut command = env.command(args);
-        command.env("ROLLOUT_FORCE_INTERACTIVE", "1");
-        Background::spawn(command)
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
-    }
-
-    /// Type `text`; a process that has already ended is judged by its outcome, not here.
-    fn send(&mut self, text: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin still open");
-        let _ = stdin.write_all(text.as_bytes()).and_then(|()| stdin.flush());
-    }
-
-    fn close_stdin(&mut self) {
-        self.stdin = None;
-    }
-
-    fn interrupt(&self) {
-        kill(self.pid(), Signal::SIGINT).expect("send SIGINT");
-    }
-
-    /// Wait until stderr contains `text`; panics with the output so far at the deadline.
-    fn wait_for_stderr(&mut self, text: &str) {
-        let deadline = Instant::now() + PATIENCE;
-        while !self.stderr().contains(text) {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("rollout ended ({status}) before printing {text:?}\n--- stderr\n{}", self.stderr());
-            }
-            assert!(Instant::now() < deadline, "no {text:?} on stderr in time\n--- stderr\n{}", self.stderr());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Wait for the exit, at most `within`; kills the process and panics past that.
-    /// stdin stays open unless it was closed before.
-    fn finish(mut self, within: Duration) -> Outcome {
-        let deadline = Instant::now() + within;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("rollout did not end within {within:?}\n--- stderr\n{}", self.stderr());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        for reader in self.readers.drain(..) {
-            reader.join().unwrap();
-        }
-        let take = |buffer: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned();
-        Outcome { code: status.code().unwrap_or(-1), stdout: take(&self.stdout), stderr: take(&self.stderr) }
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// `env.answer`, with a deadline: `input` on stdin (then closed), the interactive hook set.
 fn answer(env: &Env, args: &[&str], input: &str) -> Outcome {

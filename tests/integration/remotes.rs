@@ -5,16 +5,13 @@
 //! nginx + git-http-backend that scripts/services starts; the SSH tests start sshd (root only).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rollout::sandbox::{IDENTITY, OFFENDING_SUBJECT};
 use serde_json::Value;
 
+use crate::support::background::Background;
 use crate::support::git_remote::{GitDaemon, WorkClone, bare_copy, git_command, set_origin};
 use crate::support::ssh::{Agent, KeyPair, Sshd, write_known_hosts};
 use crate::support::{Env, Outcome, git};
@@ -30,109 +27,11 @@ const NEEDS_HTTP: &str = "needs git-http: run scripts/test";
 // ---------------------------------------------------------------------------------------------
 // Running rollout with a deadline
 
-fn collect(stream: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut stream = stream;
-        let mut buffer = [0u8; 4096];
-        loop {
-            match stream.read(&mut buffer) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => into.lock().unwrap().extend_from_slice(&buffer[..n]),
-            }
-        }
-    })
-}
-
-/// A rollout process whose output is collected as it comes; killed if dropped while running.
-struct Running {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: Arc<Mutex<Vec<u8>>>,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    readers: Vec<JoinHandle<()>>,
-    started: Instant,
-}
-
-impl Running {
-    fn spawn(mut command: Command) -> Running {
-        let mut child =
-            command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn rollout");
-        let stdout: Arc<Mutex<Vec<u8>>> = Arc::default();
-        let stderr: Arc<Mutex<Vec<u8>>> = Arc::default();
-        let readers = vec![
-            collect(child.stdout.take().unwrap(), stdout.clone()),
-            collect(child.stderr.take().unwrap(), stderr.clone()),
-        ];
-        Running { stdin: child.stdin.take(), child, stdout, stderr, readers, started: Instant::now() }
-    }
-
-    /// The piped stdin counts as a terminal (ROLLOUT_FORCE_INTERACTIVE), so rollout prompts.
-    fn interactive(env: &Env, args: &[&str]) -> Running {
-        let mut command = env.command(args);
-        command.env("ROLLOUT_FORCE_INTERACTIVE", "1");
-        Running::spawn(command)
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
-    }
-
-    fn send(&mut self, text: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin still open");
-        let _ = stdin.write_all(text.as_bytes()).and_then(|()| stdin.flush());
-    }
-
-    /// Poll stderr until it contains `text`; panics if rollout ends first or at the deadline.
-    fn wait_for_stderr(&mut self, text: &str) {
-        let deadline = Instant::now() + PATIENCE;
-        while !self.stderr().contains(text) {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("rollout ended ({status}) before printing {text:?}\n--- stderr\n{}", self.stderr());
-            }
-            assert!(Instant::now() < deadline, "no {text:?} on stderr in time\n--- stderr\n{}", self.stderr());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Close stdin and wait for the exit, at most PATIENCE (then kill and panic). Returns the
-    /// outcome and how long the run took from its start.
-    fn finish(mut self) -> (Outcome, Duration) {
-        self.stdin = None;
-        let deadline = self.started + PATIENCE;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("rollout did not end within {PATIENCE:?}\n--- stderr\n{}", self.stderr());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let took = self.started.elapsed();
-        for reader in self.readers.drain(..) {
-            reader.join().unwrap();
-        }
-        let take = |buffer: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned();
-        (Outcome { code: status.code().unwrap_or(-1), stdout: take(&self.stdout), stderr: take(&self.stderr) }, took)
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 /// `env.run_with`, with a deadline: stdin closed (not a terminal), these extra variables.
 fn run(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> (Outcome, Duration) {
     let mut command = env.command(args);
     command.envs(vars.iter().copied());
-    Running::spawn(command).finish()
+    Background::spawn(command).finish_timed(PATIENCE)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -281,12 +180,13 @@ fn pre_receive_hook_rejection_fails_with_the_servers_lines_and_leaves_the_clone_
 /// Start the revert interactively, wait for its prompt, let `push_other` push to the daemon
 /// with the git CLI, then answer yes. Returns the run's outcome and the other commit's id.
 fn race(env: &Env, daemon: &GitDaemon, push_other: impl FnOnce(&WorkClone) -> String) -> (Outcome, String) {
-    let mut running = Running::interactive(env, &["--json", "run", "revert"]);
+    let mut running = Background::interactive(env, &["--json", "run", "revert"]);
     running.wait_for_stderr("[y]es");
     let other = push_other(&WorkClone::clone(&daemon.url("app")));
     assert_eq!(daemon.rev("app", "main").as_deref(), Some(other.as_str()), "the other push landed first");
     running.send("y\n");
-    let (out, _) = running.finish();
+    running.close_stdin();
+    let (out, _) = running.finish_timed(PATIENCE);
     (out, other)
 }
 
@@ -439,11 +339,12 @@ fn preview_line_and_details_read_the_daemons_main() {
     revert_offending(&env);
     let offending = env.sandbox.offending.to_string();
 
-    let mut running = Running::interactive(&env, &["run", "revert"]);
+    let mut running = Background::interactive(&env, &["run", "revert"]);
     running.wait_for_stderr("[y]es");
     running.send("d\n");
     running.send("y\n");
-    let (out, _) = running.finish();
+    running.close_stdin();
+    let (out, _) = running.finish_timed(PATIENCE);
     out.code(0);
     assert_has(
         &out.stderr,

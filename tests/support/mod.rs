@@ -206,6 +206,7 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     assert!(output.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
+pub mod background;
 pub mod buildkite;
 pub mod flipper;
 pub mod git_remote;
