@@ -361,11 +361,10 @@ fn check(source: &Source, raw: &RawConfig) -> Vec<Diagnostic> {
         if let Some(name) = name
             && !is_env_name(name)
         {
+            // The value may be a pasted secret: it is never echoed.
             misplaced(
                 path,
-                &format!(
-                    "`{name}` is not an environment variable name: name the variable that holds the secret (like GITHUB_TOKEN), never the secret itself"
-                ),
+                "this is not an environment variable name (A-Z, 0-9, _): name the variable that holds the secret, like GITHUB_TOKEN, never the secret itself",
             );
         }
     }
@@ -398,7 +397,7 @@ mod tests {
             [
                 "/teams/va/rollout.yaml:2:1: flags: provider flagd needs `path`",
                 "/teams/va/rollout.yaml:4:1: ci: provider github needs `repo`",
-                "/teams/va/rollout.yaml:6:14: ci.token_env: `ghp_abc123` is not an environment variable name: name the variable that holds the secret (like GITHUB_TOKEN), never the secret itself",
+                "/teams/va/rollout.yaml:6:14: ci.token_env: this is not an environment variable name (A-Z, 0-9, _): name the variable that holds the secret, like GITHUB_TOKEN, never the secret itself",
             ]
         );
     }

@@ -73,6 +73,18 @@ impl Precondition {
     }
 }
 
+/// A step failed while its pipeline run may still be going: retrying the step would start a
+/// second run, so the engine does not (the error inside says what happened).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Started(pub anyhow::Error);
+
+impl Started {
+    pub fn is_in(error: &anyhow::Error) -> bool {
+        error.downcast_ref::<Started>().is_some()
+    }
+}
+
 /// The operator pressed Ctrl-C (or the process got SIGTERM) while a step waited.
 #[derive(Debug, thiserror::Error)]
 #[error("interrupted {0}")]

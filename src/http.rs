@@ -65,10 +65,6 @@ pub struct Response {
 }
 
 impl Response {
-    pub fn is_success(&self) -> bool {
-        self.status.is_success()
-    }
-
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -82,7 +78,8 @@ impl Response {
         let reset = number(&["x-ratelimit-reset", "ratelimit-reset"])?;
         let now = jiff::Timestamp::now().as_second() as f64;
         let window = if reset > 1e9 { reset - now } else { reset };
-        Some(Duration::from_secs_f64((window.max(0.0) / (remaining + 1.0)).min(3600.0)))
+        let pause = window.max(0.0) / (remaining.max(0.0) + 1.0);
+        pause.is_finite().then(|| Duration::from_secs_f64(pause.min(3600.0)))
     }
 
     /// The service's own error message from a JSON error body, if it has one.
@@ -384,7 +381,7 @@ fn server_wait(headers: &HeaderMap, status: StatusCode) -> Option<Duration> {
     } else {
         reset
     };
-    Some(Duration::from_secs_f64(wait.max(0.0)))
+    wait.is_finite().then(|| Duration::from_secs_f64(wait.clamp(0.0, 86_400.0)))
 }
 
 #[cfg(test)]
@@ -417,6 +414,12 @@ mod tests {
         let wait = server_wait(&headers, StatusCode::TOO_MANY_REQUESTS).unwrap();
         assert!(wait > Duration::from_millis(1500) && wait <= Duration::from_secs(2), "{wait:?}");
         assert_eq!(server_wait(&headers, StatusCode::SERVICE_UNAVAILABLE), None);
+        for junk in ["inf", "1e400", "-5", "NaN"] {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-ratelimit-reset", HeaderValue::from_str(junk).unwrap());
+            let wait = server_wait(&headers, StatusCode::TOO_MANY_REQUESTS);
+            assert!(wait.is_none_or(|w| w <= Duration::from_secs(86_400)), "{junk}: {wait:?}");
+        }
     }
 
     #[test]

@@ -23,7 +23,8 @@ impl Webhook {
             crate::redact::register(&crate::http::shown(&parsed));
         }
         let client = Client::new("the webhook", &url, http, config.allow_insecure_http, None)
-            .map_err(|e| anyhow!("the webhook in {env} is unusable: {e}"))?;
+            .map_err(|e| anyhow!("the webhook in {env} is unusable: {}", crate::redact::scrub(&e.to_string())))?;
+        crate::redact::register(&client.base());
         Ok(Webhook { client, env: env.clone() })
     }
 
@@ -33,6 +34,10 @@ impl Webhook {
     }
 
     pub fn post(&self, text: &str) -> Result<()> {
-        self.client.send(Method::POST, "", &[], Some(&Body::Json(json!({ "text": text }))), &[])?.ok().map(drop)
+        self.client
+            .send_once(Method::POST, "", &[], Some(&Body::Json(json!({ "text": text }))), &[])
+            .and_then(|r| r.ok())
+            .map(drop)
+            .map_err(|e| anyhow!("{}", crate::redact::scrub(&format!("{e:#}"))))
     }
 }

@@ -77,9 +77,16 @@ impl Pipelines for Buildkite {
         for (key, value) in &request.inputs {
             env.insert(key.clone(), json!(value));
         }
+        let branch = match &request.git_ref {
+            Some(git_ref) => git_ref.clone(),
+            None => {
+                let pipeline: serde_json::Value = self.send(Method::GET, &request.pipeline, "", None)?.ok()?.json()?;
+                pipeline["default_branch"].as_str().unwrap_or("main").to_string()
+            }
+        };
         let body = json!({
             "commit": "HEAD",
-            "branch": request.git_ref.clone().unwrap_or_else(|| "main".into()),
+            "branch": branch,
             "message": format!("rollout run {}", request.run_id),
             "env": env,
         });

@@ -139,9 +139,13 @@ impl Pipelines for CommandPipeline {
             return Ok(RunState::Running(last));
         };
         let Running { tail, readers, child } = runs.remove(&run.id).expect("present above");
+        drop(runs);
         crate::interrupt::forget_group(child.id() as i32);
-        for reader in readers {
-            let _ = reader.join();
+        // The command has ended; what it started in the background may keep its output open,
+        // so its last lines are collected for a moment, not waited for.
+        let until = Instant::now() + Duration::from_millis(300);
+        while readers.iter().any(|r| !r.is_finished()) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
         }
         let verdict = |conclusion: String| Verdict { conclusion, log_tail: tail_text(&tail), ..Verdict::default() };
         Ok(match status.code() {

@@ -38,8 +38,6 @@ struct Run {
     html_url: Option<String>,
     #[serde(default)]
     head_sha: Option<String>,
-    #[serde(default)]
-    head_branch: Option<String>,
 }
 
 impl GitHub {
@@ -195,7 +193,7 @@ impl Pipelines for GitHub {
         }
         let sha = commit.ok()?.json::<serde_json::Value>()?["sha"]
             .as_str()
-            .map(|s| s[..7.min(s.len())].to_string())
+            .map(|s| crate::git::short_id(s).to_string())
             .unwrap_or_default();
         Ok(format!(
             "runs workflow {} ({}) on {git_ref} at {sha}",
@@ -240,7 +238,6 @@ impl Pipelines for GitHub {
         if let Some(etag) = response.header("etag") {
             self.seen.borrow_mut().insert(run.id.clone(), (etag.to_string(), state.clone()));
         }
-        let _ = details.head_branch;
         Ok(state)
     }
 

@@ -52,6 +52,15 @@ impl GitLab {
         Ok(response)
     }
 
+    /// The project's default branch, where a step without `ref` runs (as the preview says).
+    fn default_branch(&self) -> Result<String> {
+        let project: serde_json::Value = self.send(Method::GET, "", None)?.ok()?.json()?;
+        project["default_branch"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("GitLab did not say the project's default branch"))
+    }
+
     fn variables(request: &PipelineRequest) -> Vec<(String, String)> {
         let mut variables = vec![
             ("ROLLOUT_PIPELINE".to_string(), request.pipeline.clone()),
@@ -87,13 +96,16 @@ impl Pipelines for GitLab {
         }
         let sha = commit.ok()?.json::<serde_json::Value>()?["id"]
             .as_str()
-            .map(|s| s[..7.min(s.len())].to_string())
+            .map(|s| crate::git::short_id(s).to_string())
             .unwrap_or_default();
         Ok(format!("creates a pipeline of {shown} on {git_ref} at {sha}"))
     }
 
     fn trigger(&self, request: &PipelineRequest) -> Result<RunHandle> {
-        let git_ref = request.git_ref.clone().unwrap_or_else(|| "main".into());
+        let git_ref = match &request.git_ref {
+            Some(git_ref) => git_ref.clone(),
+            None => self.default_branch()?,
+        };
         let answer = match &self.trigger_token {
             Some(token) => {
                 let mut form = vec![("token".to_string(), token.clone()), ("ref".to_string(), git_ref)];

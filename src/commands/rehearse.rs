@@ -97,7 +97,7 @@ pub fn rehearse(ui: &Ui, config: Option<&Path>, cwd: &Path, args: &RehearseArgs)
                     "  pipeline {pipeline} (step {}): {} at {}",
                     step.id,
                     outputs.get("conclusion").map(String::as_str).unwrap_or("?"),
-                    outputs.get("commit").map(|c| &c[..7.min(c.len())]).unwrap_or("?")
+                    outputs.get("commit").map(|c| crate::git::short_id(c)).unwrap_or("?")
                 )),
                 None => ui.always(format!("  pipeline {pipeline} (step {}): not run", step.id)),
             }

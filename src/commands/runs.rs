@@ -19,8 +19,9 @@ struct Summary {
 fn summarize(text: &str) -> Option<Summary> {
     let mut summary: Option<Summary> = None;
     for line in text.lines() {
-        let value: serde_json::Value = serde_json::from_str(line).ok()?;
-        let run_id = value.get("run_id")?.as_str()?.to_string();
+        // A line a crash cut short is skipped, not the whole run.
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Some(run_id) = value.get("run_id").and_then(|r| r.as_str()).map(str::to_string) else { continue };
         let ts = value.get("ts").and_then(|t| t.as_str()).unwrap_or_default().to_string();
         let Ok(event) = serde_json::from_value::<Event>(value) else { continue };
         match event {

@@ -6,13 +6,13 @@ pub mod journal;
 pub mod lock;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 
 use crate::config::Config;
-use crate::error::{Error, ExitCode, Interrupted, Precondition};
+use crate::error::{Error, ExitCode, Interrupted, Precondition, Started};
 use crate::interrupt;
 use crate::runbook::inputs::{self, Inputs};
 use crate::runbook::resolve::{self, Outputs, Scope, Unresolved};
@@ -44,14 +44,10 @@ pub enum StepResult {
     NotRun,
 }
 
-/// The end of a run.
+/// The end of a run: its exit code and every step's outputs.
 #[derive(Debug)]
 pub struct Finished {
-    pub status: RunStatus,
     pub code: ExitCode,
-    pub run_id: String,
-    pub journal: PathBuf,
-    pub results: Vec<StepResult>,
     pub outputs: HashMap<String, Outputs>,
 }
 
@@ -476,7 +472,7 @@ impl<'a> Run<'a> {
                 Ok(outputs)
             });
             match result {
-                Err(error) if attempt < spec.retries && !Interrupted::is_in(&error) => {
+                Err(error) if attempt < spec.retries && !Interrupted::is_in(&error) && !Started::is_in(&error) => {
                     attempt += 1;
                     let pause = Duration::from_secs(1 << attempt.min(5));
                     ui.warn(format!(
@@ -536,6 +532,8 @@ impl<'a> Run<'a> {
                 ui.always(format!("\n{} Run succeeded: {tally}", ui.good("✓")));
             }
             RunStatus::Succeeded | RunStatus::PreflightFailed => {}
+            // A preflight that could not check a step has said so; no step ran.
+            RunStatus::Failed if count(&[StepResult::NotRun]) == self.total() => {}
             RunStatus::Failed => ui.always(format!("\n{} Run failed: {tally}", ui.bad("✗"))),
             RunStatus::Aborted => ui.always(format!("\n{} Run aborted by the operator: {tally}", ui.caution("■"))),
             RunStatus::Interrupted => ui.always(format!("\n{} Run interrupted: {tally}", ui.caution("■"))),
@@ -543,13 +541,6 @@ impl<'a> Run<'a> {
         if status != RunStatus::Succeeded {
             ui.always(format!("  the journal has every step: {}", self.journal.path().display()));
         }
-        Ok(Finished {
-            status,
-            code,
-            run_id: self.run_id.clone(),
-            journal: self.journal.path().to_path_buf(),
-            results: self.results.clone(),
-            outputs: self.outputs.clone(),
-        })
+        Ok(Finished { code, outputs: self.outputs.clone() })
     }
 }

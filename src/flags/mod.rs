@@ -62,7 +62,9 @@ pub struct FlagTarget {
 
 impl FlagTarget {
     /// 100% is the same as everyone; a disabled flag has no percentage.
+    /// 0% is the same as off.
     pub fn new(enabled: bool, percent: Option<Percent>) -> FlagTarget {
+        let enabled = enabled && percent.is_none_or(|p| p.hundredths() > 0);
         let percent = if enabled { percent.filter(|p| !p.is_full()) } else { None };
         FlagTarget { enabled, percent }
     }

@@ -110,7 +110,12 @@ impl Unleash {
     }
 
     fn post(&self, name: &str, rest: &str, body: Option<&Body>) -> Result<()> {
-        self.client.send(Method::POST, &self.path(name, rest), &[], body, &[])?.ok().map(drop)
+        // on and off can be repeated safely; a new strategy must not be added twice.
+        if body.is_some() {
+            self.client.send_once(Method::POST, &self.path(name, rest), &[], body, &[])?.ok().map(drop)
+        } else {
+            self.client.send(Method::POST, &self.path(name, rest), &[], None, &[])?.ok().map(drop)
+        }
     }
 
     fn patch_rollout(&self, name: &str, strategy: &Strategy, share: Percent) -> Result<()> {

@@ -36,7 +36,12 @@ pub enum PushError {
 }
 
 pub fn short(oid: Oid) -> String {
-    oid.to_string()[..7].to_string()
+    short_id(&oid.to_string()).to_string()
+}
+
+/// The first 7 characters of a commit id (or all of a shorter text), never cut inside a character.
+pub fn short_id(id: &str) -> &str {
+    id.char_indices().nth(7).map_or(id, |(at, _)| &id[..at])
 }
 
 /// A remote URL without any password it carries (the user name stays).

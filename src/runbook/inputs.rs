@@ -26,8 +26,11 @@ pub fn check_value(kind: InputType, raw: &str) -> Result<String, String> {
         },
         InputType::Commit => {
             let value = raw.trim();
-            if value.is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                Err(format!("`{raw}` is not a commit: give a commit id, tag or other revision without spaces"))
+            if value.is_empty() || value.starts_with('-') || value.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                Err(format!(
+                    "`{raw}` is not a commit: give a commit id, tag or other revision, without spaces and not starting with -"
+                ))
             } else {
                 Ok(value.to_string())
             }

@@ -96,7 +96,7 @@ pub fn runbook(runbook: &LoadedRunbook) -> Vec<Diagnostic> {
     for (name, spec) in &book.inputs {
         let path = format!("inputs.{name}");
         if !is_identifier(name, false) {
-            c.at_key(&path, "input names are lowercase letters, digits and _, starting with a letter".into());
+            c.at_key(&path, "input names are lowercase letters, digits and _, starting with a letter or _".into());
         }
         if let Some(default) = &spec.default
             && let Err(why) = inputs::check_value(spec.kind, &default.0)
@@ -115,7 +115,10 @@ pub fn runbook(runbook: &LoadedRunbook) -> Vec<Diagnostic> {
         if !is_identifier(&step.id, true) {
             c.at_value(
                 &format!("{path}.id"),
-                format!("step id `{}` must be lowercase letters, digits, _ and -, starting with a letter", step.id),
+                format!(
+                    "step id `{}` must be lowercase letters, digits, _ and -, starting with a letter or _",
+                    step.id
+                ),
             );
         }
         if let Some(first) = book.steps[..i].iter().position(|s| s.id == step.id) {
@@ -133,7 +136,7 @@ pub fn runbook(runbook: &LoadedRunbook) -> Vec<Diagnostic> {
             };
             c.at_key(
                 &path,
-                format!("a step needs exactly one of flag, revert, ci, manual; step `{}` has {found}", step.id),
+                format!("a step needs exactly one of flag, revert, ci, manual, notify; step `{}` has {found}", step.id),
             );
             continue;
         }

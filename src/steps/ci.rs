@@ -3,12 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 use serde_json::json;
 
 use super::{Context, Preview, Step, snapshot};
 use crate::ci::{PipelineRequest, Pipelines, RunState};
-use crate::error::Interrupted;
+use crate::error::{Interrupted, Started};
 use crate::git::GitRemote;
 use crate::interrupt;
 use crate::runbook::resolve::{CiRequest, Outputs};
@@ -73,8 +73,10 @@ impl Step for CiStep<'_> {
     }
 
     fn apply(&self, cx: &Context, _preview: &Preview) -> Result<Outputs> {
-        let run = self.pipelines.trigger(&self.pipeline_request(cx.run_id))?;
         let commit = self.ref_commit().unwrap_or_else(|| self.request.git_ref.clone().unwrap_or_default());
+        let run = self.pipelines.trigger(&self.pipeline_request(cx.run_id))?;
+        // Journaled before anything else can fail or hang: the run must never be started twice.
+        (cx.triggered)(&run.id, run.url.as_deref().unwrap_or_default()).map_err(Started)?;
         let mut outputs = Outputs::from([
             ("run_id".to_string(), run.id.clone()),
             ("url".to_string(), run.url.clone().unwrap_or_default()),
@@ -85,7 +87,6 @@ impl Step for CiStep<'_> {
             return Ok(outputs);
         }
         let started = Instant::now();
-        (cx.triggered)(&run.id, run.url.as_deref().unwrap_or_default())?;
         let timeout = self.request.timeout.unwrap_or(DEFAULT_TIMEOUT);
         let deadline = cx.deadline.map_or(started + timeout, |d| d.min(started + timeout));
         let label = match &run.url {
@@ -96,13 +97,19 @@ impl Step for CiStep<'_> {
         let mut polls = 0;
         let mut waiting_for_human: Option<String> = None;
         let verdict = loop {
-            match self.pipelines.poll(&run)? {
-                RunState::Running(latest) => spinner.set_message(latest.unwrap_or_default()),
+            let state = self.pipelines.poll(&run).map_err(|e| {
+                spinner.finish_and_clear();
+                Started(e.context(format!("lost track of {label} while it may still be running")))
+            })?;
+            match state {
+                RunState::Running(latest) => {
+                    spinner.set_message(crate::redact::scrub(&latest.unwrap_or_default()).into_owned())
+                }
                 RunState::NeedsHuman(why) => {
                     if waiting_for_human.as_deref() != Some(why.as_str()) {
                         spinner.suspend(|| {
                             cx.ui.warn(format!(
-                                "{label} needs a human: {why}; still waiting (Ctrl-C stops waiting, the run goes on)"
+                                "{label} needs a human: {why}; still waiting (Ctrl-C stops rollout waiting; the pipeline keeps running)"
                             ))
                         });
                         waiting_for_human = Some(why.clone());
@@ -116,15 +123,20 @@ impl Step for CiStep<'_> {
                     bail!("{label} ended: {}{at}\n{}", verdict.conclusion, indent(&verdict.log_tail));
                 }
             }
-            let pause = self.pipelines.poll_interval(polls).max(self.pipelines.rate_limit_pause().unwrap_or_default());
-            polls += 1;
-            if Instant::now() + pause > deadline {
+            let now = Instant::now();
+            if now >= deadline {
                 spinner.finish_and_clear();
                 let stopped = self.pipelines.stop_waiting(&run);
                 let human =
                     waiting_for_human.map(|why| format!(" (it was waiting for a human: {why})")).unwrap_or_default();
-                bail!("{label} did not finish within {}{human}; {stopped}", humantime::format_duration(timeout));
+                let limit =
+                    humantime::format_duration(Duration::from_secs((deadline - started).as_secs_f64().round() as u64));
+                return Err(Started(anyhow!("{label} did not finish within {limit}{human}; {stopped}")).into());
             }
+            // The last poll comes at the deadline itself, not a whole interval before it.
+            let pause = self.pipelines.poll_interval(polls).max(self.pipelines.rate_limit_pause().unwrap_or_default());
+            let pause = pause.min(deadline - now);
+            polls += 1;
             if interrupt::sleep(pause) {
                 spinner.finish_and_clear();
                 let stopped = self.pipelines.stop_waiting(&run);

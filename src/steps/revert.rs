@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{Context, Preview, Step, snapshot};
 use crate::error::Precondition;
 use crate::git::revert::{self, Plan};
-use crate::git::{GitRemote, PushError, identity, short};
+use crate::git::{GitRemote, PushError, identity, short, short_id};
 use crate::runbook::resolve::{Outputs, RevertRequest};
 
 pub struct RevertStep<'s> {
@@ -227,10 +227,15 @@ impl Step for RevertStep<'_> {
         match self.git.remote_head(&repo, destination)? {
             Some(head) if head.to_string() == expected => Ok(()),
             Some(head) => {
-                bail!("pushed {} but {} now points at {}", &expected[..7], self.git.target(destination), short(head))
+                bail!(
+                    "pushed {} but {} now points at {}",
+                    short_id(expected),
+                    self.git.target(destination),
+                    short(head)
+                )
             }
             None => {
-                bail!("pushed {} but {} does not exist on the remote", &expected[..7], self.git.target(destination))
+                bail!("pushed {} but {} does not exist on the remote", short_id(expected), self.git.target(destination))
             }
         }
     }

@@ -55,14 +55,6 @@ impl Ui {
         self.interactive
     }
 
-    pub fn json(&self) -> bool {
-        self.json
-    }
-
-    pub fn verbose(&self) -> bool {
-        self.verbose
-    }
-
     /// Progress only on a terminal and not when quiet.
     pub fn shows_progress(&self) -> bool {
         self.stderr_is_terminal && !self.quiet

@@ -11,6 +11,7 @@ impl Ui {
     /// A spinner with the elapsed time; hidden when stderr is not a terminal or `--quiet`.
     pub fn spinner(&self, message: impl Into<String>) -> ProgressBar {
         let message = message.into();
+        let message = crate::redact::scrub(&message).into_owned();
         if !self.shows_progress() {
             self.say(format!("  {message} ..."));
             return ProgressBar::hidden();
@@ -25,7 +26,7 @@ impl Ui {
             self.say(format!("  {message} ..."));
             return bar;
         }
-        bar.set_prefix(message);
+        bar.set_prefix(crate::redact::scrub(&message).into_owned());
         bar.enable_steady_tick(Duration::from_millis(100));
         bar
     }

@@ -12,6 +12,7 @@ mod flags;
 mod github_openapi;
 mod notify;
 mod prompts;
+mod regression;
 mod remotes;
 mod revert;
 mod unleash;

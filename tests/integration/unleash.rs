@@ -207,3 +207,22 @@ fn unleash_refuses_to_guess_between_several_strategies() {
     out.code(3);
     assert!(out.stderr.contains("Unleash rollouts are whole percentages; 2.5% cannot be set"), "{}", out.stderr);
 }
+
+#[test]
+#[ignore = "needs unleash: run scripts/test"]
+fn regression_reenabling_after_disabling_failed_unleash_preflight() {
+    let unleash = Unleash::from_env();
+    let name = unleash.feature("critical", "100", json!([]));
+    let env = unleash.workspace();
+    env.write(
+        "runbooks/cycle.yaml",
+        "version: 1\ntitle: Cycle\ninputs:\n  flag: {}\nsteps:\n  - id: disable\n    name: Off\n    flag: { name: \"{{ inputs.flag }}\", state: off }\n  - id: reenable\n    name: Back at 5%\n    flag: { name: \"{{ inputs.flag }}\", state: on, percent: 5 }\n",
+    );
+    let flag = format!("flag={name}");
+    let out = unleash.run(&env, &["run", "cycle", "--dry-run", "--var", &flag]);
+    out.code(0);
+    assert!(out.stderr.contains("2/2 reenable: flag") && out.stderr.contains("off -> on, 5%"), "{}", out.stderr);
+    unleash.run(&env, &["run", "cycle", "--yes", "--var", &flag]).code(0);
+    let state = unleash.read(&name);
+    assert_eq!((state["enabled"].as_bool(), rollout(&state)), (Some(true), "5"));
+}
