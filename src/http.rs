@@ -113,6 +113,15 @@ impl Response {
         }
     }
 
+    /// The body both as the service's own JSON (kept whole, e.g. for undo) and typed.
+    pub fn json_and_raw<T: DeserializeOwned>(&self) -> Result<(T, serde_json::Value)> {
+        let raw: serde_json::Value = self.json()?;
+        let typed = serde_json::from_value(raw.clone()).map_err(|e| {
+            anyhow!("{} answered {} {} with JSON of an unexpected shape ({e})", self.service, self.method, self.url)
+        })?;
+        Ok((typed, raw))
+    }
+
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
         serde_json::from_str(&self.text).map_err(|e| {
             let start: String = self.text.chars().take(80).collect();
@@ -124,6 +133,8 @@ impl Response {
 #[derive(Debug)]
 pub struct Client {
     inner: Inner,
+    /// The rate-limit pause the last answer asked for (see `Response::rate_limit_pause`).
+    last_pause: std::cell::Cell<Option<Duration>>,
     base: Url,
     service: &'static str,
     auth: Option<Auth>,
@@ -176,7 +187,13 @@ impl Client {
             .use_rustls_tls()
             .build()
             .context("cannot set up the HTTP client")?;
-        Ok(Client { inner, base, service, auth, settings: settings.clone() })
+        Ok(Client { inner, last_pause: std::cell::Cell::new(None), base, service, auth, settings: settings.clone() })
+    }
+
+    /// How long to wait before the next call to stay within the service's rate limit, as its
+    /// last answer said.
+    pub fn rate_limit_pause(&self) -> Option<Duration> {
+        self.last_pause.get()
     }
 
     pub fn base(&self) -> String {
@@ -281,6 +298,7 @@ impl Client {
                         service: self.service,
                         auth_env: self.auth.as_ref().map(|a| a.env.clone()),
                     };
+                    self.last_pause.set(answer.rate_limit_pause());
                     let retryable = status == StatusCode::TOO_MANY_REQUESTS || (repeatable && status.is_server_error());
                     if !retryable {
                         return Ok(answer);

@@ -7,7 +7,7 @@ use anyhow::{Result, anyhow};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use super::{Pause, PipelineRequest, Pipelines, RunHandle, RunState, Verdict, encode};
+use super::{PipelineRequest, Pipelines, RunHandle, RunState, Verdict, encode};
 use crate::config::{CiConfig, HttpSettings};
 use crate::error::Precondition;
 use crate::http::{Auth, Body, Client, Response};
@@ -17,7 +17,6 @@ const DEFAULT_URL: &str = "https://api.buildkite.com";
 pub struct Buildkite {
     client: Client,
     organization: String,
-    pause: Pause,
 }
 
 impl Buildkite {
@@ -31,15 +30,12 @@ impl Buildkite {
                 .repo
                 .clone()
                 .ok_or_else(|| anyhow!("ci provider buildkite needs `repo` (the organization slug)"))?,
-            pause: Pause::default(),
         })
     }
 
     fn send(&self, method: Method, pipeline: &str, rest: &str, body: Option<&Body>) -> Result<Response> {
         let path = format!("/v2/organizations/{}/pipelines/{}{rest}", encode(&self.organization), encode(pipeline));
-        let response = self.client.send_once(method, &path, &[], body, &[])?;
-        self.pause.note(&response);
-        Ok(response)
+        self.client.send_once(method, &path, &[], body, &[])
     }
 }
 
@@ -120,6 +116,6 @@ impl Pipelines for Buildkite {
     }
 
     fn rate_limit_pause(&self) -> Option<Duration> {
-        self.pause.get()
+        self.client.rate_limit_pause()
     }
 }

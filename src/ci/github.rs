@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Pause, PipelineRequest, Pipelines, RunHandle, RunState, Verdict, encode};
+use super::{PipelineRequest, Pipelines, RunHandle, RunState, Verdict, encode};
 use crate::config::{CiConfig, HttpSettings};
 use crate::error::Precondition;
 use crate::http::{Auth, Body, Client, Response};
@@ -25,7 +25,6 @@ pub struct GitHub {
     repo: String,
     /// Per run: the ETag and state of the last full answer, for free 304 polls.
     seen: RefCell<HashMap<String, (String, RunState)>>,
-    pause: Pause,
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,7 +48,6 @@ impl GitHub {
             client: Client::new("GitHub", url, http, config.allow_insecure_http, Some(auth))?,
             repo: config.repo.clone().ok_or_else(|| anyhow!("ci provider github needs `repo`"))?,
             seen: RefCell::default(),
-            pause: Pause::default(),
         })
     }
 
@@ -63,9 +61,7 @@ impl GitHub {
     ) -> Result<Response> {
         let mut headers = HEADERS.to_vec();
         headers.extend_from_slice(extra);
-        let response = self.client.send_once(method, &format!("/repos/{}{path}", self.repo), query, body, &headers)?;
-        self.pause.note(&response);
-        Ok(response)
+        self.client.send_once(method, &format!("/repos/{}{path}", self.repo), query, body, &headers)
     }
 
     fn workflow(&self, pipeline: &str) -> String {
@@ -242,6 +238,6 @@ impl Pipelines for GitHub {
     }
 
     fn rate_limit_pause(&self) -> Option<Duration> {
-        self.pause.get()
+        self.client.rate_limit_pause()
     }
 }

@@ -7,7 +7,7 @@ use anyhow::{Result, anyhow};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use super::{Pause, PipelineRequest, Pipelines, RunHandle, RunState, Verdict, encode};
+use super::{PipelineRequest, Pipelines, RunHandle, RunState, Verdict, encode};
 use crate::config::{CiConfig, HttpSettings};
 use crate::error::Precondition;
 use crate::http::{Auth, Body, Client, Response};
@@ -19,7 +19,6 @@ pub struct GitLab {
     /// The project's id or its url-encoded path.
     project: String,
     trigger_token: Option<String>,
-    pause: Pause,
 }
 
 impl GitLab {
@@ -41,15 +40,11 @@ impl GitLab {
             client: Client::new("GitLab", url, http, config.allow_insecure_http, Some(auth))?,
             project: encode(config.repo.as_deref().ok_or_else(|| anyhow!("ci provider gitlab needs `repo`"))?),
             trigger_token,
-            pause: Pause::default(),
         })
     }
 
     fn send(&self, method: Method, path: &str, body: Option<&Body>) -> Result<Response> {
-        let response =
-            self.client.send_once(method, &format!("/api/v4/projects/{}{path}", self.project), &[], body, &[])?;
-        self.pause.note(&response);
-        Ok(response)
+        self.client.send_once(method, &format!("/api/v4/projects/{}{path}", self.project), &[], body, &[])
     }
 
     /// The project's default branch, where a step without `ref` runs (as the preview says).
@@ -149,6 +144,6 @@ impl Pipelines for GitLab {
     }
 
     fn rate_limit_pause(&self) -> Option<Duration> {
-        self.pause.get()
+        self.client.rate_limit_pause()
     }
 }

@@ -86,20 +86,6 @@ pub fn backoff(polls: u32) -> Duration {
     Duration::from_secs_f64(1.5f64.powi(polls.min(20) as i32)).min(Duration::from_secs(30))
 }
 
-/// The rate-limit pause of the last answer, kept by an adapter between polls.
-#[derive(Debug, Default)]
-pub struct Pause(std::cell::Cell<Option<Duration>>);
-
-impl Pause {
-    pub fn note(&self, response: &crate::http::Response) {
-        self.0.set(response.rate_limit_pause());
-    }
-
-    pub fn get(&self) -> Option<Duration> {
-        self.0.get()
-    }
-}
-
 /// The configured CI service.
 pub fn pipelines(config: &CiConfig, config_dir: &Path, http: &HttpSettings) -> Result<Box<dyn Pipelines>> {
     Ok(match config.provider {

@@ -88,8 +88,7 @@ impl FlagService for Flipper {
             );
         }
         let response = response.ok()?;
-        let raw: serde_json::Value = response.json()?;
-        let feature: Feature = response.json()?;
+        let (feature, raw): (Feature, serde_json::Value) = response.json_and_raw()?;
         let gate = |key: &str| feature.gates.iter().find(|g| g.key == key).map(|g| &g.value);
         let boolean = gate("boolean").is_some_and(is_set);
         let share = gate("percentage_of_actors").and_then(gate_percent);

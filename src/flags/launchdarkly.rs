@@ -94,7 +94,7 @@ impl LaunchDarkly {
             .into());
         }
         let response = response.ok()?;
-        Ok((response.json()?, response.json()?))
+        response.json_and_raw()
     }
 
     /// The ids of the `true` and `false` variations of a boolean flag.

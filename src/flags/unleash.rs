@@ -82,7 +82,7 @@ impl Unleash {
             .into());
         }
         let response = response.ok()?;
-        Ok((response.json()?, response.json()?))
+        response.json_and_raw()
     }
 
     fn active(environment: &Environment) -> Vec<&Strategy> {
