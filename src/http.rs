@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use reqwest::blocking::Client as Inner;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
@@ -95,6 +95,12 @@ impl Response {
                     .map(|m| m.as_str().map(str::to_string).unwrap_or_else(|| m.to_string()))
             })
             .or_else(|| value.get("details")?.get(0)?.get("message")?.as_str().map(str::to_string))
+            .or_else(|| {
+                // JSON:API: `{"errors": [{"detail": "..."}, ...]}`.
+                let details: Vec<&str> =
+                    value.get("errors")?.as_array()?.iter().filter_map(|e| e.get("detail")?.as_str()).collect();
+                (!details.is_empty()).then(|| details.join("; "))
+            })
     }
 
     /// This response, or an error naming method, URL, status and the service's message.
@@ -276,6 +282,8 @@ impl Client {
                 request = request.header(*name, *value);
             }
             request = match body {
+                // A bodiless write still says so: some servers (WEBrick) answer 411 without it.
+                None if method != Method::GET && method != Method::HEAD => request.header(CONTENT_LENGTH, "0"),
                 None => request,
                 Some(Body::Json(value)) => request.json(value),
                 Some(Body::JsonAs(content_type, value)) => {
@@ -405,6 +413,31 @@ fn server_wait(headers: &HeaderMap, status: StatusCode) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn answer(text: &str) -> Response {
+        Response {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            headers: HeaderMap::new(),
+            text: text.into(),
+            method: Method::POST,
+            url: "http://127.0.0.1/x".into(),
+            service: "Test",
+            auth_env: None,
+        }
+    }
+
+    #[test]
+    fn service_messages_come_from_message_and_json_api_errors() {
+        let flipper =
+            r#"{"code":3,"message":"Percentage must be a positive number less than or equal to 100.","more_info":"x"}"#;
+        assert_eq!(
+            answer(flipper).service_message().as_deref(),
+            Some("Percentage must be a positive number less than or equal to 100.")
+        );
+        let json_api = r#"{"errors":[{"status":"422","detail":"name is taken"},{"detail":"key is too long"}]}"#;
+        assert_eq!(answer(json_api).service_message().as_deref(), Some("name is taken; key is too long"));
+        assert_eq!(answer("<html>oops</html>").service_message(), None);
+    }
 
     #[test]
     fn plain_http_only_to_this_machine() {

@@ -8,10 +8,10 @@ use anyhow::{Result, anyhow};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use super::{PipelineRequest, Pipelines, RunHandle, RunState, Verdict, encode};
+use super::{PipelineRequest, Pipelines, Refused, RunHandle, RunState, Verdict, encode, trigger_once};
 use crate::config::{CiConfig, HttpSettings};
 use crate::error::Precondition;
-use crate::http::{Auth, Body, Client};
+use crate::http::{Auth, Body, Client, Response};
 
 pub struct Buildbot {
     client: Client,
@@ -76,38 +76,35 @@ impl Pipelines for Buildbot {
         }
         let call = json!({ "jsonrpc": "2.0", "method": "force", "id": 1, "params": params });
         let path = format!("/api/v2/forceschedulers/{}", encode(&request.pipeline));
-        let response = self.client.send_once(Method::POST, &path, &[], Some(&Body::Json(call)), &[])?;
-        let answer: serde_json::Value = match response.json() {
-            Ok(answer) => answer,
-            Err(_) => {
-                response.ok()?;
-                anyhow::bail!("Buildbot answered the force call with something that is not JSON-RPC");
+        let send = || self.client.send_once(Method::POST, &path, &[], Some(&Body::Json(call)), &[]);
+        let read = |response: &Response| {
+            let answer: serde_json::Value = response
+                .json()
+                .map_err(|_| anyhow!("Buildbot answered the force call with something that is not JSON-RPC"))?;
+            if let Some(error) = answer.get("error").filter(|e| !e.is_null()) {
+                // A refusal in a 200 (a 4xx or 5xx is judged by its status).
+                let said = error["message"].as_str().map_or_else(|| error.to_string(), str::to_string);
+                return Err(Refused(format!("Buildbot refused to force {}: {said}", request.pipeline)).into());
             }
+            // result = [buildsetid, {builderid: buildrequestid}]
+            let requests =
+                answer["result"].get(1).and_then(|r| r.as_object()).filter(|r| !r.is_empty()).ok_or_else(|| {
+                    anyhow!(
+                        "Buildbot answered the force call with an unexpected result ({}); is {} a force scheduler?",
+                        answer["result"],
+                        request.pipeline
+                    )
+                })?;
+            let (builder, request_id) = requests.iter().next().expect("not empty");
+            let request_id = request_id
+                .as_u64()
+                .ok_or_else(|| anyhow!("Buildbot's build request id is not a number: {request_id}"))?;
+            if let Ok(builder) = builder.parse() {
+                self.builders.borrow_mut().insert(request_id.to_string(), builder);
+            }
+            Ok(RunHandle { id: request_id.to_string(), url: None })
         };
-        if let Some(error) = answer.get("error").filter(|e| !e.is_null()) {
-            // Buildbot answers a refused force with HTTP 200 or 500 and a JSON-RPC error.
-            anyhow::bail!(
-                "Buildbot refused to force {}: {}",
-                request.pipeline,
-                error["message"].as_str().unwrap_or(&error.to_string())
-            );
-        }
-        // result = [buildsetid, {builderid: buildrequestid}]
-        let requests =
-            answer["result"].get(1).and_then(|r| r.as_object()).filter(|r| !r.is_empty()).ok_or_else(|| {
-                anyhow!(
-                    "Buildbot answered the force call with an unexpected result ({}); is {} a force scheduler?",
-                    answer["result"],
-                    request.pipeline
-                )
-            })?;
-        let (builder, request_id) = requests.iter().next().expect("not empty");
-        let request_id =
-            request_id.as_u64().ok_or_else(|| anyhow!("Buildbot's build request id is not a number: {request_id}"))?;
-        if let Ok(builder) = builder.parse() {
-            self.builders.borrow_mut().insert(request_id.to_string(), builder);
-        }
-        Ok(RunHandle { id: request_id.to_string(), url: None })
+        trigger_once(&format!("{}/#/builders", self.client.base().trim_end_matches('/')), send, read)
     }
 
     fn poll(&self, run: &RunHandle) -> Result<RunState> {

@@ -7,7 +7,7 @@ use anyhow::{Result, anyhow};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use super::{PipelineRequest, Pipelines, RunHandle, RunState, Verdict, encode};
+use super::{PipelineRequest, Pipelines, RunHandle, RunState, Verdict, encode, trigger_once};
 use crate::config::{CiConfig, HttpSettings};
 use crate::error::Precondition;
 use crate::http::{Auth, Body, Client, Response};
@@ -38,6 +38,9 @@ impl Buildkite {
         self.client.send_once(method, &path, &[], body, &[])
     }
 }
+
+/// Buildkite's web pages (it is SaaS only, whatever API base is configured).
+const WEB_URL: &str = "https://buildkite.com";
 
 /// Run ids are `pipeline#number`, since builds are numbered per pipeline.
 fn split(run: &RunHandle) -> Result<(&str, &str)> {
@@ -86,13 +89,19 @@ impl Pipelines for Buildkite {
             "message": format!("rollout run {}", request.run_id),
             "env": env,
         });
-        let build: serde_json::Value =
-            self.send(Method::POST, &request.pipeline, "/builds", Some(&Body::Json(body)))?.ok()?.json()?;
-        let number = build["number"].as_u64().ok_or_else(|| anyhow!("Buildkite's answer has no build number"))?;
-        Ok(RunHandle {
-            id: format!("{}#{number}", request.pipeline),
-            url: build["web_url"].as_str().map(str::to_string),
-        })
+        let send = || self.send(Method::POST, &request.pipeline, "/builds", Some(&Body::Json(body)));
+        let read = |answer: &Response| {
+            let build: serde_json::Value = answer.json()?;
+            let number = build["number"]
+                .as_u64()
+                .ok_or_else(|| anyhow!("Buildkite's answer has no build number: {}", answer.text))?;
+            Ok(RunHandle {
+                id: format!("{}#{number}", request.pipeline),
+                url: build["web_url"].as_str().map(str::to_string),
+            })
+        };
+        let builds_page = format!("{WEB_URL}/{}/{}/builds", self.organization, request.pipeline);
+        trigger_once(&builds_page, send, read)
     }
 
     fn poll(&self, run: &RunHandle) -> Result<RunState> {

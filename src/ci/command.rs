@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -48,16 +49,67 @@ impl CommandPipeline {
         self.argv.join(" ")
     }
 
-    /// The program to run, found the way the OS will find it.
-    fn program(&self) -> Option<PathBuf> {
+    /// The program to run, found the way it will be run: a path with a slash from the config's
+    /// folder (the command's working directory), a bare name on PATH, where, as execvp does,
+    /// only an executable file counts.
+    fn program(&self) -> Result<PathBuf, Precondition> {
         let program = Path::new(&self.argv[0]);
+        let fix = "check ci.command in rollout.yaml";
         if program.components().count() > 1 {
             let path = self.dir.join(program);
-            return path.is_file().then_some(path);
+            return match std::fs::metadata(&path) {
+                Ok(meta) if executable(&meta) => Ok(path),
+                Ok(meta) if meta.is_file() => Err(Precondition(format!(
+                    "the ci command {} is not executable: chmod +x it, or run it through its interpreter (command: [sh, {}])",
+                    path.display(),
+                    self.argv[0]
+                ))),
+                _ => Err(Precondition(format!("the ci command {} does not exist: {fix}", path.display()))),
+            };
         }
-        std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(program)).find(|p| p.is_file())
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|dir| dir.join(program))
+            .find(|path| path.metadata().is_ok_and(|meta| executable(&meta)))
+            .ok_or_else(|| Precondition(format!("the ci command `{}` is not found on PATH: {fix}", self.argv[0])))
+    }
+
+    /// A script the interpreter will open, when it is missing. The rule, kept simple: when the
+    /// program is an interpreter (sh, bash, python3, ...), its first argument that is not an
+    /// option is its script, if it looks like a path (it has a slash or an extension, and no
+    /// spaces); nothing is checked after an option whose letters include c, e or m (`sh -c`,
+    /// `perl -e`, `python3 -m`: code or a module follow, not a file).
+    fn missing_script(&self) -> Option<Precondition> {
+        let name = Path::new(&self.argv[0]).file_name()?.to_str()?;
+        if !INTERPRETERS.contains(&name) {
+            return None;
+        }
+        let mut args = self.argv[1..].iter();
+        let script = loop {
+            let arg = args.next()?;
+            match arg.strip_prefix('-') {
+                Some(letters) if !letters.starts_with('-') && letters.contains(['c', 'e', 'm']) => return None,
+                Some(_) => continue,
+                None => break arg,
+            }
+        };
+        let path = Path::new(script);
+        let looks_like_path =
+            (script.contains('/') || path.extension().is_some()) && !script.contains(char::is_whitespace);
+        (looks_like_path && !self.dir.join(path).is_file()).then(|| {
+            Precondition(format!(
+                "the ci command's script {script} is not in {}: {name} would fail to open it; check ci.command in rollout.yaml",
+                self.dir.display()
+            ))
+        })
     }
 }
+
+fn executable(meta: &std::fs::Metadata) -> bool {
+    meta.is_file() && meta.permissions().mode() & 0o111 != 0
+}
+
+/// Programs whose first argument is the script they run.
+const INTERPRETERS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "python", "python3", "node", "ruby", "perl"];
 
 fn read_into(stream: impl Read + Send + 'static, tail: Tail) -> JoinHandle<()> {
     std::thread::spawn(move || {
@@ -81,13 +133,9 @@ impl Pipelines for CommandPipeline {
     }
 
     fn check(&self, request: &PipelineRequest) -> Result<String> {
-        if self.program().is_none() {
-            return Err(Precondition(format!(
-                "the ci command `{}` is not found (looked in {} and PATH); check ci.command in rollout.yaml",
-                self.argv[0],
-                self.dir.display()
-            ))
-            .into());
+        self.program()?;
+        if let Some(missing) = self.missing_script() {
+            return Err(missing.into());
         }
         Ok(format!(
             "runs `{}` with ROLLOUT_PIPELINE={} ROLLOUT_REF={}",
@@ -176,5 +224,39 @@ impl Pipelines for CommandPipeline {
 
     fn poll_interval(&self, _polls: u32) -> Duration {
         Duration::from_millis(100)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipeline(argv: &[&str], dir: &Path) -> CommandPipeline {
+        CommandPipeline {
+            argv: argv.iter().map(|a| a.to_string()).collect(),
+            dir: dir.to_path_buf(),
+            runs: Mutex::default(),
+        }
+    }
+
+    #[test]
+    fn a_script_is_the_first_path_like_argument_after_an_interpreter() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("deploy.sh"), "").unwrap();
+        let missing = |argv: &[&str]| pipeline(argv, dir.path()).missing_script().is_some();
+        for argv in [&["sh", "nope.sh"][..], &["bash", "-x", "ci/deploy"], &["/usr/bin/python3", "-u", "nope.py"]] {
+            assert!(missing(argv), "{argv:?}");
+        }
+        for argv in [
+            &["sh", "deploy.sh"][..],
+            &["sh", "-c", "./nope.sh && echo done"],
+            &["bash", "-ec", "nope.sh"],
+            &["python3", "-m", "nope.py"],
+            &["perl", "-e", "print 'x.pl'"],
+            &["make", "nope.mk"],
+            &["sh", "deploy"],
+        ] {
+            assert!(!missing(argv), "{argv:?}");
+        }
     }
 }

@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{PipelineRequest, Pipelines, RunHandle, RunState, Verdict, encode};
+use super::{PipelineRequest, Pipelines, RunHandle, RunState, Verdict, encode, trigger_once};
 use crate::config::{CiConfig, HttpSettings};
 use crate::error::Precondition;
 use crate::http::{Auth, Body, Client, Response};
@@ -23,6 +23,8 @@ const FIND_FOR: Duration = Duration::from_secs(30);
 pub struct GitHub {
     client: Client,
     repo: String,
+    /// The web server's base, for pages the operator can open: `https://github.com`.
+    web: String,
     /// Per run: the ETag and state of the last full answer, for free 304 polls.
     seen: RefCell<HashMap<String, (String, RunState)>>,
 }
@@ -47,8 +49,14 @@ impl GitHub {
         Ok(GitHub {
             client: Client::new("GitHub", url, http, config.allow_insecure_http, Some(auth))?,
             repo: config.repo.clone().ok_or_else(|| anyhow!("ci provider github needs `repo`"))?,
+            web: web_base(url),
             seen: RefCell::default(),
         })
+    }
+
+    /// The workflow's runs page, where the operator can find a run rollout could not.
+    fn runs_page(&self, pipeline: &str) -> String {
+        format!("{}/{}/actions/workflows/{}", self.web, self.repo, encode(pipeline))
     }
 
     fn send(
@@ -115,7 +123,7 @@ impl GitHub {
             }
             if started.elapsed() > find_for {
                 bail!(
-                    "workflow {} was dispatched on {git_ref}, but no run of it created since {} has shown up in {} s; look in the repository's Actions tab before triggering it again",
+                    "workflow {} was dispatched on {git_ref}, but no run of it created since {} has shown up in {} s",
                     request.pipeline,
                     since,
                     find_for.as_secs()
@@ -150,6 +158,16 @@ impl GitHub {
             (status, _) => RunState::Running(Some(status.replace('_', " "))),
         }
     }
+}
+
+/// The web server of an API base: `https://api.github.com` is github.com, an Enterprise
+/// Server's `https://HOST/api/v3` is `https://HOST`; anything else (a proxy) serves both.
+fn web_base(api: &str) -> String {
+    let api = api.trim_end_matches('/');
+    if api == DEFAULT_URL {
+        return "https://github.com".into();
+    }
+    api.strip_suffix("/api/v3").unwrap_or(api).to_string()
 }
 
 impl Pipelines for GitHub {
@@ -201,22 +219,27 @@ impl Pipelines for GitHub {
     fn trigger(&self, request: &PipelineRequest) -> Result<RunHandle> {
         let git_ref = self.git_ref(request)?;
         let since = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(5);
-        let mut answer = self.dispatch(request, &git_ref, true)?;
-        if matches!(answer.status, StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY)
-            && answer.text.contains("return_run_details")
-        {
-            // An older GitHub Enterprise Server does not know the field: ask the old way.
-            answer = self.dispatch(request, &git_ref, false)?;
-        }
-        let answer = answer.ok()?;
-        if answer.status == StatusCode::NO_CONTENT {
-            return self.find_run(request, &git_ref, since);
-        }
-        let details: serde_json::Value = answer.json()?;
-        let id = details["workflow_run_id"]
-            .as_u64()
-            .ok_or_else(|| anyhow!("GitHub's dispatch answer has no workflow_run_id: {}", answer.text))?;
-        Ok(RunHandle { id: id.to_string(), url: details["html_url"].as_str().map(str::to_string) })
+        let send = || {
+            let answer = self.dispatch(request, &git_ref, true)?;
+            if matches!(answer.status, StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY)
+                && answer.text.contains("return_run_details")
+            {
+                // An older GitHub Enterprise Server does not know the field: ask the old way.
+                return self.dispatch(request, &git_ref, false);
+            }
+            Ok(answer)
+        };
+        let read = |answer: &Response| {
+            if answer.status == StatusCode::NO_CONTENT {
+                return self.find_run(request, &git_ref, since);
+            }
+            let details: serde_json::Value = answer.json()?;
+            let id = details["workflow_run_id"]
+                .as_u64()
+                .ok_or_else(|| anyhow!("GitHub's dispatch answer has no workflow_run_id: {}", answer.text))?;
+            Ok(RunHandle { id: id.to_string(), url: details["html_url"].as_str().map(str::to_string) })
+        };
+        trigger_once(&self.runs_page(&request.pipeline), send, read)
     }
 
     fn poll(&self, run: &RunHandle) -> Result<RunState> {

@@ -7,7 +7,7 @@ use anyhow::{Result, anyhow};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use super::{PipelineRequest, Pipelines, RunHandle, RunState, Verdict, encode};
+use super::{PipelineRequest, Pipelines, RunHandle, RunState, Verdict, encode, trigger_once};
 use crate::config::{CiConfig, HttpSettings};
 use crate::error::Precondition;
 use crate::http::{Auth, Body, Client, Response};
@@ -56,6 +56,11 @@ impl GitLab {
             .ok_or_else(|| anyhow!("GitLab did not say the project's default branch"))
     }
 
+    /// The project's pipelines page, where the operator can find a run rollout could not.
+    fn pipelines_page(&self) -> String {
+        format!("{}/{}/-/pipelines", self.client.base().trim_end_matches('/'), self.project.replace("%2F", "/"))
+    }
+
     fn variables(request: &PipelineRequest) -> Vec<(String, String)> {
         let mut variables = vec![
             ("ROLLOUT_PIPELINE".to_string(), request.pipeline.clone()),
@@ -101,11 +106,11 @@ impl Pipelines for GitLab {
             Some(git_ref) => git_ref.clone(),
             None => self.default_branch()?,
         };
-        let answer = match &self.trigger_token {
+        let send = || match &self.trigger_token {
             Some(token) => {
-                let mut form = vec![("token".to_string(), token.clone()), ("ref".to_string(), git_ref)];
+                let mut form = vec![("token".to_string(), token.clone()), ("ref".to_string(), git_ref.clone())];
                 form.extend(Self::variables(request).into_iter().map(|(k, v)| (format!("variables[{k}]"), v)));
-                self.send(Method::POST, "/trigger/pipeline", Some(&Body::Form(form)))?
+                self.send(Method::POST, "/trigger/pipeline", Some(&Body::Form(form)))
             }
             None => {
                 let variables: Vec<_> = Self::variables(request)
@@ -116,12 +121,17 @@ impl Pipelines for GitLab {
                     Method::POST,
                     "/pipeline",
                     Some(&Body::Json(json!({ "ref": git_ref, "variables": variables }))),
-                )?
+                )
             }
         };
-        let pipeline: serde_json::Value = answer.ok()?.json()?;
-        let id = pipeline["id"].as_u64().ok_or_else(|| anyhow!("GitLab's answer has no pipeline id"))?;
-        Ok(RunHandle { id: id.to_string(), url: pipeline["web_url"].as_str().map(str::to_string) })
+        let read = |answer: &Response| {
+            let pipeline: serde_json::Value = answer.json()?;
+            let id = pipeline["id"]
+                .as_u64()
+                .ok_or_else(|| anyhow!("GitLab's answer has no pipeline id: {}", answer.text))?;
+            Ok(RunHandle { id: id.to_string(), url: pipeline["web_url"].as_str().map(str::to_string) })
+        };
+        trigger_once(&self.pipelines_page(), send, read)
     }
 
     fn poll(&self, run: &RunHandle) -> Result<RunState> {

@@ -8,10 +8,10 @@ use anyhow::{Result, anyhow, bail};
 use base64::Engine;
 use reqwest::{Method, StatusCode};
 
-use super::{PipelineRequest, Pipelines, RunHandle, RunState, Verdict};
+use super::{PipelineRequest, Pipelines, RunHandle, RunState, Verdict, trigger_once};
 use crate::config::{CiConfig, HttpSettings};
 use crate::error::Precondition;
-use crate::http::{Auth, Body, Client};
+use crate::http::{Auth, Body, Client, Response};
 
 pub struct Jenkins {
     client: Client,
@@ -85,8 +85,23 @@ impl Pipelines for Jenkins {
             .into());
         }
         let details: serde_json::Value = answer.ok()?.json()?;
-        if details["buildable"] == serde_json::json!(false) {
-            return Err(Precondition(format!("Jenkins job {} is disabled", request.pipeline)).into());
+        match details["buildable"].as_bool() {
+            Some(true) => {}
+            Some(false) => {
+                return Err(Precondition(format!(
+                    "Jenkins job {} is disabled (buildable: false): enable it in Jenkins, then run again",
+                    request.pipeline
+                ))
+                .into());
+            }
+            None => {
+                return Err(Precondition(format!(
+                    "Jenkins {} is not a job that can be built ({}): check the step's pipeline",
+                    request.pipeline,
+                    details["_class"].as_str().unwrap_or("no `buildable` field")
+                ))
+                .into());
+            }
         }
         Ok(format!("builds job {} with ROLLOUT_REF={}", request.pipeline, request.git_ref.as_deref().unwrap_or("")))
     }
@@ -101,24 +116,29 @@ impl Pipelines for Jenkins {
         form.extend(request.inputs.iter().map(|(k, v)| (k.clone(), v.clone())));
         let crumb = self.crumb()?;
         let headers: Vec<(&str, &str)> = crumb.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let answer = self.client.send_once(
-            Method::POST,
-            &format!("{job}/buildWithParameters"),
-            &[],
-            Some(&Body::Form(form)),
-            &headers,
-        )?;
-        if !(answer.status == StatusCode::CREATED || answer.status == StatusCode::SEE_OTHER) {
-            answer.ok()?;
-            bail!("Jenkins accepted the build but gave no queue item to follow");
-        }
-        let queue = answer
-            .header("location")
-            .ok_or_else(|| anyhow!("Jenkins's answer has no Location of the queue item"))?
-            .to_string();
-        let queue = if queue.ends_with('/') { queue } else { format!("{queue}/") };
-        self.builds.borrow_mut().insert(queue.clone(), (job, None));
-        Ok(RunHandle { id: queue, url: None })
+        let send = || {
+            self.client.send_once(
+                Method::POST,
+                &format!("{job}/buildWithParameters"),
+                &[],
+                Some(&Body::Form(form)),
+                &headers,
+            )
+        };
+        let read = |answer: &Response| {
+            if !(answer.status == StatusCode::CREATED || answer.status == StatusCode::SEE_OTHER) {
+                bail!("Jenkins answered the build request with {}, not 201 or 303 with a queue item", answer.status);
+            }
+            let queue = answer
+                .header("location")
+                .ok_or_else(|| anyhow!("Jenkins's answer has no Location of the queue item"))?
+                .to_string();
+            Ok(RunHandle { id: if queue.ends_with('/') { queue } else { format!("{queue}/") }, url: None })
+        };
+        let look_at = format!("{}{job}/", self.client.base().trim_end_matches('/'));
+        let run = trigger_once(&look_at, send, read)?;
+        self.builds.borrow_mut().insert(run.id.clone(), (job, None));
+        Ok(run)
     }
 
     fn poll(&self, run: &RunHandle) -> Result<RunState> {

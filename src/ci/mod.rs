@@ -15,6 +15,8 @@ use anyhow::Result;
 use indexmap::IndexMap;
 
 use crate::config::{CiConfig, CiProvider, HttpSettings};
+use crate::error::{Interrupted, Started};
+use crate::http::Response;
 
 /// What to run: the step's pipeline, ref and inputs.
 #[derive(Debug, Clone)]
@@ -33,6 +35,74 @@ pub struct PipelineRequest {
 pub struct RunHandle {
     pub id: String,
     pub url: Option<String>,
+}
+
+/// The run id journaled for a trigger the service accepted without saying which run it started.
+pub const UNKNOWN_RUN: &str = "unknown";
+
+/// The service accepted the trigger, but its answer does not say which run it started: rollout
+/// neither guesses nor triggers again, and the operator looks at `look_at`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{why}; the pipeline was probably triggered, but which run it started is not known: look for it at {look_at} (rollout does not trigger it again)"
+)]
+pub struct UnknownRun {
+    pub why: String,
+    /// Where the operator can see the pipeline's runs.
+    pub look_at: String,
+}
+
+impl UnknownRun {
+    /// The unknown run a trigger failed with, if that is how it failed.
+    pub fn find(error: &anyhow::Error) -> Option<&UnknownRun> {
+        error.downcast_ref::<Started>().and_then(|started| started.0.downcast_ref())
+    }
+}
+
+/// The service refused the trigger in an answer that looks like a success (Buildbot's JSON-RPC
+/// error in a 200): nothing started, so the step may be tried again.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+/// Send the request that starts a run (`send`, once: see `Client::send_once`) and read the run
+/// from the answer (`read`). This is the one place that decides what a failed trigger means.
+/// Trying the step again would send the trigger again, so every failure once the request may
+/// have arrived is `Started`, naming `look_at` (where the operator can see the runs): no answer
+/// or a 5xx (the service may have acted on it), and a success the run cannot be read from
+/// (`UnknownRun`). Only a refusal, a 4xx or `Refused`, leaves the step free to be tried again.
+pub fn trigger_once(
+    look_at: &str,
+    send: impl FnOnce() -> Result<Response>,
+    read: impl FnOnce(&Response) -> Result<RunHandle>,
+) -> Result<RunHandle> {
+    let maybe_started = |error: anyhow::Error| -> anyhow::Error {
+        Started(
+            error.context(format!("the trigger may have started a run: look at {look_at} before triggering it again")),
+        )
+        .into()
+    };
+    let answer = send().map_err(maybe_started)?;
+    if answer.status.is_client_error() {
+        return Err(failure(answer));
+    }
+    if answer.status.is_server_error() {
+        return Err(maybe_started(failure(answer)));
+    }
+    read(&answer).map_err(|error| {
+        if error.is::<Refused>() || Interrupted::is_in(&error) {
+            return error;
+        }
+        Started(UnknownRun { why: format!("{error:#}"), look_at: look_at.to_string() }.into()).into()
+    })
+}
+
+/// The error an answer that is not a success stands for.
+fn failure(answer: Response) -> anyhow::Error {
+    match answer.ok() {
+        Err(error) => error,
+        Ok(answer) => anyhow::anyhow!("{} {} was answered with {}", answer.method, answer.url, answer.status),
+    }
 }
 
 /// How a finished run ended, with what it printed last.

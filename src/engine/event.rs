@@ -4,6 +4,7 @@
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+use crate::flags::Reach;
 use crate::runbook::inputs::Inputs;
 use crate::runbook::resolve::Outputs;
 
@@ -58,6 +59,9 @@ pub enum Event {
         step: String,
         before: serde_json::Value,
         after: serde_json::Value,
+        /// A flag step's change: fewer users get the feature, more, the same, or unknown.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reach: Option<Reach>,
     },
     StepConfirmed {
         step: String,

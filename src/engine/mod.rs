@@ -65,6 +65,19 @@ fn new_run_id(runbook: &str) -> String {
     format!("{}-{runbook}-{:04x}", now.strftime("%Y%m%dT%H%M%SZ"), rand::random::<u16>())
 }
 
+fn preview_event(step: &str, preview: &Preview) -> Event {
+    Event::StepPreview {
+        step: step.to_string(),
+        before: preview.before.clone(),
+        after: preview.after.clone(),
+        reach: preview.reach,
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
 fn format_duration(duration: Duration) -> String {
     if duration < Duration::from_secs(1) {
         format!("{} ms", duration.as_millis())
@@ -136,6 +149,7 @@ pub fn walk(
     let journal = Journal::create(state_dir, &run_id).map_err(Error::from)?;
     let mut run = Run {
         ui,
+        config,
         runbook,
         services: &services,
         inputs,
@@ -143,6 +157,7 @@ pub fn walk(
         journal,
         outputs: HashMap::new(),
         results: vec![StepResult::NotRun; runbook.runbook.steps.len()],
+        happened: vec![String::new(); runbook.runbook.steps.len()],
         started: Instant::now(),
         yes: options.yes,
     };
@@ -200,6 +215,7 @@ enum Flow {
 
 struct Run<'a> {
     ui: &'a Ui,
+    config: &'a Config,
     runbook: &'a LoadedRunbook,
     services: &'a Services<'a>,
     inputs: Inputs,
@@ -207,6 +223,8 @@ struct Run<'a> {
     journal: Journal,
     outputs: HashMap<String, Outputs>,
     results: Vec<StepResult>,
+    /// What each step did, one line, for the summary.
+    happened: Vec<String>,
     started: Instant,
     yes: bool,
 }
@@ -227,13 +245,37 @@ impl<'a> Run<'a> {
         let book = &self.runbook.runbook;
         let ui = self.ui;
         let mode = if dry_run { "Dry run of runbook" } else { "Runbook" };
-        ui.say(format!("{mode} {}: {} ({} steps)", ui.bold(&self.runbook.name), book.title, self.total()));
+        let total = self.total();
+        ui.say(format!("{mode} {}: {} ({total} step{})", ui.bold(&self.runbook.name), book.title, plural(total)));
         if dry_run {
             ui.say("  nothing will be changed and nothing will be asked");
         }
+        let config = std::path::absolute(&self.config.path).unwrap_or_else(|_| self.config.path.clone());
+        ui.say(format!("  config  {}", config.display()));
+        let mut kinds: Vec<crate::runbook::StepKind> = Vec::new();
+        for spec in &book.steps {
+            if !kinds.contains(&spec.kind()) {
+                kinds.push(spec.kind());
+            }
+        }
+        for kind in kinds {
+            if let Some((label, place)) = self.services.describe(kind) {
+                ui.say(format!("  {label:<7} {place}"));
+            }
+        }
+        for spec in book.steps.iter().filter(|s| s.revert.is_some()) {
+            let revert = spec.revert.as_ref().expect("filtered");
+            let (remote, branch) = self.config.git.as_ref().map_or(("origin", "main"), |g| (&g.remote, &g.branch));
+            let fate = match (&revert.branch, revert.push) {
+                (_, false) => "made in the clone only, not pushed".to_string(),
+                (Some(new), true) => format!("pushed to a new branch {} on {remote}", new.0),
+                (None, true) => format!("pushed onto {remote}/{branch}"),
+            };
+            ui.say(format!("  revert  step {}: the revert is {fate}", spec.id));
+        }
         if !self.inputs.is_empty() {
             let shown: Vec<String> = self.inputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            ui.say(format!("  inputs: {}", shown.join(" ")));
+            ui.say(format!("  inputs  {}", shown.join(" ")));
         }
         ui.say(ui.dim(format!("  run {} · journal {}", self.run_id, self.journal.path().display())));
     }
@@ -299,11 +341,7 @@ impl<'a> Run<'a> {
                     kind: spec.kind().as_str().into(),
                 })?;
                 match &planned {
-                    Planned::Ready(preview, _) => self.record(Event::StepPreview {
-                        step: spec.id.clone(),
-                        before: preview.before.clone(),
-                        after: preview.after.clone(),
-                    })?,
+                    Planned::Ready(preview, _) => self.record(preview_event(&spec.id, preview))?,
                     Planned::Failed(error) => {
                         self.record(Event::StepFailed { step: spec.id.clone(), error: format!("{error:#}") })?
                     }
@@ -330,10 +368,13 @@ impl<'a> Run<'a> {
             let spec = &self.runbook.runbook.steps[index];
             let label = format!("  {}/{} {}:", index + 1, self.total(), ui.bold(&spec.id));
             match planned {
-                Planned::Ready(preview, _) if dry_run => ui.say(format!("{label} {}", preview.effect)),
-                Planned::Deferred(reference) if dry_run => {
-                    ui.say(format!("{label} checked when it runs (it needs {reference})"))
+                Planned::Ready(preview, _) => {
+                    ui.say(format!("{label} {}", preview.effect));
+                    for note in &preview.notes {
+                        ui.say(format!("      {} {note}", ui.caution("!")));
+                    }
                 }
+                Planned::Deferred(reference) => ui.say(format!("{label} checked when it runs (it needs {reference})")),
                 Planned::Failed(error) => {
                     if Precondition::is_in(error) {
                         preconditions += 1;
@@ -345,32 +386,39 @@ impl<'a> Run<'a> {
                         self.record(Event::StepFailed { step: spec.id.clone(), error: format!("{error:#}") })?;
                     }
                 }
-                _ => {}
             }
         }
-        let checked = plan.len();
+        let checked = plan.iter().filter(|p| matches!(p, Planned::Ready(..))).count();
+        let deferred = plan.iter().filter(|p| matches!(p, Planned::Deferred(_))).count();
+        let later = if deferred > 0 { format!(", {deferred} checked when they run") } else { String::new() };
         if errors > 0 {
             ui.always(format!("{} Preflight could not check every step; nothing was changed.", ui.bad("✗")));
             return self.finish(RunStatus::Failed, ExitCode::StepFailed).map(Some);
         }
         if preconditions > 0 {
             ui.always(format!(
-                "{} Preflight failed: {preconditions} of {checked} steps cannot succeed; nothing was changed.",
-                ui.bad("✗")
+                "{} Preflight failed: {preconditions} of {} steps cannot succeed; nothing was changed.",
+                ui.bad("✗"),
+                plan.len()
             ));
             return self.finish(RunStatus::PreflightFailed, ExitCode::Preflight).map(Some);
         }
         if dry_run {
-            ui.always(format!("{} Dry run passed: {checked} steps checked, nothing changed.", ui.good("✓")));
+            ui.always(format!(
+                "{} Dry run passed: {checked} step{} checked{later}, nothing changed.",
+                ui.good("✓"),
+                plural(checked)
+            ));
             return self.finish(RunStatus::Succeeded, ExitCode::Success).map(Some);
         }
-        ui.say(ui.dim(format!("  preflight: {checked} steps checked")));
+        ui.say(ui.dim(format!("  preflight: {checked} step{} checked{later}", plural(checked))));
         Ok(None)
     }
 
     fn skip_before_from(&mut self, index: usize, from: &str) -> Result<(), Error> {
         let spec = &self.runbook.runbook.steps[index];
         self.results[index] = StepResult::Skipped;
+        self.happened[index] = format!("skipped (--from {from})");
         self.ui.say(format!("Step {}/{} · {} · skipped (--from {from})", index + 1, self.total(), spec.id));
         self.record(Event::StepSkipped { step: spec.id.clone(), by: By::Operator })
     }
@@ -409,52 +457,42 @@ impl<'a> Run<'a> {
                 (step, preview)
             }
         };
-        let preview = match preview {
+        let mut preview = match preview {
             Ok(preview) => preview,
             Err(error) => return self.fail(index, &spec, error),
         };
-        self.record(Event::StepPreview {
-            step: id.clone(),
-            before: preview.before.clone(),
-            after: preview.after.clone(),
-        })?;
-        ui.always(format!("  {}", preview.effect));
-        if let Some(outputs) = preview.unchanged.clone() {
-            ui.say(format!("  {} nothing to change", ui.good("✓")));
-            self.results[index] = StepResult::Unchanged;
-            self.outputs.insert(id.clone(), outputs.clone());
-            return self.record(Event::StepSucceeded { step: id, outputs, duration_ms: 0 }).map(|()| Flow::Next);
-        }
-
-        let by = if self.yes {
-            ui.say(format!("  {} yes (--yes)", step.question()));
-            By::YesFlag
-        } else {
-            let default = spec.optional.then_some(Answer::Skip);
-            loop {
-                match ui.ask(step.question(), default) {
-                    Ok(Answer::Yes) => break By::Operator,
-                    Ok(Answer::Details) => {
-                        for line in &preview.details {
-                            ui.always(format!("    {line}"));
-                        }
-                    }
-                    Ok(Answer::Skip) => {
-                        self.results[index] = StepResult::Skipped;
-                        ui.say(format!("  {} skipped", ui.caution("–")));
-                        return self.record(Event::StepSkipped { step: id, by: By::Operator }).map(|()| Flow::Next);
-                    }
-                    Ok(Answer::Abort) => return Ok(Flow::Stop(RunStatus::Aborted, ExitCode::Aborted)),
-                    Err(NoAnswer::Closed) => {
-                        ui.warn("stdin closed before an answer: treating it as abort");
-                        return Ok(Flow::Stop(RunStatus::Aborted, ExitCode::Aborted));
-                    }
-                    Err(NoAnswer::Interrupted) => {
-                        let error = anyhow!(Interrupted("at the prompt; this step changed nothing".into()));
-                        return self.fail(index, &spec, error);
-                    }
-                }
+        self.record(preview_event(&id, &preview))?;
+        self.show_preview(&preview);
+        let mut rechecks = 0;
+        let by = loop {
+            if let Some(outputs) = preview.unchanged.clone() {
+                self.results[index] = StepResult::Unchanged;
+                self.happened[index] = preview.effect.clone();
+                ui.say(format!("  {} nothing to change", ui.good("✓")));
+                self.outputs.insert(id.clone(), outputs.clone());
+                return self.record(Event::StepSucceeded { step: id, outputs, duration_ms: 0 }).map(|()| Flow::Next);
             }
+            let by = match self.confirm(index, &spec, step.as_ref(), &preview)? {
+                Ok(by) => by,
+                Err(flow) => return Ok(flow),
+            };
+            // The operator may have looked at the prompt for minutes: read again before writing.
+            let fresh = match step.recheck(&self.context(&projection, None, &quiet), &preview) {
+                Ok(None) => break by,
+                Ok(Some(fresh)) => fresh,
+                Err(error) => return self.fail(index, &spec, error),
+            };
+            rechecks += 1;
+            ui.always(format!("  {} it changed since it was shown; read again just now:", ui.caution("!")));
+            self.record(preview_event(&id, &fresh))?;
+            self.show_preview(&fresh);
+            if rechecks > 3 || (self.yes && fresh.against_direction) {
+                let why = if rechecks > 3 { "it keeps changing" } else { "it moved past the step's direction" };
+                let error =
+                    anyhow!("not written: {why} since it was confirmed; look at it before running this step again");
+                return self.fail(index, &spec, error);
+            }
+            preview = fresh;
         };
         self.record(Event::StepConfirmed { step: id.clone(), by })?;
 
@@ -490,8 +528,10 @@ impl<'a> Run<'a> {
         match outcome {
             Ok(outputs) => {
                 let elapsed = started.elapsed();
-                ui.say(format!("  {} done in {}", ui.good("✓"), format_duration(elapsed)));
+                let outcome = step.outcome(&outputs);
+                ui.say(format!("  {} {outcome} ({})", ui.good("✓"), format_duration(elapsed)));
                 self.results[index] = StepResult::Done;
+                self.happened[index] = outcome;
                 self.outputs.insert(id.clone(), outputs.clone());
                 self.record(Event::StepSucceeded { step: id, outputs, duration_ms: elapsed.as_millis() as u64 })?;
                 Ok(Flow::Next)
@@ -500,9 +540,67 @@ impl<'a> Run<'a> {
         }
     }
 
+    fn show_preview(&self, preview: &Preview) {
+        let ui = self.ui;
+        ui.always(format!("  {}", preview.effect));
+        for note in &preview.notes {
+            ui.always(format!("  {} {note}", ui.caution("!")));
+        }
+    }
+
+    /// Ask the operator (or take `--yes`); `Err` is where the run goes instead.
+    fn confirm(
+        &mut self,
+        index: usize,
+        spec: &crate::runbook::StepSpec,
+        step: &dyn Step,
+        preview: &Preview,
+    ) -> Result<Result<By, Flow>, Error> {
+        let ui = self.ui;
+        if self.yes {
+            ui.say(format!("  {} yes (--yes)", step.question()));
+            return Ok(Ok(By::YesFlag));
+        }
+        let default = spec.optional.then_some(Answer::Skip);
+        let question = if ui.is_quiet() {
+            format!("Step {}/{} {} ({}): {}", index + 1, self.total(), spec.id, spec.name, step.question())
+        } else {
+            step.question().to_string()
+        };
+        loop {
+            match ui.ask(&question, default) {
+                Ok(Answer::Yes) => return Ok(Ok(By::Operator)),
+                Ok(Answer::Details) => {
+                    for line in &preview.details {
+                        ui.always(format!("    {line}"));
+                    }
+                }
+                Ok(Answer::Skip) => {
+                    self.results[index] = StepResult::Skipped;
+                    self.happened[index] = "skipped by the operator".into();
+                    ui.always(format!("  {} skipped", ui.caution("–")));
+                    let event = Event::StepSkipped { step: spec.id.clone(), by: By::Operator };
+                    return self.record(event).map(|()| Err(Flow::Next));
+                }
+                Ok(Answer::Abort) => return Ok(Err(Flow::Stop(RunStatus::Aborted, ExitCode::Aborted))),
+                Err(NoAnswer::Closed) => {
+                    ui.warn("stdin closed before an answer: treating it as abort");
+                    return Ok(Err(Flow::Stop(RunStatus::Aborted, ExitCode::Aborted)));
+                }
+                Err(NoAnswer::Interrupted) => {
+                    let error = anyhow!(Interrupted("at the prompt; this step changed nothing".into()));
+                    let flow = self.fail(index, spec, error)?;
+                    self.results[index] = StepResult::NotRun;
+                    return Ok(Err(flow));
+                }
+            }
+        }
+    }
+
     fn fail(&mut self, index: usize, spec: &crate::runbook::StepSpec, error: anyhow::Error) -> Result<Flow, Error> {
         let ui = self.ui;
         self.results[index] = StepResult::Failed;
+        self.happened[index] = format!("failed: {error:#}");
         ui.always(format!("  {} {error:#}", ui.bad("✗")));
         self.record(Event::StepFailed { step: spec.id.clone(), error: format!("{error:#}") })?;
         if Interrupted::is_in(&error) {
@@ -513,6 +611,24 @@ impl<'a> Run<'a> {
             return Ok(Flow::FailedContinue);
         }
         Ok(Flow::Stop(RunStatus::Failed, ExitCode::StepFailed))
+    }
+
+    /// What each step did, once any step ran: flags before -> after, commits pushed,
+    /// pipeline runs with their verdicts.
+    fn summary(&self) {
+        if self.results.iter().all(|r| *r == StepResult::NotRun) {
+            return;
+        }
+        let ui = self.ui;
+        let width = self.runbook.runbook.steps.iter().map(|s| s.id.chars().count()).max().unwrap_or(0);
+        ui.always(ui.bold("Summary"));
+        for ((spec, result), happened) in self.runbook.runbook.steps.iter().zip(&self.results).zip(&self.happened) {
+            let line = match result {
+                StepResult::NotRun => "not run",
+                _ => happened.as_str(),
+            };
+            ui.always(format!("  {:<width$}  {line}", spec.id));
+        }
     }
 
     fn finish(&mut self, status: RunStatus, code: ExitCode) -> Result<Finished, Error> {
@@ -538,6 +654,7 @@ impl<'a> Run<'a> {
             RunStatus::Aborted => ui.always(format!("\n{} Run aborted by the operator: {tally}", ui.caution("■"))),
             RunStatus::Interrupted => ui.always(format!("\n{} Run interrupted: {tally}", ui.caution("■"))),
         }
+        self.summary();
         if status != RunStatus::Succeeded {
             ui.always(format!("  the journal has every step: {}", self.journal.path().display()));
         }

@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{FlagService, FlagState, FlagTarget};
+use super::{FlagPlan, FlagService, FlagState, FlagTarget, Targeting};
 use crate::config::{FlagsConfig, HttpSettings};
 use crate::error::Precondition;
 use crate::http::{Auth, Body, Client};
@@ -35,14 +35,63 @@ struct Variation {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Environment {
     on: bool,
     #[serde(default)]
     fallthrough: Fallthrough,
     #[serde(default)]
+    off_variation: Option<usize>,
+    #[serde(default)]
     rules: Vec<serde_json::Value>,
     #[serde(default)]
     targets: Vec<serde_json::Value>,
+    #[serde(default)]
+    context_targets: Vec<serde_json::Value>,
+    #[serde(default)]
+    prerequisites: Vec<serde_json::Value>,
+}
+
+impl Environment {
+    /// Who gets the feature when the flag is `on` or not: the fallthrough's share of the true
+    /// variation, and the targets, rules and prerequisites shown as they are. Off serves the
+    /// off variation to everyone: anything but `false` is on for someone.
+    fn state(&self, on: bool, flag: &Flag, (on_index, off_index): (usize, usize), raw: serde_json::Value) -> FlagState {
+        let mut state = FlagState::off(raw);
+        if !on {
+            if self.off_variation != Some(off_index) {
+                let served = self.off_variation.and_then(|i| flag.variations.get(i)).map(|v| v.value.clone());
+                let shown = served.as_ref().map_or("no off variation (SDKs serve the code's default)".into(), |v| {
+                    format!("the off variation serves {v}")
+                });
+                state.targeting.push(Targeting::new(shown, &served.unwrap_or_default()));
+            }
+            return state;
+        }
+        state.share = match (&self.fallthrough.variation, &self.fallthrough.rollout) {
+            (Some(index), _) if *index == on_index => Percent::FULL,
+            (Some(_), _) => Percent::ZERO,
+            (None, Some(rollout)) => {
+                let total: u128 = rollout.variations.iter().map(|w| u128::from(w.weight)).sum();
+                let share: u128 =
+                    rollout.variations.iter().filter(|w| w.variation == on_index).map(|w| u128::from(w.weight)).sum();
+                Percent::from_ratio(share, total).unwrap_or(Percent::ZERO)
+            }
+            (None, None) => Percent::ZERO,
+        };
+        for (what, items) in [
+            ("individual targets", &self.targets),
+            ("context targets", &self.context_targets),
+            ("targeting rules", &self.rules),
+            ("prerequisites", &self.prerequisites),
+        ] {
+            if !items.is_empty() {
+                let value = serde_json::Value::Array(items.clone());
+                state.targeting.push(Targeting::new(format!("{} {what} {value}", items.len()), &value));
+            }
+        }
+        state
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,41 +174,38 @@ impl FlagService for LaunchDarkly {
 
     fn read(&self, name: &str) -> Result<FlagState> {
         let (flag, document) = self.flag(name)?;
-        let (on, _) = self.boolean(name, &flag)?;
+        let variations = self.boolean(name, &flag)?;
         let environment = self.environment(name, &flag)?;
-        let raw = document.get("environments").and_then(|e| e.get(&self.environment)).cloned().unwrap_or_default();
-        if !environment.on {
-            return Ok(FlagState::plain(false, None, raw));
+        Ok(environment.state(environment.on, &flag, variations, document))
+    }
+
+    /// Off serves the off variation and keeps the rules; on sets the fallthrough and keeps
+    /// the targets and rules, which LaunchDarkly evaluates first.
+    fn plan(&self, name: &str, target: FlagTarget, current: &FlagState) -> Result<FlagPlan> {
+        let flag: Flag = serde_json::from_value(current.raw.clone())?;
+        let variations = self.boolean(name, &flag)?;
+        let environment = self.environment(name, &flag)?;
+        if !target.is_on() {
+            let after = environment.state(false, &flag, variations, serde_json::Value::Null);
+            return Ok(FlagPlan { after, clears: Vec::new() });
         }
-        let mut other =
-            (!environment.rules.is_empty() || !environment.targets.is_empty()).then(|| "targeting rules".to_string());
-        let percent = match (&environment.fallthrough.variation, &environment.fallthrough.rollout) {
-            (Some(index), _) if *index == on => None,
-            (Some(_), _) => {
-                other = Some("serving false to everyone".into());
-                None
-            }
-            (None, Some(rollout)) => {
-                let total: u32 = rollout.variations.iter().map(|w| w.weight).sum();
-                let share: u32 = rollout.variations.iter().filter(|w| w.variation == on).map(|w| w.weight).sum();
-                Percent::from_hundredths((share * 10_000).checked_div(total).unwrap_or(0)).filter(|p| !p.is_full())
-            }
-            (None, None) => None,
-        };
-        Ok(FlagState { other, ..FlagState::plain(true, percent, raw) })
+        let on = environment.state(true, &flag, variations, serde_json::Value::Null);
+        Ok(FlagPlan::keeping(&on, target))
     }
 
     fn write(&self, name: &str, target: FlagTarget, note: &str) -> Result<()> {
         let (flag, _) = self.flag(name)?;
         let (on, off) = self.boolean(name, &flag)?;
         let (on_id, off_id) = (&flag.variations[on].id, &flag.variations[off].id);
-        let instructions = match (target.enabled, target.percent()) {
+        let instructions = match (target.is_on(), target.partial()) {
             (false, _) => json!([{ "kind": "turnFlagOff" }]),
             (true, None) => {
                 json!([{ "kind": "turnFlagOn" }, { "kind": "updateFallthroughVariationOrRollout", "variationId": on_id }])
             }
             (true, Some(share)) => {
-                let weight = share.hundredths() * 10;
+                let weight =
+                    share.hundredths().ok_or_else(|| anyhow!("{share}% is finer than LaunchDarkly's thousandths"))?
+                        * 10;
                 json!([
                     { "kind": "turnFlagOn" },
                     { "kind": "updateFallthroughVariationOrRollout", "rolloutWeights": { on_id.as_str(): weight, off_id.as_str(): 100_000 - weight } }
@@ -171,5 +217,39 @@ impl FlagService for LaunchDarkly {
             .send(Method::PATCH, &self.path(name), &[], Some(&Body::JsonAs(SEMANTIC_PATCH, body)), &[])?
             .ok()
             .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(environment: serde_json::Value) -> FlagState {
+        let flag: Flag = serde_json::from_value(json!({
+            "variations": [{ "_id": "t", "value": true }, { "_id": "f", "value": false }],
+            "environments": { "production": environment },
+        }))
+        .unwrap();
+        let environment = &flag.environments["production"];
+        environment.state(environment.on, &flag, (0, 1), serde_json::Value::Null)
+    }
+
+    #[test]
+    fn rules_targets_and_prerequisites_are_shown_and_count_as_on() {
+        let rules = state(json!({
+            "on": true, "offVariation": 1, "fallthrough": { "variation": 1 },
+            "rules": [{ "variation": 0, "clauses": [{ "attribute": "email", "op": "endsWith", "values": ["@va.gov"] }] }],
+            "prerequisites": [{ "key": "other", "variation": 0 }],
+        }));
+        assert!(rules.is_on());
+        assert!(rules.summary().starts_with(r#"on for some: 1 targeting rules [{"#), "{}", rules.summary());
+        assert!(rules.summary().contains(r#"1 prerequisites [{"key":"other","variation":0}]"#), "{}", rules.summary());
+        let rollout = state(json!({
+            "on": true, "offVariation": 1,
+            "fallthrough": { "rollout": { "variations": [{ "variation": 0, "weight": 33333 }, { "variation": 1, "weight": 66667 }] } },
+        }));
+        assert_eq!(rollout.summary(), "on, 33.333%");
+        let off = state(json!({ "on": false, "offVariation": 1, "fallthrough": { "variation": 0 } }));
+        assert_eq!(off.summary(), "off");
     }
 }

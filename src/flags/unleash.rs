@@ -5,7 +5,7 @@ use anyhow::{Result, anyhow};
 use reqwest::Method;
 use serde::Deserialize;
 
-use super::{FlagService, FlagState, FlagTarget};
+use super::{FlagPlan, FlagService, FlagState, FlagTarget, Targeting};
 use crate::config::{FlagsConfig, HttpSettings};
 use crate::error::Precondition;
 use crate::http::{Auth, Body, Client};
@@ -22,6 +22,8 @@ struct Environment {
     enabled: bool,
     #[serde(default)]
     strategies: Vec<Strategy>,
+    #[serde(default)]
+    variants: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -33,16 +35,80 @@ struct Strategy {
     #[serde(default)]
     constraints: Vec<serde_json::Value>,
     #[serde(default)]
+    segments: Vec<serde_json::Value>,
+    #[serde(default)]
+    variants: Vec<serde_json::Value>,
+    #[serde(default)]
     disabled: Option<bool>,
 }
 
 impl Strategy {
+    /// The share a rollout strategy gives: `default` gives everyone; None when unreadable.
     fn rollout(&self) -> Option<Percent> {
-        match self.parameters.get("rollout")? {
-            serde_json::Value::String(s) => s.parse().ok(),
-            serde_json::Value::Number(n) => n.to_string().parse().ok(),
+        match (self.name.as_str(), self.parameters.get("rollout")) {
+            ("default", _) => Some(Percent::FULL),
+            (_, Some(serde_json::Value::String(s))) => Percent::parse_decimal(s),
+            (_, Some(serde_json::Value::Number(n))) => Percent::parse_decimal(&n.to_string()),
             _ => None,
         }
+    }
+
+    fn is_rollout(&self) -> bool {
+        matches!(self.name.as_str(), "flexibleRollout" | "default") && self.disabled != Some(true)
+    }
+
+    /// `users matching 2 constraints and 1 segment`, when not everyone.
+    fn scope(&self) -> Option<String> {
+        let count = |n: usize, what: &str| (n > 0).then(|| format!("{n} {what}{}", if n == 1 { "" } else { "s" }));
+        let parts: Vec<String> = [count(self.constraints.len(), "constraint"), count(self.segments.len(), "segment")]
+            .into_iter()
+            .flatten()
+            .collect();
+        (!parts.is_empty()).then(|| format!("users matching {}", parts.join(" and ")))
+    }
+
+    fn as_targeting(&self) -> Targeting {
+        let value = serde_json::json!({
+            "id": self.id, "name": self.name, "parameters": self.parameters, "constraints": self.constraints,
+            "segments": self.segments, "variants": self.variants, "disabled": self.disabled,
+        });
+        let disabled = if self.disabled == Some(true) { "disabled " } else { "" };
+        let parameters = serde_json::Value::Object(self.parameters.clone());
+        let scope = self.scope().map(|s| format!(" for {s}")).unwrap_or_default();
+        Targeting::new(format!("{disabled}strategy {} {parameters}{scope}", self.name), &value)
+    }
+}
+
+impl Environment {
+    /// Who gets the feature once the environment is on: the one rollout strategy as the share,
+    /// every other strategy and any variants as targeting, shown as they are.
+    fn when_on(&self, raw: serde_json::Value) -> FlagState {
+        let rollouts: Vec<&Strategy> = self.strategies.iter().filter(|s| s.is_rollout()).collect();
+        let modelled = match rollouts.as_slice() {
+            [only] if only.rollout().is_some() => Some(only.id.as_str()),
+            _ => None,
+        };
+        let mut state = FlagState::off(raw);
+        if self.strategies.is_empty() {
+            state.share = Percent::FULL;
+        }
+        for strategy in &self.strategies {
+            if Some(strategy.id.as_str()) == modelled {
+                state.share = strategy.rollout().unwrap_or(Percent::ZERO);
+                state.scope = strategy.scope();
+                if !strategy.variants.is_empty() {
+                    let variants = serde_json::Value::Array(strategy.variants.clone());
+                    state.targeting.push(Targeting::new(format!("strategy variants {variants}"), &variants));
+                }
+            } else {
+                state.targeting.push(strategy.as_targeting());
+            }
+        }
+        if !self.variants.is_empty() {
+            let variants = serde_json::Value::Array(self.variants.clone());
+            state.targeting.push(Targeting::new(format!("variants {variants}"), &variants));
+        }
+        state
     }
 }
 
@@ -83,6 +149,12 @@ impl Unleash {
         }
         let response = response.ok()?;
         response.json_and_raw()
+    }
+
+    /// Once on, everyone gets the feature, through nothing rollout does not model.
+    fn everyone(environment: &Environment) -> bool {
+        let on = environment.when_on(serde_json::Value::Null);
+        on.share.is_full() && on.scope.is_none() && on.targeting.is_empty()
     }
 
     fn active(environment: &Environment) -> Vec<&Strategy> {
@@ -133,40 +205,38 @@ impl FlagService for Unleash {
     fn read(&self, name: &str) -> Result<FlagState> {
         let (environment, raw) = self.environment(name)?;
         if !environment.enabled {
-            return Ok(FlagState::plain(false, None, raw));
+            return Ok(FlagState::off(raw));
         }
-        let active = Self::active(&environment);
-        let mut state = FlagState::plain(true, None, raw);
-        match active.as_slice() {
-            [] => {}
-            [only] if only.name == "flexibleRollout" || only.name == "default" => {
-                state.percent = only.rollout().filter(|p| !p.is_full());
-                let n = only.constraints.len();
-                state.scope =
-                    (n > 0).then(|| format!("users matching {n} constraint{}", if n == 1 { "" } else { "s" }));
-            }
-            [only] => state.other = Some(format!("strategy {}", only.name)),
-            several => state.other = Some(format!("{} strategies", several.len())),
-        }
-        Ok(state)
+        Ok(environment.when_on(raw))
     }
 
-    fn check(&self, name: &str, target: FlagTarget, current: &FlagState) -> Result<()> {
-        let Some(share) = target.percent() else { return Ok(()) };
-        if share.hundredths() % 100 != 0 {
+    /// Off keeps the strategies (turning the environment on brings them back); a share is
+    /// written to the one flexibleRollout strategy, keeping its constraints.
+    fn plan(&self, name: &str, target: FlagTarget, current: &FlagState) -> Result<FlagPlan> {
+        if !target.is_on() {
+            return Ok(FlagPlan { after: FlagState::off(serde_json::Value::Null), clears: Vec::new() });
+        }
+        let share = target.share();
+        if share.hundredths().is_none_or(|h| h % 100 != 0) {
             return Err(Precondition(format!("Unleash rollouts are whole percentages; {share}% cannot be set")).into());
         }
         let environment: Environment = serde_json::from_value(current.raw.clone())?;
-        self.rollout_strategy(name, &environment).map(drop)
+        let on = environment.when_on(current.raw.clone());
+        if !(share.is_full() && Self::everyone(&environment)) {
+            self.rollout_strategy(name, &environment)?;
+        }
+        Ok(FlagPlan::keeping(&on, target))
     }
 
     fn write(&self, name: &str, target: FlagTarget, _note: &str) -> Result<()> {
-        if !target.enabled {
+        if !target.is_on() {
             return self.post(name, "/off", None);
         }
         let (environment, _) = self.environment(name)?;
-        let share = target.percent().unwrap_or(Percent::FULL);
+        let share = target.share();
         match self.rollout_strategy(name, &environment) {
+            // Everyone already gets it once on (a `default` strategy): only the switch is left.
+            _ if share.is_full() && Self::everyone(&environment) => {}
             Ok(Some(strategy)) if strategy.rollout() != Some(share) => self.patch_rollout(name, strategy, share)?,
             Ok(Some(_)) => {}
             Ok(None) => {
@@ -177,8 +247,6 @@ impl FlagService for Unleash {
                 });
                 self.post(name, "/strategies", Some(&Body::Json(strategy)))?;
             }
-            // Turning on for everyone needs no percentage: the strategies are left as they are.
-            Err(_) if target.percent().is_none() => {}
             Err(why) => return Err(why),
         }
         if environment.enabled { Ok(()) } else { self.post(name, "/on", None) }

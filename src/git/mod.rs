@@ -118,6 +118,12 @@ impl GitRemote {
         format!("{}/{branch}", self.remote)
     }
 
+    /// `remote origin https://github.com/o/r.git (clone /srv/app)`, for the run header.
+    pub fn describe(&self) -> String {
+        let url = self.open().map(|repo| self.url(&repo)).unwrap_or_default();
+        format!("remote {} {url} (clone {})", self.remote, self.repo.display())
+    }
+
     fn url(&self, repo: &Repository) -> String {
         repo.find_remote(&self.remote).ok().and_then(|r| r.url().ok().map(redact_url)).unwrap_or_default()
     }
@@ -166,9 +172,10 @@ impl GitRemote {
         Ok(tip)
     }
 
-    /// Push `commit` to `branch` and check the server accepted it; `expected` is the tip the
-    /// commit was made on (None for a new branch).
-    pub fn push(&self, repo: &Repository, commit: Oid, branch: &str) -> Result<(), PushError> {
+    /// Push `commit` to `branch`. The remote's answer decides: once it accepted the ref the push
+    /// is a success, and what could not be recorded in the clone afterwards (its remote-tracking
+    /// ref, e.g. behind a stale `.lock` file) comes back as a warning.
+    pub fn push(&self, repo: &Repository, commit: Oid, branch: &str) -> Result<Option<String>, PushError> {
         let staging = format!("refs/rollout/push/{commit}");
         repo.reference(&staging, commit, true, "rollout: stage revert for push").map_err(anyhow::Error::from)?;
         let result = self.push_staged(repo, &staging, branch);
@@ -177,8 +184,15 @@ impl GitRemote {
         }
         result?;
         let tracking = format!("refs/remotes/{}/{branch}", self.remote);
-        repo.reference(&tracking, commit, true, "rollout: pushed revert").map_err(anyhow::Error::from)?;
-        Ok(())
+        Ok(repo.reference(&tracking, commit, true, "rollout: pushed revert").err().map(|e| {
+            format!(
+                "the push landed on {}, but the clone's {tracking} could not be updated ({}); `git fetch {}` in {} puts it right (remove a stale {tracking}.lock first if no git command is running)",
+                self.target(branch),
+                e.message(),
+                self.remote,
+                self.repo.display()
+            )
+        }))
     }
 
     fn push_staged(&self, repo: &Repository, staging: &str, branch: &str) -> Result<(), PushError> {
@@ -186,7 +200,7 @@ impl GitRemote {
         let statuses: RefCell<Vec<(String, Option<String>)>> = RefCell::new(Vec::new());
         let said: RefCell<String> = RefCell::new(String::new());
         let mut remote = self.find_remote(repo)?;
-        {
+        let pushed = {
             let mut callbacks: RemoteCallbacks = self.credentials.callbacks();
             callbacks.push_update_reference(|name, status| {
                 statuses.borrow_mut().push((name.to_string(), status.map(str::to_string)));
@@ -198,13 +212,8 @@ impl GitRemote {
             });
             let mut options = PushOptions::new();
             options.remote_callbacks(callbacks);
-            if let Err(e) = remote.push(&[format!("{staging}:{destination}")], Some(&mut options)) {
-                if e.code() == git2::ErrorCode::NotFastForward {
-                    return Err(PushError::Moved(self.target(branch)));
-                }
-                return Err(explain(e, format!("push to {} failed", self.target(branch)), &self.url(repo)).into());
-            }
-        }
+            remote.push(&[format!("{staging}:{destination}")], Some(&mut options))
+        };
         let said = said.into_inner();
         let remote_lines: String = said
             .split(['\n', '\r'])
@@ -213,6 +222,8 @@ impl GitRemote {
             .map(|l| format!("\nremote: {l}"))
             .collect();
         match statuses.into_inner().into_iter().find(|(name, _)| *name == destination) {
+            // Accepted. An error libgit2 reports after that comes from updating the clone's
+            // remote-tracking ref, which `push` does again (and warns about) itself.
             Some((_, None)) => Ok(()),
             // Moved between the advertisement and the update: the client sees non-fast-forward
             // or "fetch first", or receive-pack loses the ref lock ("is at X but expected Y").
@@ -226,7 +237,11 @@ impl GitRemote {
             Some((_, Some(why))) => {
                 Err(anyhow!("{} rejected the push to {branch}: {why}{remote_lines}", self.remote).into())
             }
-            None => Err(anyhow!("{} did not confirm the push to {branch}{remote_lines}", self.remote).into()),
+            None => match pushed {
+                Err(e) if e.code() == git2::ErrorCode::NotFastForward => Err(PushError::Moved(self.target(branch))),
+                Err(e) => Err(explain(e, format!("push to {} failed", self.target(branch)), &self.url(repo)).into()),
+                Ok(()) => Err(anyhow!("{} did not confirm the push to {branch}{remote_lines}", self.remote).into()),
+            },
         }
     }
 }

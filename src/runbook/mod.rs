@@ -108,6 +108,12 @@ pub struct FlagSpec {
     pub state: Option<Text>,
     #[serde(default)]
     pub percent: Option<Text>,
+    /// `down` never gives more users the feature, `up` never fewer.
+    #[serde(default)]
+    pub direction: Option<crate::flags::Direction>,
+    /// Only check, never write: the feature must be `on` for someone, or `off`.
+    #[serde(default)]
+    pub expect: Option<Text>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -199,7 +205,7 @@ impl StepKind {
     pub fn outputs(self) -> &'static [&'static str] {
         match self {
             StepKind::Flag => &["before", "after", "changed"],
-            StepKind::Revert => &["commit", "commits", "reverted", "remote", "branch"],
+            StepKind::Revert => &["commit", "commits", "reverted", "remote", "branch", "previous"],
             StepKind::Ci => &["run_id", "url", "conclusion", "commit", "log_tail"],
             StepKind::Manual => &[],
             StepKind::Notify => &["delivered"],

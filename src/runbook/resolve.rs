@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 use super::source::Diagnostic;
 use super::template::{Ref, Template};
 use super::{LoadedRunbook, StepSpec, Text, inputs::Inputs};
-use crate::flags::FlagTarget;
+use crate::flags::{Direction, FlagTarget};
 use crate::percent::Percent;
 
 /// A finished step's outputs, for `{{ steps.<id>.<output> }}`.
@@ -34,7 +34,16 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlagChange {
     pub flag: String,
-    pub target: FlagTarget,
+    pub goal: FlagGoal,
+}
+
+/// What a `flag` step does.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FlagGoal {
+    /// Write `target` unless it holds; a direction refuses to move the other way.
+    Set { target: FlagTarget, direction: Option<Direction> },
+    /// Only read: the feature must be on for someone (`true`) or off.
+    Expect { on: bool },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -146,10 +155,15 @@ pub fn action(runbook: &LoadedRunbook, index: usize, scope: Scope) -> Result<Act
     if let Some(flag) = &step.flag {
         let r = at("flag");
         let name = r.text("name", &flag.name)?;
+        if let Some(expect) = &flag.expect {
+            let on = r.typed("expect", expect, parse_state)?;
+            return Ok(Action::Flag(FlagChange { flag: name, goal: FlagGoal::Expect { on } }));
+        }
         let state = flag.state.as_ref().map(|s| r.typed("state", s, parse_state)).transpose()?;
         let percent = flag.percent.as_ref().map(|p| r.typed("percent", p, |v| v.parse::<Percent>())).transpose()?;
         let target = flag_target(state, percent).map_err(|why| r.invalid(&r.path, why))?;
-        return Ok(Action::Flag(FlagChange { flag: name, target }));
+        let goal = FlagGoal::Set { target, direction: flag.direction };
+        return Ok(Action::Flag(FlagChange { flag: name, goal }));
     }
     if let Some(revert) = &step.revert {
         let r = at("revert");

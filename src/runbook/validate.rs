@@ -154,10 +154,17 @@ pub fn runbook(runbook: &LoadedRunbook) -> Vec<Diagnostic> {
             if let Some(percent) = &flag.percent {
                 c.text(i, &format!("{p}.percent"), percent, Some(&|v| v.parse::<Percent>().map(drop)));
             }
-            let literal_state = flag.state.as_ref().and_then(|s| parse_state(&s.0).ok());
-            let has_percent = flag.percent.as_ref().map(|_| Percent::FULL);
-            if let Err(why) = flag_target(literal_state.or(flag.state.as_ref().map(|_| true)), has_percent) {
-                c.at_key(&p, why);
+            if let Some(expect) = &flag.expect {
+                c.text(i, &format!("{p}.expect"), expect, Some(&|v| parse_state(v).map(drop)));
+                if flag.state.is_some() || flag.percent.is_some() || flag.direction.is_some() {
+                    c.at_key(&p, "`expect` only checks the flag: it takes no state, percent or direction".into());
+                }
+            } else {
+                let literal_state = flag.state.as_ref().and_then(|s| parse_state(&s.0).ok());
+                let has_percent = flag.percent.as_ref().map(|_| Percent::FULL);
+                if let Err(why) = flag_target(literal_state.or(flag.state.as_ref().map(|_| true)), has_percent) {
+                    c.at_key(&p, why);
+                }
             }
         }
         if let Some(revert) = &step.revert {

@@ -7,9 +7,9 @@ use anyhow::{Result, anyhow, bail};
 use serde_json::json;
 
 use super::{Context, Preview, Step, snapshot};
-use crate::ci::{PipelineRequest, Pipelines, RunState};
+use crate::ci::{PipelineRequest, Pipelines, RunState, UNKNOWN_RUN, UnknownRun};
 use crate::error::{Interrupted, Started};
-use crate::git::GitRemote;
+use crate::git::{GitRemote, short_id};
 use crate::interrupt;
 use crate::runbook::resolve::{CiRequest, Outputs};
 
@@ -30,7 +30,7 @@ impl CiStep<'_> {
             git_ref: self.request.git_ref.clone(),
             inputs: self.request.inputs.clone(),
             run_id: run_id.to_string(),
-            timeout: self.request.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            timeout: self.timeout(),
         }
     }
 
@@ -41,26 +41,61 @@ impl CiStep<'_> {
         }
     }
 
-    /// The ref's commit on the remote, when git is configured and the ref is a branch there.
-    fn ref_commit(&self) -> Option<String> {
-        let git = self.git?;
-        let git_ref = self.request.git_ref.as_deref()?;
+    fn timeout(&self) -> Duration {
+        self.request.timeout.unwrap_or(DEFAULT_TIMEOUT)
+    }
+
+    /// The commit the ref points at on the remote, read-only, or why it is not known.
+    fn ref_commit(&self) -> Result<String, String> {
+        let git_ref = self.request.git_ref.as_deref().ok_or("the step names no ref")?;
         if git_ref.len() == 40 && git_ref.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Some(git_ref.to_string());
+            return Ok(git_ref.to_string());
         }
-        let repo = git.open().ok()?;
-        git.remote_head(&repo, git_ref).ok().flatten().map(|oid| oid.to_string())
+        let git = self.git.ok_or("git is not configured")?;
+        let repo = git.open().map_err(|e| format!("{e:#}"))?;
+        match git.remote_head(&repo, git_ref) {
+            Ok(Some(oid)) => Ok(oid.to_string()),
+            Ok(None) => Err(format!("{} has no branch {git_ref}", git.remote)),
+            Err(error) => Err(format!("{error:#}")),
+        }
+    }
+
+    /// `pipeline deploy.yml on main (at 69a913a)`, or why the commit is not known.
+    fn target(&self) -> String {
+        let Some(git_ref) = &self.request.git_ref else {
+            return format!("pipeline {} on its default branch", self.request.pipeline);
+        };
+        let at = match self.ref_commit() {
+            Ok(commit) => format!("at {}", short_id(&commit)),
+            Err(why) => format!("commit not known: {why}"),
+        };
+        format!("pipeline {} on {git_ref} ({at})", self.request.pipeline)
+    }
+
+    /// A trigger the service accepted without naming the run is journaled as such, so that the
+    /// journal says a run was probably started, and where to look for it.
+    fn journal_unknown_run(cx: &Context, error: anyhow::Error) -> anyhow::Error {
+        if let Some(unknown) = UnknownRun::find(&error)
+            && let Err(journal) = (cx.triggered)(UNKNOWN_RUN, &unknown.look_at)
+        {
+            cx.ui.warn(format!("the trigger could not be journaled: {journal:#}"));
+        }
+        error
     }
 }
 
 impl Step for CiStep<'_> {
     fn preview(&self, cx: &Context) -> Result<Preview> {
         let runs = self.pipelines.check(&self.pipeline_request(cx.run_id))?;
-        let wait = if self.request.wait { "waits for the result" } else { "does not wait" };
+        let wait = if self.request.wait {
+            format!("waits up to {}", humantime::format_duration(self.timeout()))
+        } else {
+            "does not wait".to_string()
+        };
         let mut details = vec![format!("{} {runs}", self.pipelines.describe())];
         details.extend(self.request.inputs.iter().map(|(k, v)| format!("  input {k} = {v}")));
         Ok(Preview {
-            effect: format!("{} via {}; {wait}", self.title(), self.pipelines.describe()),
+            effect: format!("{} via {}, {wait}", self.target(), self.pipelines.describe()),
             before: snapshot("not triggered", json!({ "pipeline": self.request.pipeline })),
             after: snapshot(
                 format!("{} run", self.title()),
@@ -69,12 +104,14 @@ impl Step for CiStep<'_> {
             details,
             unchanged: None,
             projection: None,
+            ..Preview::default()
         })
     }
 
     fn apply(&self, cx: &Context, _preview: &Preview) -> Result<Outputs> {
-        let commit = self.ref_commit().unwrap_or_else(|| self.request.git_ref.clone().unwrap_or_default());
-        let run = self.pipelines.trigger(&self.pipeline_request(cx.run_id))?;
+        let commit = self.ref_commit().unwrap_or_else(|_| self.request.git_ref.clone().unwrap_or_default());
+        let run =
+            self.pipelines.trigger(&self.pipeline_request(cx.run_id)).map_err(|e| Self::journal_unknown_run(cx, e))?;
         // Journaled before anything else can fail or hang: the run must never be started twice.
         (cx.triggered)(&run.id, run.url.as_deref().unwrap_or_default()).map_err(Started)?;
         let mut outputs = Outputs::from([
@@ -87,8 +124,7 @@ impl Step for CiStep<'_> {
             return Ok(outputs);
         }
         let started = Instant::now();
-        let timeout = self.request.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        let deadline = cx.deadline.map_or(started + timeout, |d| d.min(started + timeout));
+        let deadline = cx.deadline.map_or(started + self.timeout(), |d| d.min(started + self.timeout()));
         let label = match &run.url {
             Some(url) => format!("{} run {} ({url})", self.title(), run.id),
             None => format!("{} run {}", self.title(), run.id),
@@ -161,6 +197,19 @@ impl Step for CiStep<'_> {
 
     fn verify(&self, _cx: &Context, _outputs: &Outputs) -> Result<()> {
         Ok(())
+    }
+
+    /// `run 4812 succeeded at 69a913a (https://...)`.
+    fn outcome(&self, outputs: &Outputs) -> String {
+        let get = |key: &str| outputs.get(key).map(String::as_str).filter(|v| !v.is_empty());
+        let verdict = match get("conclusion").unwrap_or_default() {
+            "triggered" => "was triggered (not waited for)".to_string(),
+            "success" | "passed" => "succeeded".to_string(),
+            other => format!("succeeded ({other})"),
+        };
+        let at = get("commit").map(|c| format!(" at {}", short_id(c))).unwrap_or_default();
+        let url = get("url").map(|u| format!(" ({u})")).unwrap_or_default();
+        format!("run {} {verdict}{at}{url}", get("run_id").unwrap_or("?"))
     }
 }
 

@@ -1,79 +1,192 @@
-//! The `flag` step: read the flag live, show `before -> after`, write only if it differs,
-//! then read it back. The full before-state is recorded so it can be put back.
+//! The `flag` step: read the flag live, show `before -> after` and whether that means fewer
+//! users or more, read again right before writing, write only if it differs, read it back.
 
 use anyhow::{Result, bail};
 
 use super::{Context, Preview, Projected, Step, snapshot};
-use crate::flags::{FlagService, FlagState};
-use crate::runbook::resolve::{FlagChange, Outputs};
+use crate::error::Precondition;
+use crate::flags::{Direction, FlagPlan, FlagService, FlagState, FlagTarget, Reach};
+use crate::runbook::resolve::{FlagChange, FlagGoal, Outputs};
 
 pub struct FlagStep<'s> {
     pub service: &'s dyn FlagService,
     pub change: FlagChange,
 }
 
+fn outputs(before: &str, after: &str, changed: bool) -> Outputs {
+    Outputs::from([
+        ("before".to_string(), before.to_string()),
+        ("after".to_string(), after.to_string()),
+        ("changed".to_string(), changed.to_string()),
+    ])
+}
+
+/// A snapshot's one-line summary.
+fn summary(snapshot: &serde_json::Value) -> &str {
+    snapshot.get("summary").and_then(|s| s.as_str()).unwrap_or_default()
+}
+
 impl FlagStep<'_> {
-    fn outputs(before: String, after: String, changed: bool) -> Outputs {
-        Outputs::from([
-            ("before".to_string(), before),
-            ("after".to_string(), after),
-            ("changed".to_string(), changed.to_string()),
-        ])
+    fn name(&self) -> &str {
+        &self.change.flag
+    }
+
+    fn place(&self) -> String {
+        format!("flag {} ({})", self.name(), self.service.describe())
+    }
+
+    fn details(&self, current: &FlagState) -> Vec<String> {
+        let raw = serde_json::to_string_pretty(&current.raw).unwrap_or_default();
+        std::iter::once(format!("{} as {} reports it now:", self.name(), self.service.describe()))
+            .chain(raw.lines().map(|l| format!("  {l}")))
+            .collect()
+    }
+
+    /// The state to start from: what an earlier step of the plan leaves, or a live read.
+    fn current(&self, cx: &Context) -> Result<(FlagState, bool)> {
+        match cx.projection.flag(self.name()) {
+            Some(projected) => Ok((projected.clone(), false)),
+            None => Ok((self.service.read(self.name())?, true)),
+        }
+    }
+
+    fn expect(&self, current: &FlagState, on: bool) -> Result<Preview> {
+        if current.is_on() != on {
+            let wanted = if on { "on for someone" } else { "off" };
+            return Err(Precondition(format!(
+                "{} is {}, but this step expects it {wanted}; nothing was changed",
+                self.place(),
+                current.summary()
+            ))
+            .into());
+        }
+        let shown = current.summary();
+        Ok(Preview {
+            effect: format!("{}: {shown}, as expected (only read, never written)", self.place()),
+            before: snapshot(&shown, serde_json::json!({ "flag": self.name(), "state": current })),
+            after: snapshot(&shown, serde_json::json!({ "flag": self.name(), "state": current })),
+            details: self.details(current),
+            unchanged: Some(outputs(&shown, &shown, false)),
+            reach: Some(Reach::Same),
+            ..Preview::default()
+        })
+    }
+
+    fn set(
+        &self,
+        current: &FlagState,
+        live: bool,
+        target: FlagTarget,
+        direction: Option<Direction>,
+    ) -> Result<Preview> {
+        // A state an earlier step will leave has no service details to plan with; the step's
+        // own live preview plans it when its turn comes.
+        let plan =
+            if live { self.service.plan(self.name(), target, current)? } else { FlagPlan::keeping(current, target) };
+        if !target.is_on() && plan.after.is_on() {
+            return Err(Precondition(format!(
+                "{}: turning it off would still leave it {}; change that in the flag service first",
+                self.place(),
+                plan.after.summary()
+            ))
+            .into());
+        }
+        let reach = Reach::between(current, &plan.after);
+        let (before, after) = (current.summary(), plan.after.summary());
+        let unchanged = plan.after.same_as(current);
+        let against = direction.filter(|d| !unchanged && reach == d.forbids());
+        if let Some(direction) = direction
+            && reach == Reach::Unknown
+        {
+            return Err(Precondition(format!(
+                "{}: {before} -> {after}: rollout cannot tell whether this gives the feature to more users or fewer, \
+                 and the step says `direction: {}`; change the flag by hand, or drop `direction` to write it anyway",
+                self.place(),
+                direction.as_str()
+            ))
+            .into());
+        }
+        let effect = match (unchanged, against) {
+            (true, _) => format!("{}: already {before}, nothing to change", self.place()),
+            (false, Some(Direction::Down)) => {
+                format!(
+                    "{}: {before}, already at or below {}: not written (direction: down)",
+                    self.place(),
+                    target.summary()
+                )
+            }
+            (false, Some(Direction::Up)) => {
+                format!(
+                    "{}: {before}, already at or above {}: not written (direction: up)",
+                    self.place(),
+                    target.summary()
+                )
+            }
+            (false, None) => format!("{}: {before} -> {after}  [{}]", self.place(), reach.label()),
+        };
+        let writes = !unchanged && against.is_none();
+        if writes && live {
+            self.service.check_writable(self.name())?;
+        }
+        let mut notes = Vec::new();
+        if writes && !plan.clears.is_empty() {
+            let cleared: Vec<&str> = plan.clears.iter().map(|t| t.shown.as_str()).collect();
+            notes.push(format!(
+                "this write clears {}: rollout cannot put them back by re-enabling, which gives a share of all users",
+                cleared.join("; ")
+            ));
+        }
+        let ends = if writes { &plan.after } else { current };
+        Ok(Preview {
+            effect,
+            before: snapshot(&before, serde_json::json!({ "flag": self.name(), "state": current })),
+            after: snapshot(ends.summary(), serde_json::json!({ "flag": self.name(), "state": ends })),
+            details: self.details(current),
+            unchanged: (!writes).then(|| outputs(&before, &before, false)),
+            projection: writes.then(|| Projected::Flag { name: self.name().to_string(), state: plan.after.clone() }),
+            notes,
+            reach: Some(if writes { reach } else { Reach::Same }),
+            against_direction: against.is_some(),
+        })
+    }
+
+    fn preview_from(&self, current: &FlagState, live: bool) -> Result<Preview> {
+        match self.change.goal {
+            FlagGoal::Expect { on } => self.expect(current, on),
+            FlagGoal::Set { target, direction } => self.set(current, live, target, direction),
+        }
     }
 }
 
 impl Step for FlagStep<'_> {
     fn preview(&self, cx: &Context) -> Result<Preview> {
-        let name = &self.change.flag;
-        let target = self.change.target;
-        let projected = cx.projection.flag(name).cloned();
-        let live = projected.is_none();
-        let current = match projected {
-            Some(projected) => projected,
-            None => self.service.read(name)?,
-        };
-        let after_state = FlagState::plain(target.enabled, target.percent(), serde_json::Value::Null);
-        let unchanged = target.is_met_by(&current).then(|| Self::outputs(current.summary(), target.summary(), false));
-        // A state an earlier step will leave has no service details to check against; the
-        // step's own live preview checks it when its turn comes.
-        if unchanged.is_none() && live {
-            self.service.check(name, target, &current)?;
-        }
-        let effect = if unchanged.is_some() {
-            format!("flag {name} ({}): already {}, nothing to change", self.service.describe(), current.summary())
-        } else {
-            format!("flag {name} ({}): {} -> {}", self.service.describe(), current.summary(), target.summary())
-        };
-        let raw = serde_json::to_string_pretty(&current.raw).unwrap_or_default();
-        Ok(Preview {
-            effect,
-            before: snapshot(current.summary(), serde_json::json!({ "flag": name, "state": current })),
-            after: snapshot(target.summary(), serde_json::json!({ "flag": name, "state": after_state })),
-            details: std::iter::once(format!("{name} as {} reports it now:", self.service.describe()))
-                .chain(raw.lines().map(|l| format!("  {l}")))
-                .collect(),
-            unchanged,
-            projection: Some(Projected::Flag { name: name.clone(), state: after_state }),
-        })
+        let (current, live) = self.current(cx)?;
+        self.preview_from(&current, live)
+    }
+
+    fn recheck(&self, _cx: &Context, confirmed: &Preview) -> Result<Option<Preview>> {
+        let fresh = self.preview_from(&self.service.read(self.name())?, true)?;
+        let moved = summary(&fresh.before) != summary(&confirmed.before) || fresh.effect != confirmed.effect;
+        Ok(moved.then_some(fresh))
     }
 
     fn apply(&self, cx: &Context, preview: &Preview) -> Result<Outputs> {
-        self.service.write(&self.change.flag, self.change.target, &format!("rollout run {}", cx.run_id))?;
-        let before = preview.before.get("summary").and_then(|s| s.as_str()).unwrap_or_default();
-        Ok(Self::outputs(before.to_string(), self.change.target.summary(), true))
+        let FlagGoal::Set { target, .. } = self.change.goal else { bail!("a flag check writes nothing") };
+        self.service.write(self.name(), target, &format!("rollout run {}", cx.run_id))?;
+        Ok(outputs(summary(&preview.before), summary(&preview.after), true))
     }
 
-    fn verify(&self, _cx: &Context, _outputs: &Outputs) -> Result<()> {
-        let name = &self.change.flag;
-        let now = self.service.read(name)?;
-        if !self.change.target.is_met_by(&now) {
-            bail!(
-                "flag {name} was written but {} now reports {}, not {}",
-                self.service.describe(),
-                now.summary(),
-                self.change.target.summary()
-            );
+    fn verify(&self, _cx: &Context, outputs: &Outputs) -> Result<()> {
+        let now = self.service.read(self.name())?;
+        let wanted = outputs.get("after").map(String::as_str).unwrap_or_default();
+        if now.summary() != wanted {
+            bail!("{} was written but now reports {}, not {wanted}", self.place(), now.summary());
         }
         Ok(())
+    }
+
+    fn outcome(&self, outputs: &Outputs) -> String {
+        let said = |key: &str| outputs.get(key).map(String::as_str).unwrap_or_default();
+        format!("flag {}: {} -> {} (read back)", self.name(), said("before"), said("after"))
     }
 }

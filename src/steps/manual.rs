@@ -19,6 +19,7 @@ impl Step for ManualStep {
             details: vec!["A manual step changes nothing by itself: answer yes once the work above is done.".into()],
             unchanged: None,
             projection: None,
+            ..Preview::default()
         })
     }
 
@@ -28,6 +29,10 @@ impl Step for ManualStep {
 
     fn verify(&self, _cx: &Context, _outputs: &Outputs) -> Result<()> {
         Ok(())
+    }
+
+    fn outcome(&self, _outputs: &Outputs) -> String {
+        "done, as the operator confirmed".into()
     }
 
     fn question(&self) -> &'static str {

@@ -15,14 +15,14 @@ use anyhow::Result;
 
 use crate::ci::Pipelines;
 use crate::config::Config;
-use crate::flags::{FlagService, FlagState};
+use crate::flags::{FlagService, FlagState, Reach};
 use crate::git::GitRemote;
 use crate::notify::Webhook;
 use crate::runbook::resolve::{Action, Outputs};
 use crate::ui::Ui;
 
 /// What a step would change, read live.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Preview {
     /// One line: `flag x (flagd flags.json): on, 100% -> off`.
     pub effect: String,
@@ -36,6 +36,12 @@ pub struct Preview {
     pub unchanged: Option<Outputs>,
     /// What later previews of the same run should assume once this step has run.
     pub projection: Option<Projected>,
+    /// Lines shown under the effect, always: what a write clears and cannot put back.
+    pub notes: Vec<String>,
+    /// For a flag: whether the change gives the feature to fewer users, more, the same, or unknown.
+    pub reach: Option<Reach>,
+    /// The step's direction forbids this change (the flag already went further): not written.
+    pub against_direction: bool,
 }
 
 /// A change later previews should assume (a dry run never makes it).
@@ -81,10 +87,20 @@ pub struct Context<'a> {
 pub trait Step {
     /// Read the live state and say what `apply` would change; never writes.
     fn preview(&self, cx: &Context) -> Result<Preview>;
+    /// Read again right before the write; a preview that differs from the confirmed one
+    /// means the world moved since the operator saw it.
+    fn recheck(&self, _cx: &Context, _confirmed: &Preview) -> Result<Option<Preview>> {
+        Ok(None)
+    }
     /// Make the change the preview described.
     fn apply(&self, cx: &Context, preview: &Preview) -> Result<Outputs>;
     /// Read the result back and confirm it holds.
     fn verify(&self, cx: &Context, outputs: &Outputs) -> Result<()>;
+    /// What the step did, one line for the operator once it verified:
+    /// `pushed 69a913a onto origin/main (was a3593e9)`, `run 4812 succeeded at 69a913a`.
+    fn outcome(&self, _outputs: &Outputs) -> String {
+        "done".into()
+    }
     /// The prompt's question.
     fn question(&self) -> &'static str {
         "Apply?"
@@ -182,6 +198,17 @@ pub fn snapshot(summary: impl Into<String>, data: serde_json::Value) -> serde_js
 }
 
 impl Services<'_> {
+    /// Where a kind of step acts, for the run header; None for steps that touch no service.
+    pub fn describe(&self, kind: crate::runbook::StepKind) -> Option<(&'static str, String)> {
+        use crate::runbook::StepKind;
+        match kind {
+            StepKind::Flag => self.flags().ok().map(|f| ("flags", f.location())),
+            StepKind::Revert => self.git().ok().map(|g| ("git", g.describe())),
+            StepKind::Ci => self.pipelines().ok().map(|p| ("ci", p.describe())),
+            StepKind::Notify | StepKind::Manual => None,
+        }
+    }
+
     /// Set up the service a kind of step uses, so that a config problem shows before the run.
     pub fn prepare(&self, kind: crate::runbook::StepKind) -> Result<()> {
         use crate::runbook::StepKind;

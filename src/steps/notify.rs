@@ -29,6 +29,7 @@ impl Step for NotifyStep<'_> {
             details: self.text(cx).lines().map(str::to_string).collect(),
             unchanged: None,
             projection: None,
+            ..Preview::default()
         })
     }
 

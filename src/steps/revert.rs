@@ -47,6 +47,8 @@ impl<'s> RevertStep<'s> {
             ("reverted".to_string(), reverted.join(" ")),
             ("remote".to_string(), self.git.remote.clone()),
             ("branch".to_string(), if pushed { self.destination().to_string() } else { String::new() }),
+            // The tip the revert went on top of: what the branch was before.
+            ("previous".to_string(), plan.tip.to_string()),
         ])
     }
 
@@ -100,6 +102,7 @@ impl Step for RevertStep<'_> {
                 details: already,
                 unchanged: Some(outputs),
                 projection: None,
+                ..Preview::default()
             });
         }
         identity(&repo, "AUTHOR")?;
@@ -156,7 +159,7 @@ impl Step for RevertStep<'_> {
             }),
         );
         *self.plan.borrow_mut() = Some(plan);
-        Ok(Preview { effect, before, after, details, unchanged: None, projection: None })
+        Ok(Preview { effect, before, after, details, ..Preview::default() })
     }
 
     fn apply(&self, cx: &Context, _preview: &Preview) -> Result<Outputs> {
@@ -183,7 +186,12 @@ impl Step for RevertStep<'_> {
                 return Ok(self.outputs(&plan, &made, false));
             }
             match self.git.push(&repo, newest, self.destination()) {
-                Ok(()) => return Ok(self.outputs(&plan, &made, true)),
+                Ok(warning) => {
+                    if let Some(warning) = warning {
+                        cx.ui.warn(warning);
+                    }
+                    return Ok(self.outputs(&plan, &made, true));
+                }
                 Err(PushError::Moved(what)) if attempt < attempts => {
                     if self.destination() != self.git.branch {
                         bail!(
@@ -237,6 +245,21 @@ impl Step for RevertStep<'_> {
             None => {
                 bail!("pushed {} but {} does not exist on the remote", short_id(expected), self.git.target(destination))
             }
+        }
+    }
+
+    /// `pushed 69a913a onto origin/main (was a3593e9)`, `pushed branch origin/x at 69a913a`.
+    fn outcome(&self, outputs: &Outputs) -> String {
+        let get = |key: &str| outputs.get(key).map(String::as_str).unwrap_or_default();
+        let (commit, previous, branch) = (short_id(get("commit")), short_id(get("previous")), get("branch"));
+        let made = get("commits").split_whitespace().count();
+        let what = if made > 1 { format!("{made} commits, newest {commit},") } else { commit.to_string() };
+        let base = self.git.target(&self.git.branch);
+        match (made, branch) {
+            (0, _) => format!("nothing to push: {base} already has the revert ({commit})"),
+            (_, "") => format!("committed {what} on top of {base} ({previous}); not pushed"),
+            (_, branch) if branch == self.git.branch => format!("pushed {what} onto {base} (was {previous})"),
+            (_, branch) => format!("pushed branch {} at {commit} (from {base} at {previous})", self.git.target(branch)),
         }
     }
 }

@@ -55,6 +55,10 @@ impl Ui {
         self.interactive
     }
 
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
     /// Progress only on a terminal and not when quiet.
     pub fn shows_progress(&self) -> bool {
         self.stderr_is_terminal && !self.quiet

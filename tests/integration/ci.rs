@@ -1,6 +1,7 @@
 //! The ci step against GitHub, GitLab, Jenkins and Buildkite emulators: trigger, find the run,
 //! wait for its verdict with backoff, needs-a-human, timeouts, Ctrl-C, and read-only previews.
 
+use std::ops::Deref;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -8,7 +9,7 @@ use serde_json::Value;
 use crate::support::buildkite::Buildkite;
 use crate::support::github::{GitHub, Mode, Outcome, gaps};
 use crate::support::gitlab::{GitLab, Source};
-use crate::support::http_server::Fault;
+use crate::support::http_server::{Fault, Server};
 use crate::support::jenkins::{Jenkins, QueueEnd};
 use crate::support::{Env, Outcome as Ran};
 
@@ -153,7 +154,12 @@ fn github_run_not_found_after_a_204_fails_without_triggering_again() {
         "{}",
         out.stderr
     );
-    assert!(out.stderr.contains("look in the repository's Actions tab before triggering it again"), "{}", out.stderr);
+    let runs_page = format!("{}/va/vets-website/actions/workflows/deploy.yml", server.url());
+    assert!(
+        out.stderr.contains(&format!("look for it at {runs_page} (rollout does not trigger it again)")),
+        "{}",
+        out.stderr
+    );
     assert_eq!(server.count("POST"), 1);
 }
 
@@ -173,7 +179,9 @@ fn github_preview_checks_workflow_ref_and_sends_only_gets() {
     let out = run(&env, &["run", "deploy", "--dry-run"]);
     out.code(0);
     assert!(
-        out.stderr.contains("pipeline deploy.yml at ref main via GitHub Actions va/vets-website"),
+        out.stderr.contains(
+            "pipeline deploy.yml on main (commit not known: git is not configured) via GitHub Actions va/vets-website, waits up to 30s"
+        ),
         "{}",
         out.stderr
     );
@@ -406,4 +414,186 @@ fn buildkite_polling_stays_within_the_rate_limit() {
     let out = run(&env, &["run", "deploy", "--yes"]);
     out.code(0);
     assert!(server.requests().len() <= 8, "{} requests for a limit of 8 a minute", server.requests().len());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exactly one trigger per step: retries never re-send one that may have been received
+
+/// `retries: 2` on the workspace's deploy step.
+fn with_retries(env: &Env) {
+    env.write("runbooks/deploy.yaml", &env.read("runbooks/deploy.yaml").replace("    ci:", "    retries: 2\n    ci:"));
+}
+
+/// No answer within `http.timeout` (2 s), a 502, and a 200 of an unexpected shape.
+fn uncertain_triggers() -> [Fault; 3] {
+    [Fault::Delay(Duration::from_secs(3)), Fault::Status(502), Fault::Status(200)]
+}
+
+/// With `retries: 2`, the trigger request (a POST to `path`) times out, gets a 502, or gets a
+/// 200 that does not say which run it started: each is sent once; the step fails (exit 1)
+/// naming where to look, and the 200 is journaled as a run triggered with an unknown id.
+/// `start` sets up a fresh emulator and workspace, and says where the runs are shown.
+fn assert_triggered_once<S: Deref<Target = Server>>(provider: &str, path: &str, start: impl Fn() -> (S, Env, String)) {
+    let mut sent = Vec::new();
+    let mut runs = Vec::new();
+    for fault in uncertain_triggers() {
+        let (server, env, look_at) = start();
+        with_retries(&env);
+        server.fail_path(path, fault.clone());
+        let out = run(&env, &["--json", "run", "deploy", "--yes"]);
+        sent.push(server.requests().iter().filter(|r| r.method == "POST" && r.path == path).count());
+        runs.push((fault, out, look_at));
+    }
+    assert_eq!(sent, [1, 1, 1], "{provider}: trigger requests sent after a timeout, a 502 and an unexpected 200");
+    for (fault, out, look_at) in runs {
+        out.code(1);
+        assert!(!out.stderr.contains("attempt 1 failed"), "{provider} {fault:?}: retried\n{}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("look at {look_at}"))
+                || out.stderr.contains(&format!("look for it at {look_at}")),
+            "{provider} {fault:?}: where to look\n{}",
+            out.stderr
+        );
+        let triggered: Vec<Value> = out.events().into_iter().filter(|e| e["event"] == "step_triggered").collect();
+        if fault == Fault::Status(200) {
+            assert_eq!(triggered.len(), 1, "{provider}: the accepted trigger is journaled");
+            assert_eq!(
+                (triggered[0]["pipeline_run"].as_str(), triggered[0]["url"].as_str()),
+                (Some("unknown"), Some(look_at.as_str()))
+            );
+            assert!(
+                out.stderr.contains("the pipeline was probably triggered, but which run it started is not known"),
+                "{}",
+                out.stderr
+            );
+        } else {
+            assert!(triggered.is_empty(), "{provider} {fault:?}: no run id to journal: {triggered:?}");
+            assert!(out.stderr.contains("the trigger may have started a run"), "{provider} {fault:?}\n{}", out.stderr);
+        }
+    }
+}
+
+#[test]
+fn github_a_dispatch_that_may_have_been_received_is_never_sent_again() {
+    assert_triggered_once("github", "/repos/va/vets-website/actions/workflows/deploy.yml/dispatches", || {
+        let (server, env) = github(GITHUB_STEP);
+        let look_at = format!("{}/va/vets-website/actions/workflows/deploy.yml", server.url());
+        (server, env, look_at)
+    });
+}
+
+#[test]
+fn gitlab_a_pipeline_that_may_have_been_created_is_never_created_again() {
+    assert_triggered_once("gitlab", "/api/v4/projects/va%2Fvets-website/pipeline", || {
+        let (server, env) = gitlab(", token_env: CI_TOKEN");
+        let look_at = format!("{}/va/vets-website/-/pipelines", server.url());
+        (server, env, look_at)
+    });
+}
+
+#[test]
+fn jenkins_a_build_that_may_have_been_queued_is_never_queued_again() {
+    assert_triggered_once("jenkins", "/job/deploys/job/vets-website/buildWithParameters", || {
+        let server = Jenkins::start("deployer", TOKEN);
+        let env = jenkins(&server, "token_env: CI_TOKEN");
+        let look_at = format!("{}/job/deploys/job/vets-website/", server.url());
+        (server, env, look_at)
+    });
+}
+
+#[test]
+fn buildkite_a_build_that_may_have_been_created_is_never_created_again() {
+    assert_triggered_once("buildkite", "/v2/organizations/va/pipelines/vets-website-deploy/builds", || {
+        let server = Buildkite::start(TOKEN);
+        server.add_pipeline("va", "vets-website-deploy");
+        let env = workspace(
+            &format!("{{ provider: buildkite, repo: va, token_env: CI_TOKEN, url: \"{}\" }}", server.url()),
+            "{ pipeline: vets-website-deploy, ref: main, timeout: 20s }",
+        );
+        (server, env, "https://buildkite.com/va/vets-website-deploy/builds".to_string())
+    });
+}
+
+#[test]
+fn a_refused_trigger_may_be_tried_again() {
+    let (server, env) = github(GITHUB_STEP);
+    with_retries(&env);
+    let path = "/repos/va/vets-website/actions/workflows/deploy.yml/dispatches";
+    server.fail_path(path, Fault::Status(422));
+    let out = run(&env, &["run", "deploy", "--yes"]);
+    out.code(1);
+    let sent = server.requests().iter().filter(|r| r.method == "POST" && r.path == path).count();
+    assert_eq!(sent, 3, "a 422 started nothing, so retries: 2 sends it three times\n{}", out.stderr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Preflight of the command provider: the program and its script, as they will be run
+
+/// The sandbox (git configured) with `command` as its ci command and a deploy runbook.
+fn command_workspace(command: &str) -> Env {
+    let env = Env::new();
+    let config = env.read("rollout.yaml");
+    env.write("rollout.yaml", &config.replace("command: [sh, deploy.sh]", &format!("command: {command}")));
+    env.write(
+        "runbooks/deploy.yaml",
+        "version: 1\ntitle: Deploy\nsteps:\n  - id: deploy\n    name: Deploy\n    ci: { pipeline: deploy, ref: main, timeout: 45m }\n",
+    );
+    env
+}
+
+#[test]
+fn command_preflight_finds_the_program_and_its_script_as_they_will_be_run() {
+    for (command, message) in [
+        ("[no-such-deploy-tool]", "the ci command `no-such-deploy-tool` is not found on PATH"),
+        ("[sh, deplyo.sh]", "the ci command's script deplyo.sh is not in"),
+        ("[bash, -x, scripts/deploy.sh]", "the ci command's script scripts/deploy.sh is not in"),
+        ("[./deploy.sh]", "deploy.sh is not executable: chmod +x it, or run it through its interpreter"),
+    ] {
+        let env = command_workspace(command);
+        for mode in ["--dry-run", "--yes"] {
+            let out = env.run(&["run", "deploy", mode]);
+            out.code(3);
+            assert!(out.stderr.contains(message), "{command} {mode}: {}", out.stderr);
+        }
+        assert!(!env.path("deployments.log").exists(), "{command}: nothing ran");
+    }
+    // Code, not a file, follows `-c`; a script that is there passes.
+    for command in ["[sh, -c, \"sh deploy.sh\"]", "[sh, deploy.sh]"] {
+        command_workspace(command).run(&["run", "deploy", "--dry-run"]).code(0);
+    }
+}
+
+#[test]
+fn jenkins_a_disabled_job_fails_preflight_and_is_never_triggered() {
+    let server = Jenkins::start("deployer", TOKEN);
+    let env = jenkins(&server, "token_env: CI_TOKEN");
+    server.disable_job("deploys/vets-website");
+    for mode in ["--dry-run", "--yes"] {
+        let out = run(&env, &["run", "deploy", mode]);
+        out.code(3);
+        assert!(
+            out.stderr
+                .contains("Jenkins job deploys/vets-website is disabled (buildable: false): enable it in Jenkins"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert_eq!(server.non_get_count(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the operator sees: the commit and the wait before, the run and its commit after
+
+#[test]
+fn the_preview_names_the_refs_commit_and_the_wait_and_the_outcome_names_the_run() {
+    let env = command_workspace("[sh, deploy.sh]");
+    let main = crate::support::git(&env.sandbox.remote(), &["rev-parse", "main"]);
+    let out = env.run(&["run", "deploy", "--dry-run"]);
+    out.code(0);
+    let preview = format!("pipeline deploy on main (at {}) via command `sh deploy.sh`, waits up to 45m", &main[..7]);
+    assert!(out.stderr.contains(&preview), "{}", out.stderr);
+    let out = env.run(&["--json", "run", "deploy", "--yes"]);
+    out.code(0);
+    let run_id = outputs(&out)["run_id"].as_str().unwrap().to_string();
+    assert!(out.stderr.contains(&format!("✓ run {run_id} succeeded at {} (", &main[..7])), "{}", out.stderr);
 }

@@ -32,6 +32,8 @@ enum Event {
         step: String,
         before: serde_json::Value,
         after: serde_json::Value,
+        #[serde(default)]
+        reach: Option<String>,
     },
     StepConfirmed {
         run_id: String,
@@ -283,7 +285,13 @@ fn a_flag_already_in_the_target_state_is_not_written() {
     let env = Env::new();
     let path = env.path("flags.json");
     let before = std::fs::metadata(&path).unwrap().modified().unwrap();
-    let out = env.run(&["incident", "--severity", "low", "--yes"]);
+    env.write(
+        "runbooks/on.yaml",
+        &format!(
+            "version: 1\ntitle: On\nsteps:\n  - id: keep-on\n    name: On\n    flag: {{ name: {FLAG}, state: on }}\n"
+        ),
+    );
+    let out = env.run(&["run", "on", "--yes"]);
     out.code(0);
     assert!(
         out.stderr.contains(&format!("flag {FLAG} (flagd flags.json): already on, 100%, nothing to change")),

@@ -102,7 +102,7 @@ fn flipper_records_every_gate_before_clearing_them() {
     server.set(FLAG, gates);
     let out = run(&env, &["--json", "run", "off", "--yes"]);
     out.code(0);
-    assert!(out.stderr.contains("on, gates for actors -> off"), "{}", out.stderr);
+    assert!(out.stderr.contains("on, 25% + actors (1: User;42) -> off"), "{}", out.stderr);
     let preview = out.events().into_iter().find(|e| e["event"] == "step_preview").unwrap();
     let raw = preview["before"]["state"]["raw"]["gates"].as_array().unwrap().clone();
     let gate = |key: &str| raw.iter().find(|g| g["key"] == key).unwrap()["value"].clone();
@@ -293,7 +293,7 @@ fn a_429_with_retry_after_is_waited_for() {
         let ids_read = usize::from(!server.url().ends_with("/flipper/api"));
         assert_eq!(
             server.count("GET"),
-            3 + ids_read,
+            4 + ids_read,
             "the rate-limited read, its retry, the read-back (and LaunchDarkly's variation ids)"
         );
         assert_eq!(server.non_get_count(), 1, "one write");

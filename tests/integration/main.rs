@@ -8,6 +8,8 @@ mod ci;
 mod ci_emulators;
 mod contract;
 mod emulators;
+mod exposure;
+mod flagd;
 mod flags;
 mod github_openapi;
 mod notify;

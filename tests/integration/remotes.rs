@@ -383,6 +383,29 @@ fn verify_reads_the_branch_back_and_fails_when_it_is_not_the_pushed_commit() {
 }
 
 #[test]
+fn a_push_the_remote_accepted_succeeds_even_when_the_clone_cannot_record_it() {
+    let (env, daemon) = served();
+    revert_offending(&env);
+    let tip = env.sandbox.tip.to_string();
+    // A stale lock from a git command that crashed: the clone's origin/main cannot be updated.
+    let lock = env.sandbox.app().join(".git/refs/remotes/origin/main.lock");
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    std::fs::write(&lock, "").unwrap();
+
+    let (out, _) = run(&env, &["--json", "run", "revert", "--yes"], &[]);
+    out.code(0);
+    let main = daemon.rev("app", "main").expect("main on the server");
+    assert_eq!(stored(&daemon.repo("app"), &main).parents, vec![tip.clone()], "the revert is on the remote");
+    assert_eq!(outputs(&out)["commit"], main.as_str());
+    assert_has(&out.stderr, "warning");
+    assert_has(
+        &out.stderr,
+        "the push landed on origin/main, but the clone's refs/remotes/origin/main could not be updated",
+    );
+    assert_has(&out.stderr, &format!("pushed {} onto origin/main (was {})", short(&main), short(&tip)));
+}
+
+#[test]
 fn branch_mode_pushes_a_new_branch_and_leaves_a_protected_main_alone() {
     let (env, daemon) = served();
     daemon.reject_pushes_to("app", "main", &["main is protected"]);
@@ -406,6 +429,14 @@ fn branch_mode_pushes_a_new_branch_and_leaves_a_protected_main_alone() {
     assert_eq!(outputs["branch"], "revert/pagination");
     assert_eq!(outputs["remote"], "origin");
     assert_eq!(clone_state(&env), clone_before);
+    assert_has(
+        &out.stderr,
+        &format!(
+            "pushed branch origin/revert/pagination at {} (from origin/main at {})",
+            short(&pushed),
+            short(&env.sandbox.tip.to_string())
+        ),
+    );
 }
 
 #[test]

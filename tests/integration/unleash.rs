@@ -226,3 +226,62 @@ fn regression_reenabling_after_disabling_failed_unleash_preflight() {
     let state = unleash.read(&name);
     assert_eq!((state["enabled"].as_bool(), rollout(&state)), (Some(true), "5"));
 }
+
+#[test]
+#[ignore = "needs unleash: run scripts/test"]
+fn unleash_strategies_rollout_does_not_model_are_shown_count_as_on_and_are_never_guessed() {
+    let unleash = Unleash::from_env();
+    let name = unleash.feature("unmodelled", "10", json!([]));
+    // A strategy type of the team's own (Unleash 7 has no userWithId any more).
+    let kind = json!({ "name": "pilotUsers", "description": "", "parameters": [{ "name": "userIds", "type": "list", "description": "", "required": false }] });
+    let created = unleash
+        .http
+        .post(format!("{}/api/admin/strategies", unleash.url))
+        .header("Authorization", &unleash.token)
+        .json(&kind)
+        .send()
+        .unwrap();
+    assert!(created.status().is_success() || created.status() == 409, "{}", created.status());
+    let users = json!({ "name": "pilotUsers", "constraints": [], "parameters": { "userIds": "42,43" } });
+    unleash.call(reqwest::Method::POST, &format!("{}/strategies", Unleash::feature_path(&name)), Some(users));
+    let env = unleash.workspace();
+    env.write(
+        "runbooks/down.yaml",
+        "version: 1\ntitle: down\ninputs:\n  flag: {}\nsteps:\n  - id: down\n    name: Lower\n    flag: { name: \"{{ inputs.flag }}\", percent: 5, direction: down }\n",
+    );
+    let flag = format!("flag={name}");
+    let out = unleash.run(&env, &["run", "down", "--yes", "--var", &flag]);
+    out.code(3);
+    assert!(out.stderr.contains("has 2 strategies (flexibleRollout "), "{}", out.stderr);
+    assert!(out.stderr.contains(", pilotUsers "), "{}", out.stderr);
+    assert_eq!(rollout(&unleash.read(&name)), "10", "nothing was written");
+
+    let out = unleash.run(&env, &["--json", "run", "off", "--yes", "--var", &flag]);
+    out.code(0);
+    assert!(
+        out.stderr.contains(r#"on, 10% + strategy pilotUsers {"userIds":"42,43"} -> off  [▼ fewer users]"#),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(unleash.read(&name)["enabled"], false);
+    assert_eq!(unleash.read(&name)["strategies"].as_array().unwrap().len(), 2, "turning off keeps the strategies");
+}
+
+#[test]
+#[ignore = "needs unleash: run scripts/test"]
+fn unleash_a_client_token_is_refused_before_anything_is_written() {
+    let unleash = Unleash::from_env();
+    let name = unleash.feature("client_token", "100", json!([]));
+    let created = unleash.call(
+        reqwest::Method::POST,
+        "/api/admin/api-tokens",
+        Some(json!({ "tokenName": format!("client-{name}"), "type": "client", "environment": "development", "projects": ["*"] })),
+    );
+    let client = created["secret"].as_str().expect("a client token").to_string();
+    let env = unleash.workspace();
+    let out = env.run_with(&["run", "off", "--yes", "--var", &format!("flag={name}")], &[("UNLEASH_TOKEN", &client)]);
+    out.code(3);
+    assert!(out.stderr.contains("check UNLEASH_TOKEN"), "{}", out.stderr);
+    assert!(!out.stderr.contains(&client), "the token leaked: {}", out.stderr);
+    assert_eq!(unleash.read(&name)["enabled"], true);
+}

@@ -11,7 +11,11 @@ use std::process::{Command, Output, Stdio};
 use rollout::sandbox::Sandbox;
 use sha2::{Digest, Sha256};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_rollout");
+/// The binary under test; `ROLLOUT_TEST_BIN` points the suite at another build (e.g. an
+/// older commit's, to show that a regression test fails without its fix).
+pub fn bin() -> std::path::PathBuf {
+    std::env::var_os("ROLLOUT_TEST_BIN").map_or_else(|| env!("CARGO_BIN_EXE_rollout").into(), Into::into)
+}
 pub const FLAG: &str = "travel_pay_claim_status";
 
 /// What a run of the binary produced.
@@ -86,7 +90,7 @@ impl Env {
 
     /// The command, hermetic: only PATH survives from the outside environment.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(BIN);
+        let mut command = Command::new(bin());
         command
             .args(args)
             .current_dir(self.dir())
