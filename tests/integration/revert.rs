@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::OnceLock;
 
 use rollout::sandbox::OFFENDING_SUBJECT;
 use tempfile::TempDir;
@@ -195,6 +196,42 @@ fn subject(message: &[u8]) -> String {
     String::from_utf8_lossy(message).lines().next().unwrap_or_default().to_string()
 }
 
+/// The first git release whose `git revert` titles a revert of a revert `Reapply "..."` (2.43.0);
+/// older ones write `Revert "Revert "...""`. rollout writes the newer form whatever git is installed.
+const GIT_WITH_REAPPLY: (u32, u32) = (2, 43);
+
+/// (major, minor) of a `git --version` line: `git version 2.39.5`, `git version 2.39.5 (Apple
+/// Git-154)`, `git version 2.45.1.windows.1`.
+fn parse_git_version(line: &str) -> Option<(u32, u32)> {
+    let version = line.trim().strip_prefix("git version ")?.split_whitespace().next()?;
+    let mut numbers = version.split('.').map(|part| part.parse::<u32>().ok());
+    Some((numbers.next()??, numbers.next()??))
+}
+
+/// Whether the system git (the one on PATH) is new enough to write a revert of a revert as
+/// rollout does (git >= 2.43), so its message can be compared with rollout's byte for byte.
+fn system_git_writes_reapply() -> bool {
+    static ANSWER: OnceLock<bool> = OnceLock::new();
+    *ANSWER.get_or_init(|| {
+        let out = git_raw(&std::env::temp_dir(), &["--version"]);
+        let line = String::from_utf8_lossy(&out.stdout);
+        let version = parse_git_version(&line).unwrap_or_else(|| panic!("no version in `git --version`: {line:?}"));
+        version >= GIT_WITH_REAPPLY
+    })
+}
+
+#[test]
+fn git_versions_are_read_from_git_version_lines() {
+    assert_eq!(parse_git_version("git version 2.39.5\n"), Some((2, 39)));
+    assert_eq!(parse_git_version("git version 2.43.0"), Some((2, 43)));
+    assert_eq!(parse_git_version("git version 2.39.5 (Apple Git-154)"), Some((2, 39)));
+    assert_eq!(parse_git_version("git version 2.45.1.windows.1"), Some((2, 45)));
+    assert_eq!(parse_git_version("git version 2.43.0-rc1"), Some((2, 43)));
+    assert_eq!(parse_git_version("git version two"), None);
+    assert_eq!(parse_git_version("hub version 2.14.2"), None);
+    assert!((2, 39) < GIT_WITH_REAPPLY && (2, 43) >= GIT_WITH_REAPPLY && (3, 0) >= GIT_WITH_REAPPLY);
+}
+
 #[test]
 fn revert_of_the_offending_commit_matches_git_revert_no_edit_byte_for_byte() {
     let env = Env::new();
@@ -265,10 +302,22 @@ fn revert_of_a_revert_is_titled_reapply_and_matches_git() {
     let revert = git(&remote, &["rev-parse", "main"]);
 
     let (second, by_git) = both_reverts(&env, "revert", &revert, None);
-    assert_same_revert(&second, &by_git);
+    if system_git_writes_reapply() {
+        assert_same_revert(&second, &by_git);
+    } else {
+        // git < 2.43 titles it `Revert "Revert "...""`; rollout follows git >= 2.43, whose
+        // message is the recorded one below. The trees must still be the same.
+        assert_eq!(second.tree, by_git.tree, "tree: rollout (left) vs git revert (right)");
+        assert_eq!(
+            subject(&by_git.message),
+            format!("Revert \"Revert \"{OFFENDING_SUBJECT}\"\""),
+            "an older git's title"
+        );
+    }
     assert_eq!(
         shown(&second.message),
-        shown(format!("Reapply \"{OFFENDING_SUBJECT}\"\n\nThis reverts commit {revert}.\n").as_bytes())
+        shown(format!("Reapply \"{OFFENDING_SUBJECT}\"\n\nThis reverts commit {revert}.\n").as_bytes()),
+        "git >= 2.43's message for a revert of a revert"
     );
     assert_eq!(second.tree, original_tree, "reapplying restores the tree from before the revert");
 
@@ -516,7 +565,7 @@ fn dry_run_prints_the_plan_line_and_changes_nothing() {
         &offending[..7]
     );
     assert!(out.stderr.contains(&plan), "wanted {plan:?} in\n{}", out.stderr);
-    assert!(out.stderr.contains("Dry run passed: 1 steps checked, nothing changed."), "{}", out.stderr);
+    assert!(out.stderr.contains("Dry run passed: 1 step checked, nothing changed."), "{}", out.stderr);
     assert_eq!(env.fingerprint(), before);
     assert_eq!(git(&env.sandbox.remote(), &["rev-parse", "main"]), env.sandbox.tip.to_string());
 }
