@@ -13,7 +13,7 @@ pub struct Cli {
     #[arg(short = 'C', long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Write one JSON event per line on stdout (human text stays on stderr)
+    /// JSON on stdout, one object per line: a run's events, or the rows of runs, list and validate
     #[arg(long, global = true)]
     pub json: bool,
 
@@ -25,12 +25,52 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
-    /// Print more detail: commands run, outputs, full states
+    /// Print more detail, such as a pipeline's output as it runs
     #[arg(short, long, global = true, conflicts_with = "quiet")]
     pub verbose: bool,
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Environment variables rollout reads, for `--help`, the man page and the README.
+pub const ENVIRONMENT: &[(&str, &str)] = &[
+    ("ROLLOUT_STATE_DIR", "where journals and locks live (default $XDG_STATE_HOME/rollout, ~/.local/state/rollout)"),
+    ("NO_COLOR", "no colour when set and not empty (--color wins)"),
+    ("USER, LOGNAME", "the user a lock and a journal name"),
+    ("GIT_AUTHOR_NAME/EMAIL, GIT_COMMITTER_NAME/EMAIL", "the identity of revert commits"),
+    ("SSH_AUTH_SOCK", "the ssh-agent offered for git over ssh"),
+    ("<token_env>, <webhook_env>, ...", "secrets named in rollout.yaml; never printed or journaled"),
+    ("ROLLOUT_REHEARSAL_DEPLOY_SECONDS", "how long rehearse's deploy script takes (default 1)"),
+];
+
+/// Files rollout reads and writes.
+pub const FILES: &[(&str, &str)] = &[
+    ("rollout.yaml", "the config: -C FILE, else ./rollout.yaml or the nearest one in a parent folder"),
+    ("runbooks/<name>.yaml", "the runbooks, in the folder the config names"),
+    ("<state dir>/runs/<run id>.jsonl", "one journal per run, every event fsynced before the next step"),
+    ("<state dir>/locks/", "one lock per runbook, naming its holder"),
+];
+
+/// The reference that ends `--help`: exit codes, environment, files.
+fn reference() -> String {
+    let mut text = String::from("Exit codes:\n");
+    for code in crate::error::ExitCode::ALL {
+        text.push_str(&format!("  {:<4} {}\n", code.code(), code.meaning()));
+    }
+    for (title, rows) in [("Environment", ENVIRONMENT), ("Files", FILES)] {
+        text.push_str(&format!("\n{title}:\n"));
+        for (name, meaning) in rows {
+            text.push_str(&format!("  {name}\n      {meaning}\n"));
+        }
+    }
+    text
+}
+
+/// The command line, with the reference after the long help.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command().after_long_help(reference())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -8,6 +8,7 @@ use anyhow::anyhow;
 use serde::Deserialize;
 
 use crate::error::Error;
+use crate::runbook::duration;
 use crate::runbook::source::{Diagnostic, Diagnostics, Source};
 
 pub const FILE_NAME: &str = "rollout.yaml";
@@ -167,18 +168,21 @@ pub struct MetricsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {
-    /// How long to wait for a connection.
-    #[serde(deserialize_with = "crate::runbook::duration_text")]
+    /// How long to wait for a connection (1 s to 10 min).
+    #[serde(deserialize_with = "duration::http_timeout")]
     pub connect_timeout: Duration,
-    /// How long one request may take in all.
-    #[serde(deserialize_with = "crate::runbook::duration_text")]
+    /// How long one request may take in all (1 s to 10 min).
+    #[serde(deserialize_with = "duration::http_timeout")]
     pub timeout: Duration,
-    /// How many times a failed call (no connection, 5xx, 429) is tried again.
+    /// How many times a failed call (no connection, 5xx, 429) is tried again (at most 10).
     pub retries: u32,
-    /// The most time spent waiting between tries of one call.
-    #[serde(deserialize_with = "crate::runbook::duration_text")]
+    /// The most time spent waiting between tries of one call (0 to 10 min).
+    #[serde(deserialize_with = "duration::http_max_wait")]
     pub max_wait: Duration,
 }
+
+/// The most `http.retries`.
+const MAX_HTTP_RETRIES: u32 = 10;
 
 impl Default for HttpSettings {
     fn default() -> Self {
@@ -367,6 +371,9 @@ fn check(source: &Source, raw: &RawConfig) -> Vec<Diagnostic> {
                 "this is not an environment variable name (A-Z, 0-9, _): name the variable that holds the secret, like GITHUB_TOKEN, never the secret itself",
             );
         }
+    }
+    if raw.http.retries > MAX_HTTP_RETRIES {
+        problems.push(source.at_value("http.retries", format!("http.retries: at most {MAX_HTTP_RETRIES}")));
     }
     problems
 }

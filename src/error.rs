@@ -16,8 +16,35 @@ pub enum ExitCode {
 }
 
 impl ExitCode {
+    pub const ALL: [ExitCode; 7] = [
+        ExitCode::Success,
+        ExitCode::StepFailed,
+        ExitCode::Invalid,
+        ExitCode::Preflight,
+        ExitCode::Aborted,
+        ExitCode::Locked,
+        ExitCode::Interrupted,
+    ];
+
     pub fn code(self) -> i32 {
         self as i32
+    }
+
+    /// What the code means, for `--help`, the man page and the README.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            ExitCode::Success => "every step succeeded or was skipped by the operator",
+            ExitCode::StepFailed => "a step failed (its error is printed and journaled)",
+            ExitCode::Invalid => "invalid input: usage, runbook, config, missing variable, no terminal without --yes",
+            ExitCode::Preflight => {
+                "preflight failed: a read-only check shows a step cannot succeed; nothing was changed"
+            }
+            ExitCode::Aborted => "the operator aborted (or stdin closed at a prompt)",
+            ExitCode::Locked => "another run holds the lock for this runbook",
+            ExitCode::Interrupted => {
+                "interrupted: Ctrl-C, SIGTERM, or a lost terminal (SIGHUP); the journal says where"
+            }
+        }
     }
 }
 
@@ -85,9 +112,10 @@ impl Started {
     }
 }
 
-/// The operator pressed Ctrl-C (or the process got SIGTERM) while a step waited.
+/// The operator pressed Ctrl-C (or the process got SIGTERM, or lost its terminal) while a
+/// step waited.
 #[derive(Debug, thiserror::Error)]
-#[error("interrupted {0}")]
+#[error("{} {}", if crate::interrupt::hung_up() { "the terminal was lost (SIGHUP): stopped" } else { "interrupted" }, .0)]
 pub struct Interrupted(pub String);
 
 impl Interrupted {

@@ -1,6 +1,7 @@
 //! The one HTTP client every adapter uses: connect and total timeouts, bounded retries with
 //! backoff and jitter, Retry-After and rate-limit resets, plain http only to loopback, redaction.
 
+use std::io::Read;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -12,6 +13,11 @@ use serde::de::DeserializeOwned;
 use crate::config::HttpSettings;
 use crate::error::{Interrupted, Precondition};
 use crate::interrupt;
+use crate::untrusted::{excerpt, printable};
+
+/// The most rollout reads of one answer's body: API answers are a few KiB, and a bigger body
+/// is an error naming this limit, never buffered whole.
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
 /// A credential sent with every request, and the variable it came from (for messages).
 #[derive(Clone)]
@@ -82,8 +88,12 @@ impl Response {
         pause.is_finite().then(|| Duration::from_secs_f64(pause.min(3600.0)))
     }
 
-    /// The service's own error message from a JSON error body, if it has one.
+    /// The service's own error message from a JSON error body, if it has one, made printable.
     pub fn service_message(&self) -> Option<String> {
+        self.said().map(|message| printable(&message).into_owned())
+    }
+
+    fn said(&self) -> Option<String> {
         let value: serde_json::Value = serde_json::from_str(&self.text).ok()?;
         ["message", "error", "error_description", "detail"]
             .iter()
@@ -123,15 +133,16 @@ impl Response {
     pub fn json_and_raw<T: DeserializeOwned>(&self) -> Result<(T, serde_json::Value)> {
         let raw: serde_json::Value = self.json()?;
         let typed = serde_json::from_value(raw.clone()).map_err(|e| {
-            anyhow!("{} answered {} {} with JSON of an unexpected shape ({e})", self.service, self.method, self.url)
+            let why = excerpt(&e.to_string());
+            anyhow!("{} answered {} {} with JSON of an unexpected shape ({why})", self.service, self.method, self.url)
         })?;
         Ok((typed, raw))
     }
 
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
         serde_json::from_str(&self.text).map_err(|e| {
-            let start: String = self.text.chars().take(80).collect();
-            anyhow!("{} answered {} {} with malformed JSON ({e}): {start:?}", self.service, self.method, self.url)
+            let (why, start) = (excerpt(&e.to_string()), excerpt(&self.text));
+            anyhow!("{} answered {} {} with malformed JSON ({why}): \"{start}\"", self.service, self.method, self.url)
         })
     }
 }
@@ -173,8 +184,8 @@ impl Client {
         allow_insecure_http: bool,
         auth: Option<Auth>,
     ) -> Result<Client> {
-        let base =
-            Url::parse(base.trim_end_matches('/')).with_context(|| format!("{service} url `{base}` is not a URL"))?;
+        let base = Url::parse(base.trim_end_matches('/'))
+            .with_context(|| format!("{service} url `{}` is not a URL", crate::redact::url(base)))?;
         match base.scheme() {
             "https" => {}
             "http" if is_loopback(&base) || allow_insecure_http => {}
@@ -274,6 +285,7 @@ impl Client {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let deadline = Instant::now() + self.settings.timeout;
             let mut request = self.inner.request(method.clone(), url.clone());
             if let Some(auth) = &self.auth {
                 request = request.header(auth.header.clone(), auth.value.clone());
@@ -291,22 +303,17 @@ impl Client {
                 }
                 Some(Body::Form(pairs)) => request.form(pairs),
             };
-            let outcome = request.send();
+            let outcome = request
+                .send()
+                .map_err(|error| Failure::Transport {
+                    why: transport_error(&error, &self.settings),
+                    connect: error.is_connect(),
+                })
+                .and_then(|response| self.answer(response, &method, &url, deadline));
             let (retry, why, wait) = match outcome {
-                Ok(response) => {
-                    let status = response.status();
-                    let headers = response.headers().clone();
-                    let text = response.text().unwrap_or_default();
-                    let answer = Response {
-                        status,
-                        headers,
-                        text,
-                        method: method.clone(),
-                        url: shown(&url),
-                        service: self.service,
-                        auth_env: self.auth.as_ref().map(|a| a.env.clone()),
-                    };
+                Ok(answer) => {
                     self.last_pause.set(answer.rate_limit_pause());
+                    let status = answer.status;
                     let retryable = status == StatusCode::TOO_MANY_REQUESTS || (repeatable && status.is_server_error());
                     if !retryable {
                         return Ok(answer);
@@ -314,19 +321,19 @@ impl Client {
                     let wait = server_wait(&answer.headers, status);
                     (Some(answer), status.to_string(), wait)
                 }
-                Err(error) if !repeatable && !error.is_connect() => bail!(
-                    "{} did not answer {method} {}: {}; the request may have been received, so it was not sent again: check {} before trying again",
+                Err(Failure::TooBig(why)) => bail!("{why}"),
+                Err(Failure::Transport { why, connect: false }) if !repeatable => bail!(
+                    "{} did not answer {method} {}: {why}; the request may have been received, so it was not sent again: check {} before trying again",
                     self.service,
                     shown(&url),
-                    transport_error(&error, &self.settings),
                     self.service
                 ),
-                Err(error) => (None, transport_error(&error, &self.settings), None),
+                Err(Failure::Transport { why, .. }) => (None, why, None),
             };
             let backoff = wait.unwrap_or_else(|| backoff(attempt));
             let spent = started.elapsed();
             let out_of_attempts = attempt > self.settings.retries;
-            let out_of_time = spent + backoff > self.settings.max_wait;
+            let out_of_time = spent.saturating_add(backoff) > self.settings.max_wait;
             if out_of_attempts || out_of_time {
                 if let (Some(response), Some(asked), false) = (&retry, wait, out_of_attempts) {
                     let said = response.service_message().map(|m| format!(": {m}")).unwrap_or_default();
@@ -357,6 +364,88 @@ impl Client {
             if interrupt::sleep(backoff) {
                 return Err(Interrupted(format!("while waiting to retry {method} {}", shown(&url))).into());
             }
+        }
+    }
+}
+
+/// Why no whole answer was had.
+enum Failure {
+    /// No answer, or one cut short; `connect` when the request cannot have arrived.
+    Transport { why: String, connect: bool },
+    /// A body over `MAX_BODY`: final, not tried again.
+    TooBig(String),
+}
+
+impl Client {
+    /// The answer with its body (see `read_capped`).
+    fn answer(
+        &self,
+        mut response: reqwest::blocking::Response,
+        method: &Method,
+        url: &Url,
+        deadline: Instant,
+    ) -> Result<Response, Failure> {
+        let status = response.status();
+        let declared = response.content_length();
+        let body = read_capped(&mut response, declared, deadline).map_err(|cut| {
+            let cut_short =
+                |why: String| Failure::Transport { why: format!("the answer ({status}) {why}"), connect: false };
+            match cut {
+                Cut::TooBig => Failure::TooBig(format!(
+                    "{} answered {method} {} with {status} and a body over {} MiB, the most rollout reads of an answer",
+                    self.service,
+                    shown(url),
+                    MAX_BODY / (1024 * 1024)
+                )),
+                Cut::Late => cut_short(format!(
+                    "did not finish within the {} s timeout (http.timeout in rollout.yaml)",
+                    self.settings.timeout.as_secs_f64()
+                )),
+                Cut::Broke(error) => cut_short(format!("broke off ({error})")),
+            }
+        })?;
+        Ok(Response {
+            status,
+            headers: response.headers().clone(),
+            text: String::from_utf8_lossy(&body).into_owned(),
+            method: method.clone(),
+            url: shown(url),
+            service: self.service,
+            auth_env: self.auth.as_ref().map(|a| a.env.clone()),
+        })
+    }
+}
+
+/// Why a body was not read whole.
+#[derive(Debug)]
+enum Cut {
+    TooBig,
+    /// Still coming at the deadline: a body that never ends.
+    Late,
+    Broke(std::io::Error),
+}
+
+/// A body read up to `MAX_BODY` bytes (a `declared` length over it is refused unread) and by
+/// `deadline`; each read also stops after `http.timeout` without a byte.
+fn read_capped(body: &mut impl Read, declared: Option<u64>, deadline: Instant) -> Result<Vec<u8>, Cut> {
+    if declared.is_some_and(|length| length > MAX_BODY as u64) {
+        return Err(Cut::TooBig);
+    }
+    let mut read = Vec::new();
+    let mut chunk = vec![0; 64 * 1024];
+    loop {
+        let n = match body.read(&mut chunk) {
+            Ok(0) => return Ok(read),
+            Ok(n) => n,
+            Err(_) if Instant::now() >= deadline => return Err(Cut::Late),
+            Err(error) => return Err(Cut::Broke(error)),
+        };
+        read.extend_from_slice(&chunk[..n]);
+        if read.len() > MAX_BODY {
+            return Err(Cut::TooBig);
+        }
+        if Instant::now() >= deadline {
+            return Err(Cut::Late);
         }
     }
 }
@@ -465,6 +554,7 @@ mod tests {
         let wait = server_wait(&headers, StatusCode::TOO_MANY_REQUESTS).unwrap();
         assert!(wait > Duration::from_millis(1500) && wait <= Duration::from_secs(2), "{wait:?}");
         assert_eq!(server_wait(&headers, StatusCode::SERVICE_UNAVAILABLE), None);
+
         for junk in ["inf", "1e400", "-5", "NaN"] {
             let mut headers = HeaderMap::new();
             headers.insert("x-ratelimit-reset", HeaderValue::from_str(junk).unwrap());
@@ -478,6 +568,19 @@ mod tests {
         assert!(backoff(1) < Duration::from_millis(400));
         assert!(backoff(3) >= Duration::from_millis(750));
         assert!(backoff(30) <= Duration::from_secs(8));
+    }
+
+    #[test]
+    fn bodies_are_read_up_to_the_cap_and_the_deadline() {
+        let later = Instant::now() + Duration::from_secs(60);
+        let small = read_capped(&mut &b"{}"[..], Some(2), later).unwrap();
+        assert_eq!(small, b"{}");
+        let declared = read_capped(&mut std::io::empty(), Some(MAX_BODY as u64 + 1), later);
+        assert!(matches!(declared, Err(Cut::TooBig)), "{declared:?}");
+        let flood = read_capped(&mut std::io::repeat(b' '), None, later);
+        assert!(matches!(flood, Err(Cut::TooBig)), "{:?}", flood.map(|b| b.len()));
+        let endless = read_capped(&mut std::io::repeat(b' ').take(1024), None, Instant::now());
+        assert!(matches!(endless, Err(Cut::Late)), "{:?}", endless.map(|b| b.len()));
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod ci;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod echo;
 pub mod engine;
 pub mod error;
 pub mod flags;
@@ -18,10 +19,12 @@ pub mod runbook;
 pub mod sandbox;
 pub mod steps;
 pub mod ui;
+pub mod untrusted;
 
 use std::ffi::OsString;
+use std::io::Write;
 
-use clap::Parser;
+use clap::FromArgMatches;
 
 /// A crash report that, like everything else, never shows a secret.
 fn install_panic_hook() {
@@ -33,15 +36,20 @@ fn install_panic_hook() {
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
         let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
-        eprintln!("rollout crashed{place}: {}", redact::scrub(&message));
-        eprintln!("the journal holds every event up to here; please report this crash");
+        // Written with errors ignored: a hook that panicked on a closed stderr would abort.
+        let _ = writeln!(
+            std::io::stderr(),
+            "rollout crashed{place}: {}\nthe journal holds every event up to here; please report this crash",
+            redact::scrub(&message)
+        );
     }));
 }
 
 /// Parse `args`, run the command, and return the process exit code.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
     install_panic_hook();
-    let cli = match cli::Cli::try_parse_from(args) {
+    let parsed = cli::command().try_get_matches_from(args).and_then(|m| cli::Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();

@@ -76,8 +76,11 @@ impl FromStr for Percent {
 
     /// A runbook's percentage: `5`, `5%`, `2.5`, `0.25`; at most two decimals, 0 to 100.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let shown = crate::echo::clip(text);
         let bad = || {
-            format!("`{text}` is not a percentage: use a number from 0 to 100 with at most two decimals, like 5 or 2.5")
+            format!(
+                "`{shown}` is not a percentage: use a number from 0 to 100 with at most two decimals, like 5 or 2.5"
+            )
         };
         let digits = text.trim().strip_suffix('%').unwrap_or(text.trim()).trim();
         let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
@@ -89,7 +92,7 @@ impl FromStr for Percent {
             Some(percent) => Ok(percent),
             None if whole.bytes().all(|b| b.is_ascii_digit()) && !whole.is_empty() && !digits.ends_with('.') => {
                 match fraction.bytes().all(|b| b.is_ascii_digit()) {
-                    true => Err(format!("`{text}` is outside 0–100: a percentage of users is at most 100")),
+                    true => Err(format!("`{shown}` is outside 0–100: a percentage of users is at most 100")),
                     false => Err(bad()),
                 }
             }

@@ -84,6 +84,7 @@ impl Pipelines for Buildbot {
             if let Some(error) = answer.get("error").filter(|e| !e.is_null()) {
                 // A refusal in a 200 (a 4xx or 5xx is judged by its status).
                 let said = error["message"].as_str().map_or_else(|| error.to_string(), str::to_string);
+                let said = crate::untrusted::printable(&said);
                 return Err(Refused(format!("Buildbot refused to force {}: {said}", request.pipeline)).into());
             }
             // result = [buildsetid, {builderid: buildrequestid}]

@@ -92,9 +92,9 @@ impl Pipelines for Buildkite {
         let send = || self.send(Method::POST, &request.pipeline, "/builds", Some(&Body::Json(body)));
         let read = |answer: &Response| {
             let build: serde_json::Value = answer.json()?;
-            let number = build["number"]
-                .as_u64()
-                .ok_or_else(|| anyhow!("Buildkite's answer has no build number: {}", answer.text))?;
+            let number = build["number"].as_u64().ok_or_else(|| {
+                anyhow!("Buildkite's answer has no build number: {}", crate::untrusted::excerpt(&answer.text))
+            })?;
             Ok(RunHandle {
                 id: format!("{}#{number}", request.pipeline),
                 url: build["web_url"].as_str().map(str::to_string),

@@ -2,7 +2,7 @@
 //! ROLLOUT_PIPELINE, ROLLOUT_REF and ROLLOUT_INPUT_<NAME> set; exit status 0 means success.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, PipeReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -20,13 +20,18 @@ use crate::config::CiConfig;
 use crate::error::Precondition;
 
 const TAIL_LINES: usize = 20;
+/// The most characters of one line kept in the tail; a longer line is read whole and cut.
+const LINE_CHARS: usize = 2000;
+/// The most bytes of one line held: past `LINE_CHARS` by more than any secret, so that a secret
+/// the cut would halve is scrubbed first.
+const LINE_BYTES: u64 = 16 * 1024;
 
 type Tail = Arc<Mutex<VecDeque<String>>>;
 
 struct Running {
     child: Child,
     tail: Tail,
-    readers: Vec<JoinHandle<()>>,
+    reader: JoinHandle<()>,
 }
 
 pub struct CommandPipeline {
@@ -111,9 +116,27 @@ fn executable(meta: &std::fs::Metadata) -> bool {
 /// Programs whose first argument is the script they run.
 const INTERPRETERS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "python", "python3", "node", "ruby", "perl"];
 
-fn read_into(stream: impl Read + Send + 'static, tail: Tail) -> JoinHandle<()> {
+/// Read the command's output (stdout and stderr share the pipe, so its lines come in the order
+/// they were written) into the tail, each line scrubbed of secrets before it is cut.
+fn read_into(stream: PipeReader, tail: Tail) -> JoinHandle<()> {
     std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+        let mut reader = BufReader::new(stream);
+        let mut bytes = Vec::new();
+        loop {
+            bytes.clear();
+            if matches!((&mut reader).take(LINE_BYTES).read_until(b'\n', &mut bytes), Ok(0) | Err(_)) {
+                break;
+            }
+            if !bytes.ends_with(b"\n") {
+                // The rest of an over-long line is read and dropped (an error ends the next read).
+                let _ = reader.skip_until(b'\n');
+            }
+            let line = String::from_utf8_lossy(&bytes);
+            let line = crate::redact::scrub(line.trim_end_matches(['\n', '\r']));
+            let line = match line.char_indices().nth(LINE_CHARS) {
+                Some((cut, _)) => format!("{}…", &line[..cut]),
+                None => line.into_owned(),
+            };
             let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
             if tail.len() == TAIL_LINES {
                 tail.pop_front();
@@ -138,8 +161,7 @@ impl Pipelines for CommandPipeline {
             return Err(missing.into());
         }
         Ok(format!(
-            "runs `{}` with ROLLOUT_PIPELINE={} ROLLOUT_REF={}",
-            self.shown(),
+            "runs with ROLLOUT_PIPELINE={} ROLLOUT_REF={}",
             request.pipeline,
             request.git_ref.as_deref().unwrap_or("")
         ))
@@ -153,27 +175,23 @@ impl Pipelines for CommandPipeline {
             .env("ROLLOUT_PIPELINE", &request.pipeline)
             .env("ROLLOUT_REF", request.git_ref.as_deref().unwrap_or(""))
             .env("ROLLOUT_RUN_ID", &request.run_id)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .process_group(0);
+        let (output, input) = std::io::pipe().context("cannot make a pipe for the ci command's output")?;
+        command.stdin(Stdio::null()).stdout(input.try_clone()?).stderr(input);
         for (name, value) in &request.inputs {
-            command.env(format!("ROLLOUT_INPUT_{}", name.to_ascii_uppercase().replace('-', "_")), value);
+            command.env(crate::runbook::resolve::input_variable(name), value);
         }
-        let mut child = command
+        let child = command
             .spawn()
             .with_context(|| format!("cannot start the ci command `{}` in {}", self.shown(), self.dir.display()))?;
+        // The command holds copies of the pipe's writing end: dropped, so that the reader sees
+        // the end of the output once the program and what it started have closed theirs.
+        drop(command);
         let tail: Tail = Arc::default();
-        let mut readers = Vec::new();
-        if let Some(out) = child.stdout.take() {
-            readers.push(read_into(out, tail.clone()));
-        }
-        if let Some(err) = child.stderr.take() {
-            readers.push(read_into(err, tail.clone()));
-        }
+        let reader = read_into(output, tail.clone());
         let id = child.id().to_string();
         crate::interrupt::track_group(child.id() as i32);
-        self.runs.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), Running { child, tail, readers });
+        self.runs.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), Running { child, tail, reader });
         Ok(RunHandle { id, url: None })
     }
 
@@ -186,13 +204,13 @@ impl Pipelines for CommandPipeline {
             let last = running.tail.lock().unwrap_or_else(|e| e.into_inner()).back().cloned();
             return Ok(RunState::Running(last));
         };
-        let Running { tail, readers, child } = runs.remove(&run.id).expect("present above");
+        let Running { tail, reader, child } = runs.remove(&run.id).expect("present above");
         drop(runs);
         crate::interrupt::forget_group(child.id() as i32);
         // The command has ended; what it started in the background may keep its output open,
         // so its last lines are collected for a moment, not waited for.
         let until = Instant::now() + Duration::from_millis(300);
-        while readers.iter().any(|r| !r.is_finished()) && Instant::now() < until {
+        while !reader.is_finished() && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(10));
         }
         let verdict = |conclusion: String| Verdict { conclusion, log_tail: tail_text(&tail), ..Verdict::default() };
@@ -237,6 +255,20 @@ mod tests {
             dir: dir.to_path_buf(),
             runs: Mutex::default(),
         }
+    }
+
+    #[test]
+    fn an_over_long_line_is_scrubbed_then_cut_and_the_next_line_kept() {
+        crate::redact::register("tail-secret-0123456789");
+        let (output, mut input) = std::io::pipe().unwrap();
+        let tail: Tail = Arc::default();
+        let reader = read_into(output, tail.clone());
+        let long = format!("{}tail-secret-0123456789{}\n", "a".repeat(LINE_CHARS - 5), "b".repeat(40_000));
+        std::io::Write::write_all(&mut input, format!("{long}next line\r\n").as_bytes()).unwrap();
+        drop(input);
+        reader.join().unwrap();
+        let lines: Vec<String> = tail.lock().unwrap().iter().cloned().collect();
+        assert_eq!(lines, [format!("{}***bb…", "a".repeat(LINE_CHARS - 5)), "next line".to_string()]);
     }
 
     #[test]

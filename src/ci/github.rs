@@ -234,9 +234,9 @@ impl Pipelines for GitHub {
                 return self.find_run(request, &git_ref, since);
             }
             let details: serde_json::Value = answer.json()?;
-            let id = details["workflow_run_id"]
-                .as_u64()
-                .ok_or_else(|| anyhow!("GitHub's dispatch answer has no workflow_run_id: {}", answer.text))?;
+            let id = details["workflow_run_id"].as_u64().ok_or_else(|| {
+                anyhow!("GitHub's dispatch answer has no workflow_run_id: {}", crate::untrusted::excerpt(&answer.text))
+            })?;
             Ok(RunHandle { id: id.to_string(), url: details["html_url"].as_str().map(str::to_string) })
         };
         trigger_once(&self.runs_page(&request.pipeline), send, read)

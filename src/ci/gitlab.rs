@@ -126,9 +126,9 @@ impl Pipelines for GitLab {
         };
         let read = |answer: &Response| {
             let pipeline: serde_json::Value = answer.json()?;
-            let id = pipeline["id"]
-                .as_u64()
-                .ok_or_else(|| anyhow!("GitLab's answer has no pipeline id: {}", answer.text))?;
+            let id = pipeline["id"].as_u64().ok_or_else(|| {
+                anyhow!("GitLab's answer has no pipeline id: {}", crate::untrusted::excerpt(&answer.text))
+            })?;
             Ok(RunHandle { id: id.to_string(), url: pipeline["web_url"].as_str().map(str::to_string) })
         };
         trigger_once(&self.pipelines_page(), send, read)

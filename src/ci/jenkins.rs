@@ -34,7 +34,7 @@ impl Jenkins {
             anyhow!("{env} is not set: export it with the Jenkins {}", if password { "password" } else { "API token" })
         })?;
         let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"));
-        crate::redact::register(&basic);
+        crate::redact::register_basic(user, &secret);
         let mut value = reqwest::header::HeaderValue::from_str(&format!("Basic {basic}"))?;
         value.set_sensitive(true);
         let auth = Auth { header: reqwest::header::AUTHORIZATION, value, env: env.clone() };

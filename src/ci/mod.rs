@@ -17,6 +17,7 @@ use indexmap::IndexMap;
 use crate::config::{CiConfig, CiProvider, HttpSettings};
 use crate::error::{Interrupted, Started};
 use crate::http::Response;
+use crate::untrusted::printable;
 
 /// What to run: the step's pipeline, ref and inputs.
 #[derive(Debug, Clone)]
@@ -156,16 +157,70 @@ pub fn backoff(polls: u32) -> Duration {
     Duration::from_secs_f64(1.5f64.powi(polls.min(20) as i32)).min(Duration::from_secs(30))
 }
 
-/// The configured CI service.
+/// The configured CI service, behind `Printable`.
 pub fn pipelines(config: &CiConfig, config_dir: &Path, http: &HttpSettings) -> Result<Box<dyn Pipelines>> {
-    Ok(match config.provider {
+    let service: Box<dyn Pipelines> = match config.provider {
         CiProvider::Command => Box::new(command::CommandPipeline::new(config, config_dir)?),
         CiProvider::Github => Box::new(github::GitHub::new(config, http)?),
         CiProvider::Gitlab => Box::new(gitlab::GitLab::new(config, http)?),
         CiProvider::Jenkins => Box::new(jenkins::Jenkins::new(config, http)?),
         CiProvider::Buildkite => Box::new(buildkite::Buildkite::new(config, http)?),
         CiProvider::Buildbot => Box::new(buildbot::Buildbot::new(config, http)?),
-    })
+    };
+    Ok(Box::new(Printable(service)))
+}
+
+/// Every CI service behind one guard: what it says (a run's id, URL and state, a log tail, a
+/// workflow's name) reaches the terminal and the journal with its control characters shown,
+/// not obeyed. Errors that quote a service are made printable where they are made (`http`).
+struct Printable(Box<dyn Pipelines>);
+
+fn shown(text: String) -> String {
+    printable(&text).into_owned()
+}
+
+impl Pipelines for Printable {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+
+    fn check(&self, request: &PipelineRequest) -> Result<String> {
+        self.0.check(request).map(shown)
+    }
+
+    fn trigger(&self, request: &PipelineRequest) -> Result<RunHandle> {
+        let run = self.0.trigger(request)?;
+        Ok(RunHandle { id: shown(run.id), url: run.url.map(shown) })
+    }
+
+    fn poll(&self, run: &RunHandle) -> Result<RunState> {
+        let verdict = |v: Verdict| Verdict {
+            conclusion: shown(v.conclusion),
+            log_tail: shown(v.log_tail),
+            commit: v.commit.map(shown),
+            id: v.id.map(shown),
+            url: v.url.map(shown),
+        };
+        Ok(match self.0.poll(run)? {
+            RunState::Running(latest) => RunState::Running(latest.map(shown)),
+            RunState::NeedsHuman(why) => RunState::NeedsHuman(shown(why)),
+            RunState::Succeeded(v) => RunState::Succeeded(verdict(v)),
+            RunState::Failed(v) => RunState::Failed(verdict(v)),
+            RunState::Cancelled(v) => RunState::Cancelled(verdict(v)),
+        })
+    }
+
+    fn stop_waiting(&self, run: &RunHandle) -> String {
+        self.0.stop_waiting(run)
+    }
+
+    fn poll_interval(&self, polls: u32) -> Duration {
+        self.0.poll_interval(polls)
+    }
+
+    fn rate_limit_pause(&self) -> Option<Duration> {
+        self.0.rate_limit_pause()
+    }
 }
 
 /// A path segment, percent-encoded.

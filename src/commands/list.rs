@@ -1,7 +1,9 @@
-//! `rollout list`: the runbooks, their inputs and their steps, on stdout
-//! (the shipped ones, clearly marked, when no rollout.yaml is found).
+//! `rollout list`: the runbooks, their inputs and their steps, on stdout, as text or with
+//! `--json` one object per runbook (the shipped ones, clearly marked, when no rollout.yaml is found).
 
 use std::path::Path;
+
+use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::error::{Error, ExitCode};
@@ -34,8 +36,45 @@ fn show(ui: &Ui, loaded: &LoadedRunbook) {
     }
 }
 
+/// The `--json` object of one runbook.
+fn object(loaded: &LoadedRunbook, shipped: bool) -> Value {
+    let book = &loaded.runbook;
+    let inputs: Vec<Value> = book
+        .inputs
+        .iter()
+        .map(|(name, spec)| {
+            json!({
+                "name": name,
+                "type": spec.kind.as_str(),
+                "required": spec.default.is_none(),
+                "default": spec.default.as_ref().map(|d| d.0.as_str()),
+                "description": spec.description,
+            })
+        })
+        .collect();
+    let steps: Vec<Value> = book
+        .steps
+        .iter()
+        .map(
+            |step| json!({ "id": step.id, "name": step.name, "kind": step.kind().as_str(), "optional": step.optional }),
+        )
+        .collect();
+    json!({
+        "name": loaded.name,
+        "title": book.title,
+        "severity": book.severity.map(|s| s.as_str()),
+        "description": book.description.as_deref().map(str::trim),
+        "file": loaded.source.path,
+        "shipped": shipped,
+        "inputs": inputs,
+        "steps": steps,
+    })
+}
+
 pub fn list(ui: &Ui, config: Option<&Path>, cwd: &Path) -> Result<ExitCode, Error> {
-    let (loaded, problems) = match Config::find(config, cwd) {
+    let found = Config::find(config, cwd);
+    let shipped_only = found.is_none();
+    let (loaded, problems) = match found {
         Some(path) => {
             let config = Config::load(&path).map_err(Error::invalid)?;
             runbook::load_all(&config.runbooks).map_err(|e| {
@@ -48,6 +87,10 @@ pub fn list(ui: &Ui, config: Option<&Path>, cwd: &Path) -> Result<ExitCode, Erro
         }
     };
     for (i, runbook) in loaded.iter().enumerate() {
+        if ui.json() {
+            ui.stdout(object(runbook, shipped_only));
+            continue;
+        }
         if i > 0 {
             ui.stdout("");
         }

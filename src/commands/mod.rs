@@ -14,6 +14,7 @@ use anyhow::{Context, anyhow};
 
 use crate::cli::{Cli, Command, Severity};
 use crate::config::Config;
+use crate::echo;
 use crate::error::{Error, ExitCode};
 use crate::runbook::source::Diagnostics;
 use crate::runbook::{self, LoadedRunbook};
@@ -56,23 +57,29 @@ pub fn runbook_for_severity(dir: &Path, severity: Severity) -> Result<LoadedRunb
     }
 }
 
-/// `runbooks/<name>.yaml` (or `.yml`).
+/// `runbooks/<name>.yaml` (or `.yml`): a name from that folder, never a path to elsewhere.
 pub fn runbook_named(config: &Config, name: &str) -> Result<LoadedRunbook, Error> {
-    let candidates: Vec<PathBuf> =
-        ["yaml", "yml"].iter().map(|ext| config.runbooks.join(format!("{name}.{ext}"))).collect();
-    let Some(path) = candidates.iter().find(|p| p.is_file()) else {
-        let known: Vec<String> = runbook::files_in(&config.runbooks)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-            .collect();
-        return Err(Error::invalid(anyhow!("no runbook named {name} in {}", config.runbooks.display())).with_hint(
-            if known.is_empty() {
-                "the folder has no runbooks".to_string()
-            } else {
-                format!("runbooks there: {}", known.join(", "))
-            },
-        ));
+    let files = runbook::files_in(&config.runbooks)
+        .with_context(|| format!("cannot read the runbooks folder {}", config.runbooks.display()))
+        .map_err(Error::invalid)?;
+    let stem = |path: &PathBuf| path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    if let Some(path) = files.iter().find(|path| stem(path) == name) {
+        return LoadedRunbook::load(path).map_err(Error::invalid);
+    }
+    let known: Vec<String> = files.iter().map(stem).collect();
+    let hint = if known.is_empty() {
+        "the folder has no runbooks".to_string()
+    } else {
+        format!("runbooks there: {}", echo::clip(&known.join(", ")))
     };
-    LoadedRunbook::load(path).map_err(Error::invalid)
+    let shown = echo::clip(name);
+    let error = if name.contains(['/', '\\']) || name.starts_with('.') {
+        anyhow!(
+            "`{shown}` is not a runbook name: `rollout run` takes the name of a file in {}, without .yaml",
+            config.runbooks.display()
+        )
+    } else {
+        anyhow!("no runbook named {shown} in {}", config.runbooks.display())
+    };
+    Err(Error::invalid(error).with_hint(hint))
 }

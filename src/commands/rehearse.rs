@@ -1,5 +1,5 @@
 //! `rollout rehearse --severity S`: the real runbook walked against a sandbox built in a temp
-//! dir, then a summary of what changed there. Nothing outside the temp dir is touched.
+//! dir, then a summary of what changed there. Only its journal is kept outside: `<state dir>/rehearsals/`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -9,7 +9,7 @@ use git2::Repository;
 
 use crate::cli::RehearseArgs;
 use crate::config::Config;
-use crate::engine::{self, WalkOptions};
+use crate::engine::{self, WalkOptions, journal, lock};
 use crate::error::{Error, ExitCode};
 use crate::flags;
 use crate::runbook::inputs;
@@ -80,7 +80,11 @@ pub fn rehearse(ui: &Ui, config: Option<&Path>, cwd: &Path, args: &RehearseArgs)
 
     crate::interrupt::install();
     let options = WalkOptions { vars, dry_run: false, yes: args.yes, from: None };
-    let finished = engine::walk(ui, &config, &runbook, &options, &sandbox.path().join("state"));
+    // Journaled with the real runs, so that `rollout runs` lists rehearsals (marked as such).
+    let state = journal::rehearsals_dir(&journal::state_dir());
+    let finished = engine::walk(ui, &config, &runbook, &options, &state);
+    // The lock was this sandbox's alone, and the sandbox is going.
+    let _ = std::fs::remove_file(lock::path(&state, &config.path, &runbook));
 
     ui.always("");
     ui.always(ui.bold("Rehearsal summary"));

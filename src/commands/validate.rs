@@ -1,5 +1,5 @@
 //! `rollout validate [FILE]...`: check the config and runbooks without running anything;
-//! each problem is printed as `file:line:column: message`.
+//! each problem is printed as `file:line:column: message` (with `--json`, as one object a line).
 
 use std::path::Path;
 
@@ -12,10 +12,12 @@ use crate::runbook::source::{Diagnostic, Diagnostics, Source};
 use crate::runbook::{self, LoadedRunbook, validate};
 use crate::ui::Ui;
 
+/// What a check found: the problems stay data (file, line, column, message) until printed.
 #[derive(Default)]
 struct Report {
     checked: Vec<String>,
     problems: Vec<Diagnostic>,
+    runbooks: Vec<LoadedRunbook>,
 }
 
 impl Report {
@@ -31,10 +33,27 @@ impl Report {
                     ));
                 }
                 self.problems.extend(against);
+                self.runbooks.push(loaded);
             }
             Err(Diagnostics(found)) => self.problems.extend(found),
         }
     }
+
+    /// Checks across runbooks, once each has been checked on its own.
+    fn finish(&mut self) {
+        self.problems.extend(validate::severity_clashes(&self.runbooks));
+    }
+}
+
+/// `--json`: one object per problem, `{"file", "line", "column", "message"}`.
+fn problem_json(problem: &Diagnostic) -> String {
+    serde_json::json!({
+        "file": problem.file.display().to_string(),
+        "line": problem.loc.line,
+        "column": problem.loc.column,
+        "message": problem.message,
+    })
+    .to_string()
 }
 
 fn is_runbook(source: &Source) -> bool {
@@ -90,6 +109,12 @@ pub fn validate(ui: &Ui, config: Option<&Path>, cwd: &Path, args: &ValidateArgs)
                     Err(Diagnostics(found)) => report.problems.extend(found),
                 }
             }
+        }
+    }
+    report.finish();
+    if ui.json() {
+        for problem in &report.problems {
+            ui.stdout(problem_json(problem));
         }
     }
     for problem in &report.problems {

@@ -25,6 +25,8 @@ pub enum RunStatus {
     Aborted,
     Interrupted,
     PreflightFailed,
+    /// Another run held the runbook's lock: this one changed nothing.
+    LockRefused,
 }
 
 impl RunStatus {
@@ -35,6 +37,7 @@ impl RunStatus {
             RunStatus::Aborted => "aborted",
             RunStatus::Interrupted => "interrupted",
             RunStatus::PreflightFailed => "preflight_failed",
+            RunStatus::LockRefused => "lock_refused",
         }
     }
 }
@@ -93,8 +96,10 @@ pub enum Event {
 }
 
 /// An event stamped with its run and time, as one JSON line: `event` first, then `run_id`, `ts`.
+/// Its values are scrubbed of secrets before they are encoded (see `redact::scrub_json`).
 pub fn to_line(run_id: &str, event: &Event) -> String {
-    let body = serde_json::to_value(event).unwrap_or_default();
+    let mut body = serde_json::to_value(event).unwrap_or_default();
+    crate::redact::scrub_json(&mut body);
     let mut line: IndexMap<String, serde_json::Value> = IndexMap::new();
     if let serde_json::Value::Object(fields) = body {
         let mut fields = fields.into_iter();
@@ -105,7 +110,7 @@ pub fn to_line(run_id: &str, event: &Event) -> String {
         line.insert("ts".into(), jiff::Timestamp::now().to_string().into());
         line.extend(fields);
     }
-    crate::redact::scrub(&serde_json::to_string(&line).unwrap_or_default()).into_owned()
+    serde_json::to_string(&line).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
-//! The journal: every event of a run appended to `<state dir>/runs/<run_id>.jsonl`
-//! and fsynced before the run goes on, so a crash or Ctrl-C leaves an exact record.
+//! The journal: every event of a run appended to `<state dir>/runs/<run_id>.jsonl` and fsynced
+//! before the run goes on; the state folder's files are the user's alone (0600, folders 0700).
 
-use std::fs::{File, OpenOptions};
+use std::fmt;
+use std::fs::{DirBuilder, File, OpenOptions, Permissions};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -22,39 +24,76 @@ pub fn runs_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("runs")
 }
 
+/// The state folder of rehearsals, inside the real one: their journals stay after the sandbox
+/// is gone, and `rollout runs` lists them as rehearsals.
+pub fn rehearsals_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("rehearsals")
+}
+
+/// Create `dir` and any missing parents, each 0700 whatever the umask; folders that already
+/// exist are left as they are.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && !d.exists()).collect();
+    for folder in missing.into_iter().rev() {
+        match DirBuilder::new().mode(0o700).create(folder) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            created => created.and_then(|()| std::fs::set_permissions(folder, Permissions::from_mode(0o700))),
+        }
+        .with_context(|| format!("cannot create the folder {}", folder.display()))?;
+    }
+    Ok(())
+}
+
+/// Create a new file, 0600 whatever the umask; `Err` with `AlreadyExists` if anything is there.
+pub fn create_private_file(path: &Path, options: &mut OpenOptions) -> std::io::Result<File> {
+    let file = options.create_new(true).mode(0o600).open(path)?;
+    file.set_permissions(Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
 #[derive(Debug)]
 pub struct Journal {
-    path: PathBuf,
-    file: File,
+    /// None for a dry run whose state folder would not take a journal.
+    file: Option<(PathBuf, File)>,
 }
 
 impl Journal {
     /// Create the journal of a new run; refuses to reuse an existing file.
     pub fn create(state_dir: &Path, run_id: &str) -> Result<Journal> {
         let dir = runs_dir(state_dir);
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the journal folder {}", dir.display()))?;
+        create_private_dir(&dir)?;
         let path = dir.join(format!("{run_id}.jsonl"));
-        let file = OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .open(&path)
+        let file = create_private_file(&path, OpenOptions::new().append(true))
             .with_context(|| format!("cannot create the journal {}", path.display()))?;
         File::open(&dir).and_then(|d| d.sync_all()).with_context(|| format!("cannot sync {}", dir.display()))?;
-        Ok(Journal { path, file })
+        Ok(Journal { file: Some((path, file)) })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// No journal: events go to the terminal (and `--json`) only. For dry runs, which change
+    /// nothing and so may go on when the state folder is read-only.
+    pub fn unwritten() -> Journal {
+        Journal { file: None }
     }
 
     /// Append one line and make it durable before returning.
     pub fn append(&self, line: &str) -> Result<()> {
+        let Some((path, file)) = &self.file else { return Ok(()) };
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
-        (&self.file)
+        (&*file)
             .write_all(&bytes)
-            .and_then(|()| self.file.sync_data())
-            .with_context(|| format!("cannot write the journal {}", self.path.display()))
+            .and_then(|()| file.sync_data())
+            .with_context(|| format!("cannot write the journal {}", path.display()))
+    }
+}
+
+/// The journal's path, or that there is none.
+impl fmt::Display for Journal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.file {
+            Some((path, _)) => write!(f, "{}", path.display()),
+            None => f.write_str("none (not written: the state folder is not writable)"),
+        }
     }
 }

@@ -146,7 +146,14 @@ pub fn walk(
     let services = Services::new(config);
     let (inputs, from) = check_before_start(ui, config, runbook, options, &services)?;
     let run_id = new_run_id(&runbook.name);
-    let journal = Journal::create(state_dir, &run_id).map_err(Error::from)?;
+    let journal = match Journal::create(state_dir, &run_id) {
+        Ok(journal) => journal,
+        Err(error) if options.dry_run => {
+            ui.warn(format!("{error:#}: this dry run goes on, and no journal is written"));
+            Journal::unwritten()
+        }
+        Err(error) => return Err(error.into()),
+    };
     let mut run = Run {
         ui,
         config,
@@ -171,10 +178,11 @@ pub fn walk(
     let _lock = if options.dry_run {
         None
     } else {
-        match RunLock::acquire(state_dir, &runbook.name, &run.run_id) {
+        match RunLock::acquire(state_dir, &config.path, runbook, &run.run_id) {
             Ok(lock) => Some(lock),
             Err(error) => {
-                run.record(Event::RunFinished { status: RunStatus::Failed, exit_code: error.code.code() })?;
+                let status = if error.code == ExitCode::Locked { RunStatus::LockRefused } else { RunStatus::Failed };
+                run.record(Event::RunFinished { status, exit_code: error.code.code() })?;
                 return Err(error);
             }
         }
@@ -277,7 +285,7 @@ impl<'a> Run<'a> {
             let shown: Vec<String> = self.inputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
             ui.say(format!("  inputs  {}", shown.join(" ")));
         }
-        ui.say(ui.dim(format!("  run {} · journal {}", self.run_id, self.journal.path().display())));
+        ui.say(ui.dim(format!("  run {} · journal {}", self.run_id, self.journal)));
     }
 
     fn context<'p>(
@@ -529,7 +537,12 @@ impl<'a> Run<'a> {
             Ok(outputs) => {
                 let elapsed = started.elapsed();
                 let outcome = step.outcome(&outputs);
-                ui.say(format!("  {} {outcome} ({})", ui.good("✓"), format_duration(elapsed)));
+                // A manual step's time is the operator's, already spent at the prompt.
+                let took = match spec.kind() {
+                    crate::runbook::StepKind::Manual => String::new(),
+                    _ => format!(" ({})", format_duration(elapsed)),
+                };
+                ui.say(format!("  {} {outcome}{took}", ui.good("✓")));
                 self.results[index] = StepResult::Done;
                 self.happened[index] = outcome;
                 self.outputs.insert(id.clone(), outputs.clone());
@@ -587,8 +600,14 @@ impl<'a> Run<'a> {
                     ui.warn("stdin closed before an answer: treating it as abort");
                     return Ok(Err(Flow::Stop(RunStatus::Aborted, ExitCode::Aborted)));
                 }
-                Err(NoAnswer::Interrupted) => {
-                    let error = anyhow!(Interrupted("at the prompt; this step changed nothing".into()));
+                Err(why @ (NoAnswer::Interrupted | NoAnswer::Unseen)) => {
+                    let shown = match why {
+                        NoAnswer::Unseen => {
+                            "at the prompt, which nobody can see (stderr is closed or the terminal is gone)"
+                        }
+                        _ => "at the prompt",
+                    };
+                    let error = anyhow!(Interrupted(format!("{shown}; this step changed nothing")));
                     let flow = self.fail(index, spec, error)?;
                     self.results[index] = StepResult::NotRun;
                     return Ok(Err(flow));
@@ -647,7 +666,7 @@ impl<'a> Run<'a> {
             RunStatus::Succeeded if done + count(&[StepResult::Skipped]) == self.total() => {
                 ui.always(format!("\n{} Run succeeded: {tally}", ui.good("✓")));
             }
-            RunStatus::Succeeded | RunStatus::PreflightFailed => {}
+            RunStatus::Succeeded | RunStatus::PreflightFailed | RunStatus::LockRefused => {}
             // A preflight that could not check a step has said so; no step ran.
             RunStatus::Failed if count(&[StepResult::NotRun]) == self.total() => {}
             RunStatus::Failed => ui.always(format!("\n{} Run failed: {tally}", ui.bad("✗"))),
@@ -656,7 +675,7 @@ impl<'a> Run<'a> {
         }
         self.summary();
         if status != RunStatus::Succeeded {
-            ui.always(format!("  the journal has every step: {}", self.journal.path().display()));
+            ui.always(format!("  the journal has every step: {}", self.journal));
         }
         Ok(Finished { code, outputs: self.outputs.clone() })
     }

@@ -67,8 +67,9 @@ impl FlagState {
     /// `off`, `on, 100%`, `on, 5% of users matching 1 constraint`, `on, 5% + actors (2: …)`,
     /// `on for some: expression {…}`.
     pub fn summary(&self) -> String {
-        let scope = self.scope.as_ref().map(|s| format!(" of {s}")).unwrap_or_default();
-        let extra: Vec<&str> = self.targeting.iter().map(|t| t.shown.as_str()).collect();
+        // Both are the service's words: shown, never obeyed by the terminal.
+        let scope = self.scope.as_ref().map(|s| format!(" of {}", crate::untrusted::printable(s))).unwrap_or_default();
+        let extra: Vec<_> = self.targeting.iter().map(|t| crate::untrusted::printable(&t.shown)).collect();
         match (self.share.is_zero(), extra.is_empty()) {
             (true, true) => "off".into(),
             (false, true) => format!("on, {}%{scope}", self.share),

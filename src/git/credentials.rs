@@ -83,6 +83,8 @@ impl Credentials {
                 },
                 Method::Token if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) => match &self.token {
                     Some((_, token)) => {
+                        // libgit2 sends it as HTTP Basic: that form is a secret too.
+                        crate::redact::register_basic(&https_user, token);
                         Cred::userpass_plaintext(&https_user, token).map_err(|e| e.message().to_string())
                     }
                     None => continue,
@@ -101,7 +103,7 @@ impl Credentials {
             }
         }
         let tried = if state.log.is_empty() { "nothing applies to this URL".to_string() } else { state.log.join(", ") };
-        Err(git2::Error::from_str(&format!("authentication to {} failed; tried: {tried}", super::redact_url(url))))
+        Err(git2::Error::from_str(&format!("authentication to {} failed; tried: {tried}", crate::redact::url(url))))
     }
 
     /// Remote callbacks that offer these credentials, each at most once.

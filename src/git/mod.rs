@@ -4,6 +4,7 @@
 pub mod credentials;
 pub mod message;
 pub mod revert;
+mod scratch;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,8 @@ pub struct GitRemote {
     pub branch: String,
     pub push_attempts: u32,
     credentials: Credentials,
+    /// What fetches brought, aside from the clone until a real run's revert needs it.
+    fetched: RefCell<Vec<scratch::Store>>,
 }
 
 /// Why a push did not land.
@@ -44,24 +47,35 @@ pub fn short_id(id: &str) -> &str {
     id.char_indices().nth(7).map_or(id, |(at, _)| &id[..at])
 }
 
-/// A remote URL without any password it carries (the user name stays).
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let user = &url[scheme + 3..at];
-            match user.split_once(':') {
-                Some((name, _)) => format!("{}{name}:***@{}", &url[..scheme + 3], &url[at + 1..]),
-                None => url.to_string(),
-            }
+/// The most of the remote's `remote:` output kept, and the lines of it a message shows.
+const REMOTE_KEEPS: usize = 64 * 1024;
+const REMOTE_LINES: usize = 20;
+
+/// Append to what the remote said, keeping only its last `REMOTE_KEEPS` bytes or so.
+fn keep_last(said: &mut String, more: &str) {
+    said.push_str(more);
+    if said.len() > 2 * REMOTE_KEEPS {
+        let mut from = said.len() - REMOTE_KEEPS;
+        while !said.is_char_boundary(from) {
+            from += 1;
         }
-        _ => url.to_string(),
+        said.drain(..from);
     }
+}
+
+/// The last lines the remote said, each as `remote: ...` on a line of its own, made printable
+/// (a hook's output must not move the cursor or draw over rollout's own lines).
+fn remote_lines(said: &str) -> String {
+    let lines: Vec<&str> = said.split(['\n', '\r']).map(str::trim).filter(|l| !l.is_empty()).collect();
+    let shown = &lines[lines.len().saturating_sub(REMOTE_LINES)..];
+    shown.iter().map(|l| format!("\nremote: {}", crate::untrusted::printable(l))).collect()
 }
 
 /// A libgit2 error made readable. Refused credentials and an unknown ssh host key mean the
 /// step cannot succeed (a failed precondition); the host key error says how to fix it.
 fn explain(error: git2::Error, what: String, url: &str) -> anyhow::Error {
-    let message = error.message().to_string();
+    // The message may quote the server (`remote error: ...`).
+    let message = crate::untrusted::printable(error.message()).into_owned();
     if error.class() == git2::ErrorClass::Ssh && message.to_ascii_lowercase().contains("hostkey") {
         let (host, port) = url::Url::parse(url)
             .ok()
@@ -99,6 +113,7 @@ impl GitRemote {
             branch: config.branch.clone(),
             push_attempts: config.push_attempts.max(1),
             credentials: Credentials { ssh_key, token, username: config.username.clone() },
+            fetched: RefCell::default(),
         })
     }
 
@@ -125,7 +140,10 @@ impl GitRemote {
     }
 
     fn url(&self, repo: &Repository) -> String {
-        repo.find_remote(&self.remote).ok().and_then(|r| r.url().ok().map(redact_url)).unwrap_or_default()
+        repo.find_remote(&self.remote)
+            .ok()
+            .and_then(|r| r.url().ok().map(|url| crate::redact::url(url).into_owned()))
+            .unwrap_or_default()
     }
 
     fn find_remote<'r>(&self, repo: &'r Repository) -> Result<git2::Remote<'r>> {
@@ -156,20 +174,33 @@ impl GitRemote {
         Ok(self.heads(repo)?.into_iter().find(|(name, _)| *name == wanted).map(|(_, oid)| oid))
     }
 
-    /// The remote branch's tip, its objects fetched into the clone if missing; no ref is written.
+    /// The remote branch's tip. Objects the clone lacks are fetched into a throwaway store
+    /// that `repo` reads from: the clone itself gains nothing until `keep_fetched`.
     pub fn remote_tip(&self, repo: &Repository, branch: &str) -> Result<Oid> {
         let tip = self
             .remote_head(repo, branch)?
             .ok_or_else(|| Precondition(format!("remote {} has no branch {branch}", self.remote)))?;
         if repo.find_commit(tip).is_err() {
+            let (store, aside) = scratch::Store::new(repo)?;
             let mut options = FetchOptions::new();
             options.remote_callbacks(self.credentials.callbacks());
             let wanted = format!("refs/heads/{branch}");
-            self.find_remote(repo)?.download(&[wanted.as_str()], Some(&mut options)).map_err(|e| {
+            self.find_remote(&aside)?.download(&[wanted.as_str()], Some(&mut options)).map_err(|e| {
                 explain(e, format!("cannot fetch {wanted} from remote {}", self.remote), &self.url(repo))
             })?;
+            store.lend_to(repo)?;
+            self.fetched.borrow_mut().push(store);
         }
         Ok(tip)
+    }
+
+    /// Copy what `remote_tip` fetched aside into the clone: a revert about to be committed
+    /// there builds on it. Dry runs never call this.
+    pub fn keep_fetched(&self, repo: &Repository) -> Result<()> {
+        for store in self.fetched.borrow_mut().drain(..) {
+            store.give_to(repo)?;
+        }
+        Ok(())
     }
 
     /// Push `commit` to `branch`. The remote's answer decides: once it accepted the ref the push
@@ -207,7 +238,7 @@ impl GitRemote {
                 Ok(())
             });
             callbacks.sideband_progress(|data| {
-                said.borrow_mut().push_str(&String::from_utf8_lossy(data));
+                keep_last(&mut said.borrow_mut(), &String::from_utf8_lossy(data));
                 true
             });
             let mut options = PushOptions::new();
@@ -215,12 +246,7 @@ impl GitRemote {
             remote.push(&[format!("{staging}:{destination}")], Some(&mut options))
         };
         let said = said.into_inner();
-        let remote_lines: String = said
-            .split(['\n', '\r'])
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(|l| format!("\nremote: {l}"))
-            .collect();
+        let remote_lines = remote_lines(&said);
         match statuses.into_inner().into_iter().find(|(name, _)| *name == destination) {
             // Accepted. An error libgit2 reports after that comes from updating the clone's
             // remote-tracking ref, which `push` does again (and warns about) itself.
@@ -235,6 +261,7 @@ impl GitRemote {
                 Err(PushError::Moved(self.target(branch)))
             }
             Some((_, Some(why))) => {
+                let why = crate::untrusted::printable(&why);
                 Err(anyhow!("{} rejected the push to {branch}: {why}{remote_lines}", self.remote).into())
             }
             None => match pushed {
@@ -265,13 +292,19 @@ pub fn identity(repo: &Repository, role: &str) -> Result<git2::Signature<'static
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn urls_lose_their_passwords() {
-        assert_eq!(
-            super::redact_url("https://user:s3cret@git.example.gov/app.git"),
-            "https://user:***@git.example.gov/app.git"
-        );
-        assert_eq!(super::redact_url("ssh://git@127.0.0.1:2222/app.git"), "ssh://git@127.0.0.1:2222/app.git");
-        assert_eq!(super::redact_url("git@github.com:va/app.git"), "git@github.com:va/app.git");
+    fn remote_lines_are_the_last_ones_and_printable() {
+        let mut said = String::new();
+        for i in 0..100_000 {
+            keep_last(&mut said, &format!("line {i}\n"));
+        }
+        assert!(said.len() <= 2 * REMOTE_KEEPS, "{} bytes kept", said.len());
+        keep_last(&mut said, "hook says \x1b[2K\r\u{202e}no\n");
+        let shown = remote_lines(&said);
+        assert_eq!(shown.lines().filter(|l| !l.is_empty()).count(), REMOTE_LINES, "{shown}");
+        assert!(shown.ends_with("\nremote: hook says \\u{1b}[2K\nremote: \\u{202e}no"), "{shown}");
+        assert!(shown.contains("\nremote: line 99999\n"), "{shown}");
     }
 }

@@ -5,6 +5,7 @@ use anyhow::anyhow;
 use indexmap::IndexMap;
 
 use super::{InputType, LoadedRunbook};
+use crate::echo;
 use crate::error::Error;
 use crate::percent::Percent;
 
@@ -13,28 +14,42 @@ pub type Inputs = IndexMap<String, String>;
 
 /// Check one value against its type and return its canonical form.
 pub fn check_value(kind: InputType, raw: &str) -> Result<String, String> {
+    let shown = echo::clip(raw);
     match kind {
-        InputType::String => Ok(raw.to_string()),
+        InputType::String => one_line(raw).map(|()| raw.to_string()),
         InputType::Integer => {
-            raw.trim().parse::<i64>().map(|n| n.to_string()).map_err(|_| format!("`{raw}` is not an integer"))
+            raw.trim().parse::<i64>().map(|n| n.to_string()).map_err(|_| format!("`{shown}` is not an integer"))
         }
         InputType::Percent => raw.parse::<Percent>().map(|p| p.to_string()),
         InputType::Boolean => match raw.trim().to_ascii_lowercase().as_str() {
             "true" | "yes" | "on" | "1" => Ok("true".into()),
             "false" | "no" | "off" | "0" => Ok("false".into()),
-            _ => Err(format!("`{raw}` is not a boolean: use true or false")),
+            _ => Err(format!("`{shown}` is not a boolean: use true or false")),
         },
         InputType::Commit => {
             let value = raw.trim();
             if value.is_empty() || value.starts_with('-') || value.chars().any(|c| c.is_whitespace() || c.is_control())
             {
                 Err(format!(
-                    "`{raw}` is not a commit: give a commit id, tag or other revision, without spaces and not starting with -"
+                    "`{shown}` is not a commit: give a commit id, tag or other revision, without spaces and not starting with -"
                 ))
             } else {
                 Ok(value.to_string())
             }
         }
+    }
+}
+
+/// A string input is one line of text: a newline or an escape could print fake lines into a
+/// pipeline's log or the terminal. The value itself is not echoed, for the same reason.
+fn one_line(raw: &str) -> Result<(), String> {
+    match raw.chars().enumerate().find(|(_, c)| c.is_control()) {
+        None => Ok(()),
+        Some((at, c)) => Err(format!(
+            "it has a control character (U+{:04X}, character {}): a string input is one line of text",
+            u32::from(c),
+            at + 1
+        )),
     }
 }
 
@@ -45,7 +60,10 @@ pub fn resolve(runbook: &LoadedRunbook, vars: &[String]) -> Result<Inputs, Error
     let mut given: IndexMap<String, String> = IndexMap::new();
     for var in vars {
         let Some((key, value)) = var.split_once('=') else {
-            return Err(Error::invalid(anyhow!("--var {var}: expected K=V, like --var flag=travel_pay_claim_status")));
+            return Err(Error::invalid(anyhow!(
+                "--var {}: expected K=V, like --var flag=travel_pay_claim_status",
+                echo::clip(var)
+            )));
         };
         let key = key.trim();
         if !specs.contains_key(key) {
@@ -54,9 +72,12 @@ pub fn resolve(runbook: &LoadedRunbook, vars: &[String]) -> Result<Inputs, Error
             } else {
                 format!("runbook {} takes: {}", runbook.name, known())
             };
-            return Err(
-                Error::invalid(anyhow!("--var {key}: runbook {} has no input `{key}`", runbook.name)).with_hint(hint)
-            );
+            return Err(Error::invalid(anyhow!(
+                "--var {key}: runbook {} has no input `{key}`",
+                runbook.name,
+                key = echo::clip(key)
+            ))
+            .with_hint(hint));
         }
         given.insert(key.to_string(), value.to_string());
     }
@@ -102,5 +123,15 @@ mod tests {
         assert!(check_value(InputType::Integer, "4.2").is_err());
         assert!(check_value(InputType::Commit, "abc def").is_err());
         assert!(check_value(InputType::Boolean, "maybe").is_err());
+        assert_eq!(check_value(InputType::String, "fix/ééé").unwrap(), "fix/ééé");
+    }
+
+    #[test]
+    fn string_inputs_with_control_characters_are_refused_without_echoing_them() {
+        for bad in ["main\nROLLOUT_OK=1", "a\rb", "\u{1b}[2J", "tab\there", "x\u{85}"] {
+            let why = check_value(InputType::String, bad).unwrap_err();
+            assert!(why.contains("control character") && !why.contains(bad), "{why}");
+        }
+        assert!(check_value(InputType::String, "main\nx").unwrap_err().contains("U+000A, character 5"));
     }
 }

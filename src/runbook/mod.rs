@@ -1,6 +1,7 @@
 //! Runbooks: the YAML model, loading with locations, validation, typed inputs and templates.
 //! A loaded runbook has passed every check that needs no service.
 
+pub mod duration;
 pub mod inputs;
 pub mod resolve;
 pub mod shipped;
@@ -76,7 +77,7 @@ pub struct StepSpec {
     pub optional: bool,
     #[serde(default)]
     pub retries: u32,
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(default, deserialize_with = "duration::step_timeout")]
     pub timeout: Option<Duration>,
     #[serde(default)]
     pub on_failure: OnFailure,
@@ -146,7 +147,7 @@ pub struct CiSpec {
     pub inputs: IndexMap<String, Text>,
     #[serde(default = "yes")]
     pub wait: bool,
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(default, deserialize_with = "duration::step_timeout")]
     pub timeout: Option<Duration>,
 }
 
@@ -167,18 +168,6 @@ pub struct NotifySpec {
 
 fn yes() -> bool {
     true
-}
-
-fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
-    duration_text(deserializer).map(Some)
-}
-
-/// A duration written like `90s`, `10m` or `1h 30m`.
-pub fn duration_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    let text = Text::deserialize(deserializer)?;
-    humantime::parse_duration(&text.0).map_err(|e| {
-        serde::de::Error::custom(format!("`{}` is not a duration ({e}): write it like 90s, 10m or 1h 30m", text.0))
-    })
 }
 
 /// The kinds of step, each with the outputs later steps may reference.
@@ -252,6 +241,8 @@ impl fmt::Display for Text {
 }
 
 impl<'de> Deserialize<'de> for Text {
+    /// The scalar's source text, never YAML's reading of it: `0x10` stays `0x10` (not 16),
+    /// so that a value is checked as written, like the same value given with `--var`.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Visitor;
         impl serde::de::Visitor<'_> for Visitor {
@@ -262,20 +253,8 @@ impl<'de> Deserialize<'de> for Text {
             fn visit_str<E>(self, v: &str) -> Result<Text, E> {
                 Ok(Text(v.to_string()))
             }
-            fn visit_i64<E>(self, v: i64) -> Result<Text, E> {
-                Ok(Text(v.to_string()))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Text, E> {
-                Ok(Text(v.to_string()))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Text, E> {
-                Ok(Text(v.to_string()))
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Text, E> {
-                Ok(Text(v.to_string()))
-            }
         }
-        deserializer.deserialize_any(Visitor)
+        deserializer.deserialize_str(Visitor)
     }
 }
 

@@ -9,6 +9,7 @@ use indexmap::IndexMap;
 use super::source::Diagnostic;
 use super::template::{Ref, Template};
 use super::{LoadedRunbook, StepSpec, Text, inputs::Inputs};
+use crate::echo;
 use crate::flags::{Direction, FlagTarget};
 use crate::percent::Percent;
 
@@ -65,6 +66,12 @@ pub struct CiRequest {
     pub timeout: Option<Duration>,
 }
 
+/// The environment variable a `command` pipeline reads a ci input from: `deploy-env` is
+/// `ROLLOUT_INPUT_DEPLOY_ENV`.
+pub fn input_variable(key: &str) -> String {
+    format!("ROLLOUT_INPUT_{}", key.to_ascii_uppercase().replace('-', "_"))
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ManualRequest {
     pub instructions: String,
@@ -90,7 +97,7 @@ pub fn parse_state(text: &str) -> Result<bool, String> {
     match text.trim().to_ascii_lowercase().as_str() {
         "on" | "true" => Ok(true),
         "off" | "false" => Ok(false),
-        _ => Err(format!("`{text}` is not a flag state: use on or off")),
+        _ => Err(format!("`{}` is not a flag state: use on or off", echo::clip(text))),
     }
 }
 
@@ -98,7 +105,9 @@ pub fn parse_state(text: &str) -> Result<bool, String> {
 pub fn parse_mainline(text: &str) -> Result<u32, String> {
     match text.trim().parse::<u32>() {
         Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!("`{text}` is not a parent number: mainline counts from 1, like git revert -m 1")),
+        _ => {
+            Err(format!("`{}` is not a parent number: mainline counts from 1, like git revert -m 1", echo::clip(text)))
+        }
     }
 }
 
@@ -135,7 +144,7 @@ impl Renderer<'_> {
         let value = self.text(field, text)?;
         parse(&value).map_err(|why| {
             let from = if Template::parse(&text.0).is_ok_and(|t| !t.is_literal()) {
-                format!(" (rendered from `{}`)", text.0)
+                format!(" (rendered from `{}`)", echo::clip(&text.0))
             } else {
                 String::new()
             };

@@ -3,11 +3,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
+
+use crate::echo;
 
 /// A 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,25 +54,40 @@ impl fmt::Display for Diagnostics {
 pub struct Source {
     pub path: PathBuf,
     pub text: String,
-    keys: HashMap<String, Loc>,
-    values: HashMap<String, Loc>,
+    places: HashMap<String, Place>,
 }
+
+/// Where a path's key and its value start (a sequence item has no key).
+#[derive(Debug, Clone, Copy, Default)]
+struct Place {
+    key: Option<Loc>,
+    value: Option<Loc>,
+}
+
+/// The largest runbook or config file read (a 100,000-step runbook is about 11 MB).
+const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Source {
     pub fn read(path: &Path) -> Result<Source, Diagnostic> {
-        let text = std::fs::read_to_string(path).map_err(|e| Diagnostic {
+        let cannot = |why: String| Diagnostic {
             file: path.to_path_buf(),
             loc: Loc { line: 1, column: 1 },
-            message: format!("cannot read this file: {e}"),
-        })?;
+            message: format!("cannot read this file: {why}"),
+        };
+        let text = read_text(path).map_err(cannot)?;
         Ok(Source::new(path.to_path_buf(), text))
     }
 
+    /// A leading UTF-8 byte order mark (some Windows editors write one) is dropped.
     pub fn new(path: PathBuf, text: String) -> Source {
+        let text = match text.strip_prefix('\u{feff}') {
+            Some(rest) => rest.to_string(),
+            None => text,
+        };
         let mut index = Indexer::default();
         // A syntax error is reported by `parse`; the index is then simply partial.
         let _ = Parser::new_from_str(&text).load(&mut index, false);
-        Source { path, text, keys: index.keys, values: index.values }
+        Source { path, text, places: index.places }
     }
 
     /// Deserialize the whole document; a structural error points at its line and column.
@@ -79,35 +97,40 @@ impl Source {
                 e.location().map(|l| Loc { line: l.line(), column: l.column() }).unwrap_or(Loc { line: 1, column: 1 });
             let message = e.to_string();
             let message = match message.rfind(" at line ") {
-                Some(at) => message[..at].to_string(),
-                None => message,
+                Some(at) => &message[..at],
+                None => &message,
             };
-            self.diagnostic_at(loc, message)
+            self.diagnostic_at(loc, echo::clip_quoted(message).into_owned())
         })
     }
 
     /// Whether the document has this path (e.g. `steps[0].flag`).
     pub fn has(&self, path: &str) -> bool {
-        self.keys.contains_key(path) || self.values.contains_key(path)
+        self.places.contains_key(path)
     }
 
     /// A diagnostic at the key of `path` (or its nearest ancestor that exists).
     pub fn at_key(&self, path: &str, message: impl Into<String>) -> Diagnostic {
-        let loc = self.lookup(path, &self.keys, &self.values);
+        let loc = self.lookup(path, |place| place.key.or(place.value));
         self.diagnostic_at(loc, message.into())
     }
 
     /// A diagnostic at the value of `path` (or its nearest ancestor that exists).
     pub fn at_value(&self, path: &str, message: impl Into<String>) -> Diagnostic {
-        let loc = self.lookup(path, &self.values, &self.keys);
+        let loc = self.lookup(path, |place| place.value.or(place.key));
         self.diagnostic_at(loc, message.into())
     }
 
-    fn lookup(&self, path: &str, first: &HashMap<String, Loc>, second: &HashMap<String, Loc>) -> Loc {
+    /// A diagnostic about the whole file, at its start.
+    pub fn at_start(&self, message: impl Into<String>) -> Diagnostic {
+        self.diagnostic_at(Loc { line: 1, column: 1 }, message.into())
+    }
+
+    fn lookup(&self, path: &str, pick: impl Fn(&Place) -> Option<Loc>) -> Loc {
         let mut path = path;
         loop {
-            if let Some(loc) = first.get(path).or_else(|| second.get(path)) {
-                return *loc;
+            if let Some(loc) = self.places.get(path).and_then(&pick) {
+                return loc;
             }
             match path.rfind(['.', '[']) {
                 Some(cut) => path = &path[..cut],
@@ -122,20 +145,36 @@ impl Source {
     }
 }
 
-/// Walks parser events and records where each path's key and value start.
+/// A regular file's text, up to [`MAX_FILE_BYTES`]: a device or a FIFO is never read.
+fn read_text(path: &Path) -> Result<String, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let metadata = file.metadata().map_err(|e| e.to_string())?;
+    if !metadata.is_file() {
+        return Err("it is not a regular file".into());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!("it is larger than {} MiB", MAX_FILE_BYTES / (1024 * 1024)));
+    }
+    String::from_utf8(bytes).map_err(|e| format!("it is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))
+}
+
+/// Walks parser events and records where each path's key and value start: one entry per
+/// node, so that indexing stays linear in the size of the file.
 #[derive(Default)]
 struct Indexer {
     stack: Vec<Frame>,
-    keys: HashMap<String, Loc>,
-    values: HashMap<String, Loc>,
+    places: HashMap<String, Place>,
 }
 
 enum Frame {
-    /// `located`: whether the mapping's own location is known yet (block mappings take
-    /// their first key's, since the parser marks them oddly).
+    /// `key`: the path and location of the key whose value comes next. `located`: whether
+    /// the mapping's own location is known yet (block mappings take their first key's, since
+    /// the parser marks them oddly).
     Mapping {
         path: String,
-        key: Option<String>,
+        key: Option<(String, Loc)>,
         located: bool,
     },
     Sequence {
@@ -145,60 +184,65 @@ enum Frame {
 }
 
 impl Indexer {
-    /// The path of the node that starts now, or None when it is a mapping key.
-    fn place_node(&mut self, marker: Marker, scalar: Option<&str>, mapping: bool) -> Option<String> {
-        let loc = Loc { line: marker.line(), column: marker.col() + 1 };
+    /// The path of the node that starts now and where its key is, or None when the node is
+    /// a mapping key (then remembered for its value).
+    fn next_node(&mut self, loc: Loc, scalar: Option<&str>) -> Option<(String, Option<Loc>)> {
         match self.stack.last_mut() {
-            None => Some(String::new()),
+            None => Some((String::new(), None)),
             Some(Frame::Sequence { path, next }) => {
                 let child = format!("{path}[{next}]");
                 *next += 1;
-                if !mapping {
-                    self.values.insert(child.clone(), loc);
-                    self.keys.entry(child.clone()).or_insert(loc);
-                }
-                Some(child)
+                Some((child, None))
             }
             Some(Frame::Mapping { path, key, located }) => match key.take() {
+                Some((child, key_loc)) => Some((child, Some(key_loc))),
                 None => {
-                    let name = scalar.unwrap_or_default();
                     if !*located {
                         *located = true;
-                        self.values.entry(path.clone()).or_insert(loc);
-                        self.keys.entry(path.clone()).or_insert(loc);
+                        if let Some(place) = self.places.get_mut(path.as_str()) {
+                            place.key.get_or_insert(loc);
+                            place.value.get_or_insert(loc);
+                        }
                     }
+                    let name = scalar.unwrap_or_default();
                     let child = if path.is_empty() { name.to_string() } else { format!("{path}.{name}") };
-                    self.keys.insert(child.clone(), loc);
-                    *key = Some(child);
+                    *key = Some((child, loc));
                     None
-                }
-                Some(child) => {
-                    if !mapping {
-                        self.values.insert(child.clone(), loc);
-                    }
-                    Some(child)
                 }
             },
         }
+    }
+
+    /// Record a mapping or a sequence that starts now and return its path; a mapping's own
+    /// location is its first key's.
+    fn container(&mut self, loc: Loc, mapping: bool) -> Option<String> {
+        let (path, key) = self.next_node(loc, None)?;
+        let value = (!mapping).then_some(loc);
+        self.places.insert(path.clone(), Place { key, value });
+        Some(path)
     }
 }
 
 impl MarkedEventReceiver for Indexer {
     fn on_event(&mut self, event: Event, marker: Marker) {
+        let loc = Loc { line: marker.line(), column: marker.col() + 1 };
         match event {
-            Event::Scalar(value, ..) => {
-                self.place_node(marker, Some(&value), false);
-            }
-            Event::Alias(_) => {
-                self.place_node(marker, None, false);
+            Event::Scalar(..) | Event::Alias(_) => {
+                let scalar = match &event {
+                    Event::Scalar(value, ..) => Some(value.as_str()),
+                    _ => None,
+                };
+                if let Some((path, key)) = self.next_node(loc, scalar) {
+                    self.places.insert(path, Place { key, value: Some(loc) });
+                }
             }
             Event::MappingStart(..) => {
-                if let Some(path) = self.place_node(marker, None, true) {
+                if let Some(path) = self.container(loc, true) {
                     self.stack.push(Frame::Mapping { path, key: None, located: false });
                 }
             }
             Event::SequenceStart(..) => {
-                if let Some(path) = self.place_node(marker, None, false) {
+                if let Some(path) = self.container(loc, false) {
                     self.stack.push(Frame::Sequence { path, next: 0 });
                 }
             }
@@ -225,6 +269,19 @@ mod tests {
         assert_eq!(s.at_value("steps[0].flag.state", "m").loc, Loc { line: 4, column: 29 });
         assert_eq!(s.at_key("steps[0].id", "m").loc, Loc { line: 3, column: 5 });
         assert_eq!(s.at_key("steps[0]", "m").loc, Loc { line: 3, column: 5 });
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_dropped_and_counts_for_no_column() {
+        let s = source("\u{feff}version: 1\ntitle: t\n");
+        assert!(s.text.starts_with("version"));
+        assert_eq!(s.at_value("version", "m").loc, Loc { line: 1, column: 10 });
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let d = Source::read(Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(d.message, "cannot read this file: it is not a regular file");
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::echo;
+
 /// One `{{ ... }}` reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Ref {
@@ -40,12 +42,13 @@ impl Template {
                 parts.push(Part::Text(rest[..open].to_string()));
             }
             let after = &rest[open + 2..];
-            let close = after.find("}}").ok_or_else(|| format!("`{{{{` without a closing `}}}}` in `{text}`"))?;
+            let close =
+                after.find("}}").ok_or_else(|| format!("`{{{{` without a closing `}}}}` in `{}`", echo::clip(text)))?;
             parts.push(Part::Ref(parse_ref(after[..close].trim())?));
             rest = &after[close + 2..];
         }
         if rest.contains("}}") {
-            return Err(format!("`}}}}` without an opening `{{{{` in `{text}`"));
+            return Err(format!("`}}}}` without an opening `{{{{` in `{}`", echo::clip(text)));
         }
         if !rest.is_empty() {
             parts.push(Part::Text(rest.to_string()));
@@ -78,8 +81,12 @@ impl Template {
 }
 
 fn parse_ref(expr: &str) -> Result<Ref, String> {
-    let usage =
-        || format!("`{{{{ {expr} }}}}` is not a known name: use {{{{ inputs.NAME }}}} or {{{{ steps.ID.OUTPUT }}}}");
+    let usage = || {
+        format!(
+            "`{{{{ {} }}}}` is not a known name: use {{{{ inputs.NAME }}}} or {{{{ steps.ID.OUTPUT }}}}",
+            echo::clip(expr)
+        )
+    };
     let word = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     let segments: Vec<&str> = expr.split('.').collect();
     if !segments.iter().all(|s| word(s)) {

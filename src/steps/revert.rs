@@ -175,6 +175,7 @@ impl Step for RevertStep<'_> {
                 cx.ui.say(format!("  {base} already has the revert: nothing to push"));
                 return Ok(self.outputs(&plan, &[], self.request.push));
             }
+            self.git.keep_fetched(&repo)?;
             let made = revert::commit(&repo, &plan)?;
             let newest = *made.last().expect("at least one commit made");
             if !self.request.push {

@@ -7,6 +7,7 @@ pub mod prompt;
 use std::fmt::Display;
 use std::io::{self, IsTerminal, Write};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use console::Style;
 
@@ -26,6 +27,7 @@ pub struct Ui {
     stderr_is_terminal: bool,
     interactive: bool,
     stdout_open: Mutex<bool>,
+    stderr_open: AtomicBool,
     prompt: prompt::Lines,
 }
 
@@ -46,6 +48,7 @@ impl Ui {
             stderr_is_terminal,
             interactive: forced || io::stdin().is_terminal(),
             stdout_open: Mutex::new(true),
+            stderr_open: AtomicBool::new(true),
             prompt: prompt::Lines::default(),
         }
     }
@@ -59,6 +62,11 @@ impl Ui {
         self.quiet
     }
 
+    /// `--json`: commands write JSON objects on stdout instead of tables.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
     /// Progress only on a terminal and not when quiet.
     pub fn shows_progress(&self) -> bool {
         self.stderr_is_terminal && !self.quiet
@@ -66,7 +74,24 @@ impl Ui {
 
     /// Every line of human text goes out here, scrubbed of secrets.
     fn to_stderr(&self, text: impl Display) {
-        eprintln!("{}", redact::scrub(&text.to_string()));
+        self.write_stderr(&format!("{}\n", redact::scrub(&text.to_string())));
+    }
+
+    /// Write to stderr, if it is still there. A closed pipe, a full disk or a lost terminal
+    /// ends the output, never the run: the journal has every event either way.
+    fn write_stderr(&self, text: &str) {
+        if !self.stderr_open.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut stderr = io::stderr().lock();
+        if stderr.write_all(text.as_bytes()).and_then(|()| stderr.flush()).is_err() {
+            self.stderr_open.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether human output still reaches someone: a prompt nobody can see is not asked.
+    pub fn stderr_open(&self) -> bool {
+        self.stderr_open.load(Ordering::Relaxed)
     }
 
     /// Human text: stderr, unless `--quiet`.

@@ -1,7 +1,7 @@
 //! The step prompt `[y]es / [s]kip / [a]bort / [d]etails`, read line by line from stdin
 //! on a helper thread so that Ctrl-C is noticed while the operator thinks.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -23,6 +23,8 @@ pub enum NoAnswer {
     Interrupted,
     /// stdin reached its end: nobody is there to answer.
     Closed,
+    /// The question cannot be shown: stderr is closed or the terminal is gone.
+    Unseen,
 }
 
 /// Lines typed on stdin, read by one background thread started at the first prompt.
@@ -56,6 +58,10 @@ impl Lines {
             match receiver.recv_timeout(Duration::from_millis(50)) {
                 Ok(line) => return Ok(line),
                 Err(RecvTimeoutError::Timeout) => continue,
+                // A lost terminal ends stdin and sends SIGHUP: give the signal a moment to land.
+                Err(RecvTimeoutError::Disconnected) if interrupt::sleep(Duration::from_millis(200)) => {
+                    return Err(NoAnswer::Interrupted);
+                }
                 Err(RecvTimeoutError::Disconnected) => return Err(NoAnswer::Closed),
             }
         }
@@ -87,11 +93,14 @@ impl Ui {
             _ => "",
         };
         loop {
-            eprint!("  {question} {choices}{default_note} > ");
-            let _ = std::io::stderr().flush();
-            let line = self.prompt.next().inspect_err(|_| eprintln!())?;
+            self.write_stderr(&format!("  {question} {choices}{default_note} > "));
+            if !self.stderr_open() {
+                // Nobody can read the preview or the question: stop here, at a safe point.
+                return Err(NoAnswer::Unseen);
+            }
+            let line = self.prompt.next().inspect_err(|_| self.write_stderr("\n"))?;
             if !std::io::stdin().is_terminal() {
-                eprintln!("{}", line.trim());
+                self.write_stderr(&format!("{}\n", line.trim()));
             }
             if line.trim().is_empty()
                 && let Some(answer) = default
@@ -100,7 +109,7 @@ impl Ui {
             }
             match parse(&line) {
                 Some(answer) => return Ok(answer),
-                None => eprintln!("  Type y, s, a or d, then Enter."),
+                None => self.write_stderr("  Type y, s, a or d, then Enter.\n"),
             }
         }
     }

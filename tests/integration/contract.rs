@@ -348,3 +348,45 @@ fn list_shows_runbooks_inputs_and_steps() {
         assert!(out.stdout.contains(needle), "missing {needle:?} in\n{}", out.stdout);
     }
 }
+
+#[test]
+fn help_man_page_and_readme_list_the_same_exit_codes_environment_and_files() {
+    let env = Env::new();
+    let help = env.run(&["--help"]);
+    help.code(0);
+    let man = env.run(&["man"]);
+    man.code(0);
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let roff = |text: &str| text.replace('-', "\\-");
+    for code in rollout::error::ExitCode::ALL {
+        let (number, meaning) = (code.code(), code.meaning());
+        assert!(help.stdout.contains(&format!("{number:<4} {meaning}")), "--help lacks exit {number}");
+        assert!(man.stdout.contains(&format!(".TP\n{number}\n{}\n", roff(meaning))), "man lacks exit {number}");
+        assert!(readme.contains(&format!("| {number} | {meaning} |")), "README lacks exit {number}");
+    }
+    for (name, meaning) in rollout::cli::ENVIRONMENT.iter().chain(rollout::cli::FILES) {
+        assert!(help.stdout.contains(&format!("  {name}\n      {meaning}\n")), "--help lacks {name}");
+        assert!(man.stdout.contains(&roff(meaning)), "man lacks {name}");
+        assert!(readme.contains(&format!("| {name} | {meaning} |")), "README lacks {name}");
+    }
+}
+
+#[test]
+fn validate_json_is_one_object_per_problem() {
+    let env = Env::new();
+    env.write("runbooks/typo.yaml", "version: 1\ntitle: t\nsteps:\n  - id: a\n    name: n\n    flag: { name: f, percnt: 5 }\n  - id: a\n    name: n\n    manual: { instructions: x }\n");
+    let out = env.run(&["--json", "validate"]);
+    out.code(2);
+    let problems: Vec<serde_json::Value> =
+        out.stdout.lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
+    assert!(!problems.is_empty(), "{problems:#?}");
+    for problem in &problems {
+        assert!(problem["file"].as_str().unwrap().ends_with("typo.yaml"), "{problem}");
+        assert!(problem["line"].as_u64().unwrap() >= 1 && problem["column"].as_u64().unwrap() >= 1, "{problem}");
+        assert!(problem["message"].is_string(), "{problem}");
+    }
+    let clean = Env::new();
+    let ok = clean.run(&["--json", "validate"]);
+    ok.code(0);
+    assert_eq!(ok.stdout, "", "no problems, no objects");
+}

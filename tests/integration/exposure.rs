@@ -353,6 +353,11 @@ fn the_header_plan_and_summary_say_where_and_what() {
 
     let out = env.run(&["incident", "--severity", "high", "--yes", "--var", &format!("commit={commit}")]);
     out.code(0);
+    assert!(
+        out.stderr.contains("  ✓ done, as the operator confirmed\n"),
+        "a manual step has no duration: {}",
+        out.stderr
+    );
     let summary = &out.stderr[out.stderr.find("Summary\n").expect("a summary")..];
     let tip = crate::support::git(&env.sandbox.remote(), &["rev-parse", "--short=7", "main"]);
     for line in [

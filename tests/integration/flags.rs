@@ -355,3 +355,13 @@ fn plain_http_to_another_host_is_refused_unless_allowed() {
     out.code(2);
     assert!(out.stderr.contains("uses plain http to a host that is not this machine"), "{}", out.stderr);
 }
+
+#[test]
+fn a_retry_after_of_u64_max_is_refused_never_waited_for_or_overflowed() {
+    let (server, env) = flipper();
+    server.fault(Fault::RateLimited { retry_after: u64::MAX });
+    let out = run(&env, &["run", "off", "--yes"]);
+    assert!(out.stderr.contains("past the"), "{}", out.stderr);
+    assert!(!out.stderr.contains("crashed"), "{}", out.stderr);
+    out.code(1);
+}

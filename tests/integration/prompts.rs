@@ -712,3 +712,14 @@ fn ctrl_c_at_a_prompt_exits_130() {
     );
     assert_flag_untouched(&env);
 }
+
+#[test]
+fn quiet_prompts_name_their_step_and_an_enter_skip_is_said() {
+    let env = Env::new();
+    env.write("runbooks/optional.yaml", OPTIONAL_RUNBOOK);
+    let out = answer(&env, &["-q", "run", "optional"], "\na\n");
+    out.code(4);
+    assert_stderr_has(&out, "Step 1/2 reduce (Reduce availability to half of the users): Apply?");
+    assert_stderr_has(&out, "  – skipped");
+    assert_stderr_has(&out, "Step 2/2 debug (Start debugging): Done?");
+}

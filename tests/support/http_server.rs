@@ -84,6 +84,12 @@ pub enum Fault {
     MalformedJson,
     /// Read the request, then close the connection without answering.
     Close,
+    /// Answer 200 `application/json` with this many bytes of white space and `{}`, streamed
+    /// without a Content-Length (the body ends when the connection closes): a flood.
+    HugeBody(u64),
+    /// Answer 200 `application/json`, then a body that never ends: a space every 100 ms (for
+    /// at most a minute, then the connection is closed).
+    EndlessBody,
 }
 
 /// What a vendor emulator supplies: its normal answers and its error shape.
@@ -198,6 +204,10 @@ fn serve(shared: &Shared, stream: TcpStream) {
             shared.handler.handle(&request)
         }
         Some(Fault::Close) => return,
+        Some(fault @ (Fault::HugeBody(_) | Fault::EndlessBody)) => {
+            let _ = stream_body(stream, &fault);
+            return;
+        }
         Some(Fault::Status(status)) => shared.handler.error(status, None),
         Some(Fault::RateLimited { retry_after }) => {
             shared.handler.error(429, Some(retry_after)).with_header("Retry-After", &retry_after.to_string())
@@ -209,6 +219,30 @@ fn serve(shared: &Shared, stream: TcpStream) {
         },
     };
     let _ = write_response(stream, &response);
+}
+
+/// A 200 whose body is a flood or never ends; stops as soon as the client has gone.
+fn stream_body(mut stream: TcpStream, fault: &Fault) -> std::io::Result<()> {
+    stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n")?;
+    match *fault {
+        Fault::HugeBody(bytes) => {
+            let spaces = vec![b' '; 64 * 1024];
+            let mut left = bytes.saturating_sub(2);
+            while left > 0 {
+                let n = left.min(spaces.len() as u64);
+                stream.write_all(&spaces[..n as usize])?;
+                left -= n;
+            }
+            stream.write_all(b"{}")?;
+        }
+        _ => {
+            for _ in 0..600 {
+                stream.write_all(b" ")?;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    stream.flush()
 }
 
 fn read_request(stream: &TcpStream) -> Option<Request> {
