@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::error::Error;
 use crate::runbook::duration;
-use crate::runbook::source::{Diagnostic, Diagnostics, Source};
+use crate::yaml::{Diagnostic, Diagnostics, Source};
 
 pub const FILE_NAME: &str = "rollout.yaml";
 
@@ -268,7 +268,7 @@ impl Config {
     }
 
     pub fn from_source(source: &Source) -> Result<Config, Diagnostics> {
-        let raw: RawConfig = source.parse().map_err(|d| Diagnostics(vec![d]))?;
+        let raw: RawConfig = source.parse()?;
         let problems = check(source, &raw);
         if !problems.is_empty() {
             return Err(Diagnostics(problems));

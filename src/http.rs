@@ -10,6 +10,7 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, Heade
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
+use crate::backoff::Backoff;
 use crate::config::HttpSettings;
 use crate::error::{Interrupted, Precondition};
 use crate::interrupt;
@@ -330,7 +331,7 @@ impl Client {
                 ),
                 Err(Failure::Transport { why, .. }) => (None, why, None),
             };
-            let backoff = wait.unwrap_or_else(|| backoff(attempt));
+            let backoff = wait.unwrap_or_else(|| Backoff::HTTP.pause(attempt - 1));
             let spent = started.elapsed();
             let out_of_attempts = attempt > self.settings.retries;
             let out_of_time = spent.saturating_add(backoff) > self.settings.max_wait;
@@ -464,11 +465,14 @@ fn transport_error(error: &reqwest::Error, settings: &HttpSettings) -> String {
     }
 }
 
-/// Exponential backoff with jitter: about 0.25 s, 0.5 s, 1 s, ... up to 8 s.
-fn backoff(attempt: u32) -> Duration {
-    let base = Duration::from_millis(250) * 2u32.saturating_pow(attempt.saturating_sub(1).min(5));
-    let jitter = rand::random::<f64>() * 0.5 + 0.75;
-    base.mul_f64(jitter).min(Duration::from_secs(8))
+/// Everything but RFC 3986's unreserved characters, so that a name is one path segment.
+const SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// A name as one URL path segment, percent-encoded: `a b/c` is `a%20b%2Fc` (a space is never
+/// `+` in a path). Every path rollout builds from a name goes through here.
+pub fn segment(name: &str) -> String {
+    percent_encoding::utf8_percent_encode(name, SEGMENT).to_string()
 }
 
 /// How long the server asked us to wait: Retry-After (seconds or a date), or a rate-limit
@@ -564,10 +568,10 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_and_stays_bounded() {
-        assert!(backoff(1) < Duration::from_millis(400));
-        assert!(backoff(3) >= Duration::from_millis(750));
-        assert!(backoff(30) <= Duration::from_secs(8));
+    fn a_name_is_one_path_segment() {
+        assert_eq!(segment("a b/c"), "a%20b%2Fc");
+        assert_eq!(segment("deploy-prod.yml"), "deploy-prod.yml");
+        assert_eq!(segment("50%+x?#é"), "50%25%2Bx%3F%23%C3%A9");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! rollout walks a team's rollback runbook one confirmed step at a time: feature flags,
 //! git reverts and CI/CD pipelines, with every event journaled. `run` is the whole program.
 
+pub mod backoff;
 pub mod ci;
 pub mod cli;
 pub mod commands;
@@ -20,6 +21,7 @@ pub mod sandbox;
 pub mod steps;
 pub mod ui;
 pub mod untrusted;
+pub mod yaml;
 
 use std::ffi::OsString;
 use std::io::Write;

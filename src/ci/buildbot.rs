@@ -8,10 +8,10 @@ use anyhow::{Result, anyhow};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use super::{PipelineRequest, Pipelines, Refused, RunHandle, RunState, Verdict, encode, trigger_once};
+use super::{PipelineRequest, Pipelines, Refused, RunHandle, RunState, Verdict, trigger_once};
 use crate::config::{CiConfig, HttpSettings};
 use crate::error::Precondition;
-use crate::http::{Auth, Body, Client, Response};
+use crate::http::{Auth, Body, Client, Response, segment};
 
 pub struct Buildbot {
     client: Client,
@@ -39,7 +39,7 @@ impl Buildbot {
     }
 
     fn scheduler(&self, name: &str) -> Result<serde_json::Value> {
-        let answer = self.client.get(&format!("/api/v2/forceschedulers/{}", encode(name)), &[])?;
+        let answer = self.client.get(&format!("/api/v2/forceschedulers/{}", segment(name)), &[])?;
         let missing = || Precondition(format!("Buildbot has no force scheduler {name} at {}", self.client.base()));
         if answer.status == StatusCode::NOT_FOUND {
             return Err(missing().into());
@@ -75,7 +75,7 @@ impl Pipelines for Buildbot {
             params[key] = json!(value);
         }
         let call = json!({ "jsonrpc": "2.0", "method": "force", "id": 1, "params": params });
-        let path = format!("/api/v2/forceschedulers/{}", encode(&request.pipeline));
+        let path = format!("/api/v2/forceschedulers/{}", segment(&request.pipeline));
         let send = || self.client.send_once(Method::POST, &path, &[], Some(&Body::Json(call)), &[]);
         let read = |response: &Response| {
             let answer: serde_json::Value = response
@@ -113,7 +113,7 @@ impl Pipelines for Buildbot {
             self.client.get("/api/v2/builds", &[("buildrequestid", &run.id)])?.ok()?.json()?;
         let Some(build) = builds["builds"].as_array().and_then(|b| b.last()) else {
             let listed: serde_json::Value =
-                self.client.get(&format!("/api/v2/buildrequests/{}", run.id), &[])?.ok()?.json()?;
+                self.client.get(&format!("/api/v2/buildrequests/{}", segment(&run.id)), &[])?.ok()?.json()?;
             let request = &listed["buildrequests"][0];
             if request["complete"] == json!(true) {
                 return Ok(RunState::Cancelled(Verdict {

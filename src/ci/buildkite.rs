@@ -7,10 +7,10 @@ use anyhow::{Result, anyhow};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use super::{PipelineRequest, Pipelines, RunHandle, RunState, Verdict, encode, trigger_once};
+use super::{PipelineRequest, Pipelines, RunHandle, RunState, Verdict, trigger_once};
 use crate::config::{CiConfig, HttpSettings};
 use crate::error::Precondition;
-use crate::http::{Auth, Body, Client, Response};
+use crate::http::{Auth, Body, Client, Response, segment};
 
 const DEFAULT_URL: &str = "https://api.buildkite.com";
 
@@ -34,7 +34,7 @@ impl Buildkite {
     }
 
     fn send(&self, method: Method, pipeline: &str, rest: &str, body: Option<&Body>) -> Result<Response> {
-        let path = format!("/v2/organizations/{}/pipelines/{}{rest}", encode(&self.organization), encode(pipeline));
+        let path = format!("/v2/organizations/{}/pipelines/{}{rest}", segment(&self.organization), segment(pipeline));
         self.client.send_once(method, &path, &[], body, &[])
     }
 }
@@ -107,7 +107,7 @@ impl Pipelines for Buildkite {
     fn poll(&self, run: &RunHandle) -> Result<RunState> {
         let (pipeline, number) = split(run)?;
         let build: serde_json::Value =
-            self.send(Method::GET, pipeline, &format!("/builds/{number}"), None)?.ok()?.json()?;
+            self.send(Method::GET, pipeline, &format!("/builds/{}", segment(number)), None)?.ok()?.json()?;
         let state = build["state"].as_str().unwrap_or("unknown").to_string();
         let verdict = || Verdict {
             conclusion: state.clone(),

@@ -10,10 +10,11 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{PipelineRequest, Pipelines, RunHandle, RunState, Verdict, encode, trigger_once};
+use super::{PipelineRequest, Pipelines, RunHandle, RunState, Verdict, trigger_once};
+use crate::backoff::Backoff;
 use crate::config::{CiConfig, HttpSettings};
 use crate::error::Precondition;
-use crate::http::{Auth, Body, Client, Response};
+use crate::http::{Auth, Body, Client, Response, segment};
 
 const DEFAULT_URL: &str = "https://api.github.com";
 const HEADERS: [(&str, &str); 2] = [("Accept", "application/vnd.github+json"), ("X-GitHub-Api-Version", "2022-11-28")];
@@ -56,7 +57,7 @@ impl GitHub {
 
     /// The workflow's runs page, where the operator can find a run rollout could not.
     fn runs_page(&self, pipeline: &str) -> String {
-        format!("{}/{}/actions/workflows/{}", self.web, self.repo, encode(pipeline))
+        format!("{}/{}/actions/workflows/{}", self.web, self.repo, segment(pipeline))
     }
 
     fn send(
@@ -73,7 +74,7 @@ impl GitHub {
     }
 
     fn workflow(&self, pipeline: &str) -> String {
-        format!("/actions/workflows/{}", encode(pipeline))
+        format!("/actions/workflows/{}", segment(pipeline))
     }
 
     /// The ref to run on: the step's, or the repository's default branch.
@@ -129,7 +130,7 @@ impl GitHub {
                     find_for.as_secs()
                 );
             }
-            if crate::interrupt::sleep(super::backoff(polls)) {
+            if crate::interrupt::sleep(Backoff::POLL.pause(polls)) {
                 return Err(crate::error::Interrupted(format!(
                     "while looking for the run of {} that was just dispatched",
                     request.pipeline
@@ -201,7 +202,7 @@ impl Pipelines for GitHub {
             Some(git_ref) => git_ref.clone(),
             None => repo["default_branch"].as_str().unwrap_or("main").to_string(),
         };
-        let commit = self.send(Method::GET, &format!("/commits/{}", encode(&git_ref)), &[], None, &[])?;
+        let commit = self.send(Method::GET, &format!("/commits/{}", segment(&git_ref)), &[], None, &[])?;
         if matches!(commit.status, StatusCode::NOT_FOUND | StatusCode::UNPROCESSABLE_ENTITY) {
             return Err(Precondition(format!("ref {git_ref} does not exist in {}", self.repo)).into());
         }
@@ -245,7 +246,8 @@ impl Pipelines for GitHub {
     fn poll(&self, run: &RunHandle) -> Result<RunState> {
         let etag = self.seen.borrow().get(&run.id).map(|(etag, _)| etag.clone());
         let conditional: Vec<(&str, &str)> = etag.as_deref().map(|e| vec![("If-None-Match", e)]).unwrap_or_default();
-        let response = self.send(Method::GET, &format!("/actions/runs/{}", run.id), &[], None, &conditional)?;
+        let response =
+            self.send(Method::GET, &format!("/actions/runs/{}", segment(&run.id)), &[], None, &conditional)?;
         if response.status == StatusCode::NOT_MODIFIED
             && let Some((_, state)) = self.seen.borrow().get(&run.id)
         {

@@ -7,10 +7,10 @@ use anyhow::{Result, anyhow};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use super::{PipelineRequest, Pipelines, RunHandle, RunState, Verdict, encode, trigger_once};
+use super::{PipelineRequest, Pipelines, RunHandle, RunState, Verdict, trigger_once};
 use crate::config::{CiConfig, HttpSettings};
 use crate::error::Precondition;
-use crate::http::{Auth, Body, Client, Response};
+use crate::http::{Auth, Body, Client, Response, segment};
 
 const DEFAULT_URL: &str = "https://gitlab.com";
 
@@ -38,7 +38,7 @@ impl GitLab {
         let url = config.url.as_deref().unwrap_or(DEFAULT_URL);
         Ok(GitLab {
             client: Client::new("GitLab", url, http, config.allow_insecure_http, Some(auth))?,
-            project: encode(config.repo.as_deref().ok_or_else(|| anyhow!("ci provider gitlab needs `repo`"))?),
+            project: segment(config.repo.as_deref().ok_or_else(|| anyhow!("ci provider gitlab needs `repo`"))?),
             trigger_token,
         })
     }
@@ -90,7 +90,7 @@ impl Pipelines for GitLab {
             .clone()
             .or_else(|| project["default_branch"].as_str().map(str::to_string))
             .unwrap_or_else(|| "main".into());
-        let commit = self.send(Method::GET, &format!("/repository/commits/{}", encode(&git_ref)), None)?;
+        let commit = self.send(Method::GET, &format!("/repository/commits/{}", segment(&git_ref)), None)?;
         if commit.status == StatusCode::NOT_FOUND {
             return Err(Precondition(format!("ref {git_ref} does not exist in GitLab project {shown}")).into());
         }
@@ -136,7 +136,7 @@ impl Pipelines for GitLab {
 
     fn poll(&self, run: &RunHandle) -> Result<RunState> {
         let pipeline: serde_json::Value =
-            self.send(Method::GET, &format!("/pipelines/{}", run.id), None)?.ok()?.json()?;
+            self.send(Method::GET, &format!("/pipelines/{}", segment(&run.id)), None)?.ok()?.json()?;
         let status = pipeline["status"].as_str().unwrap_or("unknown").to_string();
         let verdict = || Verdict {
             conclusion: status.clone(),

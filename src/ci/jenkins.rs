@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use super::{PipelineRequest, Pipelines, RunHandle, RunState, Verdict, trigger_once};
 use crate::config::{CiConfig, HttpSettings};
 use crate::error::Precondition;
-use crate::http::{Auth, Body, Client, Response};
+use crate::http::{Auth, Body, Client, Response, segment};
 
 pub struct Jenkins {
     client: Client,
@@ -47,7 +47,7 @@ impl Jenkins {
 
     /// `folder/deploy` -> `/job/folder/job/deploy`.
     fn job(pipeline: &str) -> String {
-        pipeline.split('/').filter(|s| !s.is_empty()).map(|s| format!("/job/{}", super::encode(s))).collect()
+        pipeline.split('/').filter(|s| !s.is_empty()).map(|s| format!("/job/{}", segment(s))).collect()
     }
 
     /// The crumb header (and session cookie) a password-authenticated POST needs.

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::Result;
 use indexmap::IndexMap;
 
+use crate::backoff::Backoff;
 use crate::config::{CiConfig, CiProvider, HttpSettings};
 use crate::error::{Interrupted, Started};
 use crate::http::Response;
@@ -144,17 +145,12 @@ pub trait Pipelines {
     }
     /// How long to wait before poll number `polls` (from 0): quick at first, then backing off.
     fn poll_interval(&self, polls: u32) -> Duration {
-        backoff(polls)
+        Backoff::POLL.pause(polls)
     }
     /// The least wait the service's rate limit asks for, from its last answer.
     fn rate_limit_pause(&self) -> Option<Duration> {
         None
     }
-}
-
-/// 1 s, then 1.5 times longer each poll, up to 30 s: a 5-minute run costs about 17 polls.
-pub fn backoff(polls: u32) -> Duration {
-    Duration::from_secs_f64(1.5f64.powi(polls.min(20) as i32)).min(Duration::from_secs(30))
 }
 
 /// The configured CI service, behind `Printable`.
@@ -220,27 +216,5 @@ impl Pipelines for Printable {
 
     fn rate_limit_pause(&self) -> Option<Duration> {
         self.0.rate_limit_pause()
-    }
-}
-
-/// A path segment, percent-encoded.
-pub fn encode(segment: &str) -> String {
-    url::form_urlencoded::byte_serialize(segment.as_bytes()).collect::<String>().replace('+', "%20")
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn backoff_starts_quick_and_stays_under_half_a_minute() {
-        assert_eq!(super::backoff(0).as_secs(), 1);
-        assert!(super::backoff(5).as_secs_f64() > 7.0);
-        assert_eq!(super::backoff(50).as_secs(), 30);
-        let mut elapsed = 0.0;
-        let mut polls = 0;
-        while elapsed < 300.0 {
-            elapsed += super::backoff(polls).as_secs_f64();
-            polls += 1;
-        }
-        assert!(polls < 20, "{polls} polls for a 5-minute run");
     }
 }

@@ -7,9 +7,9 @@ use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::error::{Error, ExitCode};
-use crate::runbook::source::Diagnostics;
 use crate::runbook::{self, LoadedRunbook, shipped};
 use crate::ui::Ui;
+use crate::yaml::Diagnostics;
 
 fn show(ui: &Ui, loaded: &LoadedRunbook) {
     let book = &loaded.runbook;

@@ -16,9 +16,9 @@ use crate::cli::{Cli, Command, Severity};
 use crate::config::Config;
 use crate::echo;
 use crate::error::{Error, ExitCode};
-use crate::runbook::source::Diagnostics;
 use crate::runbook::{self, LoadedRunbook};
 use crate::ui::Ui;
+use crate::yaml::Diagnostics;
 
 pub fn dispatch(cli: Cli, ui: &Ui) -> Result<ExitCode, Error> {
     let cwd = std::env::current_dir().context("cannot read the working directory").map_err(Error::invalid)?;

@@ -96,7 +96,7 @@ pub fn rehearse(ui: &Ui, config: Option<&Path>, cwd: &Path, args: &RehearseArgs)
     if let Ok(finished) = &finished {
         for step in runbook.runbook.steps.iter().filter(|step| step.ci.is_some()) {
             let pipeline = step.ci.as_ref().map(|ci| ci.pipeline.0.as_str()).unwrap_or_default();
-            match finished.outputs.get(&step.id) {
+            match finished.state.outputs().get(&step.id) {
                 Some(outputs) => ui.always(format!(
                     "  pipeline {pipeline} (step {}): {} at {}",
                     step.id,

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::engine::event::{Event, RunStatus};
+use crate::engine::event::RunStatus;
 use crate::engine::journal;
+use crate::engine::state::RunState;
 use crate::error::{Error, ExitCode};
 use crate::ui::Ui;
 
@@ -17,7 +18,7 @@ struct Summary {
     runbook: String,
     rehearsal: bool,
     dry_run: bool,
-    started: String,
+    started: jiff::Timestamp,
     /// None while the journal has no `run_finished`: the run is still going, or crashed.
     status: Option<RunStatus>,
     exit_code: Option<i32>,
@@ -26,62 +27,34 @@ struct Summary {
     journal: PathBuf,
 }
 
-/// Fold one event into the run; `None` when the journal does not start with `run_started`.
-fn fold(summary: Option<Summary>, value: serde_json::Value, journal: &Path, rehearsal: bool) -> Option<Summary> {
-    let field = |name: &str| value.get(name).and_then(|v| v.as_str()).map(str::to_string);
-    let (Some(run_id), ts) = (field("run_id"), field("ts").unwrap_or_default()) else { return summary };
-    // An event this version does not know (a newer rollout's) changes nothing here.
-    let Ok(event) = serde_json::from_value::<Event>(value) else { return summary };
-    match event {
-        Event::RunStarted { runbook, dry_run, .. } => Some(Summary {
-            run_id,
-            runbook,
+impl Summary {
+    fn new(state: RunState, journal: &Path, rehearsal: bool) -> Summary {
+        Summary {
+            steps_done: state.done().len(),
+            run_id: state.run_id,
+            runbook: state.runbook,
             rehearsal,
-            dry_run,
-            started: ts,
-            status: None,
-            exit_code: None,
-            steps_done: 0,
-            steps_total: 0,
+            dry_run: state.dry_run,
+            started: state.started.unwrap_or_default(),
+            status: state.status,
+            exit_code: state.exit_code,
+            steps_total: state.total,
             journal: journal.to_path_buf(),
-        }),
-        event => {
-            let mut summary = summary?;
-            match event {
-                Event::StepStarted { total, .. } => summary.steps_total = total,
-                Event::StepSucceeded { .. } => summary.steps_done += 1,
-                Event::RunFinished { status, exit_code } => {
-                    (summary.status, summary.exit_code) = (Some(status), Some(exit_code));
-                }
-                _ => {}
-            }
-            Some(summary)
         }
     }
 }
 
-/// Read one journal. A line that is not JSON (the last one, cut short by a crash, even inside
-/// a character) is skipped with a warning, not the whole run.
+/// Read one journal; its unreadable lines are skipped with a warning, not the whole run.
 fn summarize(ui: &Ui, journal: &Path, rehearsal: bool) -> Option<Summary> {
-    let bytes = std::fs::read(journal).map_err(|e| ui.warn(format!("cannot read {}: {e}", journal.display()))).ok()?;
-    let complete = bytes.ends_with(b"\n");
-    let lines: Vec<(usize, &[u8])> = bytes.split(|b| *b == b'\n').enumerate().filter(|(_, l)| !l.is_empty()).collect();
-    let last = lines.last().map(|(number, _)| *number);
-    let mut summary = None;
-    for (number, line) in lines {
-        match serde_json::from_slice::<serde_json::Value>(line) {
-            Ok(value) => summary = fold(summary, value, journal, rehearsal),
-            Err(_) if Some(number) == last && !complete => ui.warn(format!(
-                "{}: its last line was cut short (the run stopped while writing it): skipped",
-                journal.display()
-            )),
-            Err(_) => ui.warn(format!("{}: line {} is not JSON: skipped", journal.display(), number + 1)),
-        }
+    let read = journal::read(journal).map_err(|e| ui.warn(format!("{e:#}"))).ok()?;
+    for warning in read.warnings {
+        ui.warn(warning);
     }
-    if summary.is_none() {
+    let state = RunState::fold(&read.records);
+    if state.is_none() {
         ui.warn(format!("{} is not a readable journal", journal.display()));
     }
-    summary
+    Some(Summary::new(state?, journal, rehearsal))
 }
 
 /// The journals in `dir`; anything that is not a regular file (a FIFO would block) is skipped.
@@ -124,8 +97,6 @@ pub fn runs(ui: &Ui) -> Result<ExitCode, Error> {
     let dir = journal::runs_dir(&state);
     let mut files = journals(ui, &dir, false);
     files.extend(journals(ui, &journal::runs_dir(&journal::rehearsals_dir(&state)), true));
-    // Run ids start with their time: by file name is by time, runs and rehearsals together.
-    files.sort_by(|(a, _), (b, _)| a.file_name().cmp(&b.file_name()));
     if files.is_empty() {
         ui.say(format!("no runs yet in {}", dir.display()));
         return Ok(ExitCode::Success);
@@ -133,8 +104,11 @@ pub fn runs(ui: &Ui) -> Result<ExitCode, Error> {
     if !ui.json() {
         ui.stdout(format!("{:40}  {:10}  {:18}  {:6}  STARTED", "RUN", "RUNBOOK", "STATUS", "STEPS"));
     }
-    for (file, rehearsal) in files {
-        let Some(summary) = summarize(ui, &file, rehearsal) else { continue };
+    let mut summaries: Vec<Summary> =
+        files.into_iter().filter_map(|(file, rehearsal)| summarize(ui, &file, rehearsal)).collect();
+    // By time, runs and rehearsals together; run ids start with their second only.
+    summaries.sort_by(|a, b| (a.started, &a.run_id).cmp(&(b.started, &b.run_id)));
+    for summary in summaries {
         if ui.json() {
             ui.stdout(serde_json::to_string(&summary).unwrap_or_default());
         } else {

@@ -8,9 +8,9 @@ use anyhow::anyhow;
 use crate::cli::ValidateArgs;
 use crate::config::Config;
 use crate::error::{Error, ExitCode};
-use crate::runbook::source::{Diagnostic, Diagnostics, Source};
 use crate::runbook::{self, LoadedRunbook, validate};
 use crate::ui::Ui;
+use crate::yaml::{Diagnostic, Diagnostics, Source};
 
 /// What a check found: the problems stay data (file, line, column, message) until printed.
 #[derive(Default)]
@@ -73,7 +73,7 @@ pub fn validate(ui: &Ui, config: Option<&Path>, cwd: &Path, args: &ValidateArgs)
                 match runbook::files_in(&config.runbooks) {
                     Ok(files) if files.is_empty() => report.problems.push(Diagnostic {
                         file: config.path.clone(),
-                        loc: crate::runbook::source::Loc { line: 1, column: 1 },
+                        loc: crate::yaml::Loc { line: 1, column: 1 },
                         message: format!("the runbooks folder {} has no .yaml files", config.runbooks.display()),
                     }),
                     Ok(files) => {

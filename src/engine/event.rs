@@ -1,8 +1,8 @@
-//! The event stream of a run: one JSON object per line with `event`, `run_id` and `ts`,
-//! written to the journal and, with `--json`, to stdout. Its schema is schema/events.schema.json.
+//! The event stream of a run: one `Record` per line with `event`, `run_id` and `ts`, written
+//! to the journal and, with `--json`, to stdout, and read back. Its schema is schema/events.schema.json.
 
 use indexmap::IndexMap;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::flags::Reach;
 use crate::runbook::inputs::Inputs;
@@ -51,6 +51,9 @@ pub enum Event {
         severity: Option<String>,
         dry_run: bool,
         inputs: Inputs,
+        /// What a later run needs to take this one up again; absent in older journals.
+        #[serde(flatten)]
+        origin: Option<Origin>,
     },
     StepStarted {
         step: String,
@@ -84,10 +87,17 @@ pub enum Event {
         step: String,
         outputs: Outputs,
         duration_ms: u64,
+        /// What the step did, one line, as the summary shows it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        outcome: Option<String>,
     },
     StepFailed {
         step: String,
         error: String,
+        /// The prompt got no answer (Ctrl-C, or nobody could see it): the step changed nothing
+        /// and counts as not run.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        unanswered: bool,
     },
     RunFinished {
         status: RunStatus,
@@ -95,22 +105,69 @@ pub enum Event {
     },
 }
 
-/// An event stamped with its run and time, as one JSON line: `event` first, then `run_id`, `ts`.
-/// Its values are scrubbed of secrets before they are encoded (see `redact::scrub_json`).
-pub fn to_line(run_id: &str, event: &Event) -> String {
-    let mut body = serde_json::to_value(event).unwrap_or_default();
-    crate::redact::scrub_json(&mut body);
-    let mut line: IndexMap<String, serde_json::Value> = IndexMap::new();
-    if let serde_json::Value::Object(fields) = body {
-        let mut fields = fields.into_iter();
-        if let Some((key, value)) = fields.next() {
-            line.insert(key, value);
-        }
-        line.insert("run_id".into(), run_id.into());
-        line.insert("ts".into(), jiff::Timestamp::now().to_string().into());
-        line.extend(fields);
+/// Where a run came from: its files with their sha256 digests (hex), who ran which rollout
+/// where, and the `--from` it was given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Origin {
+    pub runbook_path: String,
+    pub runbook_sha256: String,
+    pub config_path: String,
+    /// None when the config could not be read again for its digest.
+    pub config_sha256: Option<String>,
+    pub user: String,
+    pub host: String,
+    pub version: String,
+    pub from: Option<String>,
+}
+
+/// An event stamped with its run and time: one line of the journal and of `--json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub run_id: String,
+    pub ts: jiff::Timestamp,
+    pub event: Event,
+}
+
+impl Record {
+    /// Stamp `event` with the time now.
+    pub fn now(run_id: &str, event: Event) -> Record {
+        Record { run_id: run_id.to_string(), ts: jiff::Timestamp::now(), event }
     }
-    serde_json::to_string(&line).unwrap_or_default()
+
+    /// One JSON line: `event` first, then `run_id`, `ts` and the event's fields.
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Encoded as one flat object, `event` first, then `run_id`, `ts`; its values are scrubbed of
+/// secrets before they are encoded (see `redact::scrub_json`).
+impl Serialize for Record {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut body = serde_json::to_value(&self.event).map_err(serde::ser::Error::custom)?;
+        crate::redact::scrub_json(&mut body);
+        let mut line: IndexMap<String, serde_json::Value> = IndexMap::new();
+        if let serde_json::Value::Object(fields) = body {
+            let mut fields = fields.into_iter();
+            line.extend(fields.next());
+            line.insert("run_id".into(), self.run_id.as_str().into());
+            line.insert("ts".into(), self.ts.to_string().into());
+            line.extend(fields);
+        }
+        line.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Record {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Record, D::Error> {
+        let mut fields = serde_json::Map::deserialize(deserializer)?;
+        let mut take =
+            |name: &str| fields.remove(name).ok_or_else(|| serde::de::Error::custom(format!("missing field `{name}`")));
+        let run_id = String::deserialize(take("run_id")?).map_err(serde::de::Error::custom)?;
+        let ts = jiff::Timestamp::deserialize(take("ts")?).map_err(serde::de::Error::custom)?;
+        let event = Event::deserialize(serde_json::Value::Object(fields)).map_err(serde::de::Error::custom)?;
+        Ok(Record { run_id, ts, event })
+    }
 }
 
 #[cfg(test)]
@@ -119,8 +176,23 @@ mod tests {
 
     #[test]
     fn lines_start_with_event_run_id_and_ts() {
-        let line = to_line("r1", &Event::StepConfirmed { step: "disable".into(), by: By::YesFlag });
+        let line = Record::now("r1", Event::StepConfirmed { step: "disable".into(), by: By::YesFlag }).to_line();
         assert!(line.starts_with(r#"{"event":"step_confirmed","run_id":"r1","ts":""#), "{line}");
         assert!(line.ends_with(r#","step":"disable","by":"yes-flag"}"#), "{line}");
+    }
+
+    #[test]
+    fn a_line_reads_back_as_the_record_it_was() {
+        let record =
+            Record::now("r1", Event::StepFailed { step: "disable".into(), error: "refused".into(), unanswered: true });
+        let read: Record = serde_json::from_str(&record.to_line()).unwrap();
+        assert_eq!(read, record);
+    }
+
+    #[test]
+    fn an_older_run_started_reads_without_its_origin() {
+        let line = r#"{"event":"run_started","run_id":"r1","ts":"2026-01-01T00:00:00Z","runbook":"critical","severity":null,"dry_run":false,"inputs":{}}"#;
+        let read: Record = serde_json::from_str(line).unwrap();
+        assert!(matches!(read.event, Event::RunStarted { origin: None, .. }), "{read:?}");
     }
 }

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use super::event::Record;
+
 /// Where journals and locks live: `$ROLLOUT_STATE_DIR`, else the user's state folder.
 pub fn state_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("ROLLOUT_STATE_DIR").filter(|d| !d.is_empty()) {
@@ -96,4 +98,34 @@ impl fmt::Display for Journal {
             None => f.write_str("none (not written: the state folder is not writable)"),
         }
     }
+}
+
+/// A journal as read back: its records, and what was skipped on the way.
+#[derive(Debug, Default)]
+pub struct Read {
+    pub records: Vec<Record>,
+    /// A line that is not JSON: the last one cut short by a crash, or one garbled.
+    pub warnings: Vec<String>,
+}
+
+/// Read the journal at `path`. A line that is not JSON (the last one, cut short by a crash,
+/// even inside a character) is skipped with a warning; an event this version does not know
+/// (a newer rollout's) is skipped silently.
+pub fn read(path: &Path) -> Result<Read> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let complete = bytes.ends_with(b"\n");
+    let lines: Vec<(usize, &[u8])> = bytes.split(|b| *b == b'\n').enumerate().filter(|(_, l)| !l.is_empty()).collect();
+    let last = lines.last().map(|(number, _)| *number);
+    let mut read = Read::default();
+    for (number, line) in lines {
+        match serde_json::from_slice::<serde_json::Value>(line) {
+            Ok(value) => read.records.extend(serde_json::from_value::<Record>(value).ok()),
+            Err(_) if Some(number) == last && !complete => read.warnings.push(format!(
+                "{}: its last line was cut short (the run stopped while writing it): skipped",
+                path.display()
+            )),
+            Err(_) => read.warnings.push(format!("{}: line {} is not JSON: skipped", path.display(), number + 1)),
+        }
+    }
+    Ok(read)
 }

@@ -46,12 +46,17 @@ pub fn path(state_dir: &Path, config: &Path, runbook: &LoadedRunbook) -> PathBuf
 }
 
 /// Who runs this: `$USER`, `$LOGNAME`, else the OS account.
-fn user() -> String {
+pub(super) fn user() -> String {
     ["USER", "LOGNAME"]
         .iter()
         .find_map(|var| std::env::var(var).ok().filter(|u| !u.is_empty()))
         .or_else(|| User::from_uid(Uid::current()).ok().flatten().map(|u| u.name))
         .unwrap_or_else(|| format!("uid {}", Uid::current()))
+}
+
+/// The machine this runs on.
+pub(super) fn host() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
 }
 
 /// Open the lock without following a symbolic link, creating it (0600) if it is not there;
@@ -121,7 +126,7 @@ impl RunLock {
         }
         let holder = Holder {
             user: user(),
-            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            host: host(),
             pid: std::process::id(),
             started: jiff::Timestamp::now().to_string(),
             run_id: run_id.to_string(),

@@ -4,7 +4,9 @@
 pub mod event;
 pub mod journal;
 pub mod lock;
+pub mod state;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,15 +18,16 @@ use crate::error::{Error, ExitCode, Interrupted, Precondition, Started};
 use crate::interrupt;
 use crate::runbook::inputs::{self, Inputs};
 use crate::runbook::resolve::{self, Outputs, Scope, Unresolved};
-use crate::runbook::source::Diagnostics;
 use crate::runbook::template::Ref;
 use crate::runbook::{LoadedRunbook, validate};
 use crate::steps::{Context, Preview, Projection, Services, Step};
 use crate::ui::Ui;
 use crate::ui::prompt::{Answer, NoAnswer};
-use event::{By, Event, RunStatus};
+use crate::yaml::Diagnostics;
+use event::{By, Event, Origin, Record, RunStatus};
 use journal::Journal;
 use lock::RunLock;
+use state::RunState;
 
 #[derive(Debug, Clone, Default)]
 pub struct WalkOptions {
@@ -34,21 +37,11 @@ pub struct WalkOptions {
     pub from: Option<String>,
 }
 
-/// What happened to one step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StepResult {
-    Done,
-    Unchanged,
-    Skipped,
-    Failed,
-    NotRun,
-}
-
-/// The end of a run: its exit code and every step's outputs.
+/// The end of a run: its exit code and its state, as its records tell it.
 #[derive(Debug)]
 pub struct Finished {
     pub code: ExitCode,
-    pub outputs: HashMap<String, Outputs>,
+    pub state: RunState,
 }
 
 /// A preflight look at one step; a ready step is kept, so that the first one can be applied
@@ -162,9 +155,7 @@ pub fn walk(
         inputs,
         run_id,
         journal,
-        outputs: HashMap::new(),
-        results: vec![StepResult::NotRun; runbook.runbook.steps.len()],
-        happened: vec![String::new(); runbook.runbook.steps.len()],
+        state: RefCell::default(),
         started: Instant::now(),
         yes: options.yes,
     };
@@ -173,6 +164,7 @@ pub fn walk(
         severity: runbook.runbook.severity.map(|s| s.as_str().to_string()),
         dry_run: options.dry_run,
         inputs: run.inputs.clone(),
+        origin: Some(origin(config, runbook, options)),
     })?;
     run.header(options.dry_run);
     let _lock = if options.dry_run {
@@ -215,6 +207,24 @@ pub fn walk(
     }
 }
 
+/// Where this run comes from, for a later run that takes it up again.
+fn origin(config: &Config, runbook: &LoadedRunbook, options: &WalkOptions) -> Origin {
+    let sha256 = |bytes: &[u8]| format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(bytes));
+    // A shipped runbook's path (`<shipped>/...`) is no file, and stays as it is.
+    let absolute =
+        |path: &Path| std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string();
+    Origin {
+        runbook_path: absolute(&runbook.source.path),
+        runbook_sha256: sha256(runbook.source.text.as_bytes()),
+        config_path: absolute(&config.path),
+        config_sha256: std::fs::read(&config.path).ok().map(|bytes| sha256(&bytes)),
+        user: lock::user(),
+        host: lock::host(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        from: options.from.clone(),
+    }
+}
+
 enum Flow {
     Next,
     FailedContinue,
@@ -229,10 +239,8 @@ struct Run<'a> {
     inputs: Inputs,
     run_id: String,
     journal: Journal,
-    outputs: HashMap<String, Outputs>,
-    results: Vec<StepResult>,
-    /// What each step did, one line, for the summary.
-    happened: Vec<String>,
+    /// The fold of every record so far: what the tally, summary and progress are read from.
+    state: RefCell<RunState>,
     started: Instant,
     yes: bool,
 }
@@ -242,11 +250,23 @@ impl<'a> Run<'a> {
         self.runbook.runbook.steps.len()
     }
 
+    fn ids(&self) -> Vec<&str> {
+        self.runbook.runbook.steps.iter().map(|s| s.id.as_str()).collect()
+    }
+
+    /// Journal one event, show it with `--json`, and fold it into the run's state.
     fn record(&self, event: Event) -> Result<(), Error> {
-        let line = event::to_line(&self.run_id, &event);
+        let record = Record::now(&self.run_id, event);
+        let line = record.to_line();
         self.journal.append(&line).map_err(Error::from)?;
         self.ui.event(&line);
+        self.state.borrow_mut().apply(&record);
         Ok(())
+    }
+
+    /// What the steps so far produced, for the templates of the next.
+    fn scope_outputs(&self) -> std::cell::Ref<'_, HashMap<String, Outputs>> {
+        std::cell::Ref::map(self.state.borrow(), RunState::outputs)
     }
 
     fn header(&self, dry_run: bool) {
@@ -297,23 +317,8 @@ impl<'a> Run<'a> {
         Context { ui: self.ui, run_id: &self.run_id, deadline, projection, progress: self.progress(), triggered }
     }
 
-    /// `rollout critical (run ...): 2 of 4 steps done (disable, debug)`.
     fn progress(&self) -> String {
-        let done: Vec<&str> = self
-            .results
-            .iter()
-            .zip(&self.runbook.runbook.steps)
-            .filter(|(r, _)| matches!(r, StepResult::Done | StepResult::Unchanged))
-            .map(|(_, s)| s.id.as_str())
-            .collect();
-        let list = if done.is_empty() { String::new() } else { format!(" ({})", done.join(", ")) };
-        format!(
-            "rollout {} (run {}): {} of {} steps done{list}",
-            self.runbook.name,
-            self.run_id,
-            done.len(),
-            self.total()
-        )
+        self.state.borrow().progress(self.total())
     }
 
     /// Preview every step from `from` on, assuming each earlier step did what it says.
@@ -324,23 +329,24 @@ impl<'a> Run<'a> {
         let mut plan = Vec::new();
         for index in from..self.total() {
             let spec = &self.runbook.runbook.steps[index];
-            let planned =
-                match resolve::action(self.runbook, index, Scope { inputs: &self.inputs, outputs: &self.outputs }) {
-                    Err(Unresolved::Waiting(reference)) => Planned::Deferred(reference),
-                    Err(Unresolved::Invalid(diagnostic)) => return Err(Error::invalid(Diagnostics(vec![diagnostic]))),
-                    Ok(action) => {
-                        let step = services.step(action).map_err(Error::invalid)?;
-                        match step.preview(&self.context(&projection, None, &quiet)) {
-                            Ok(preview) => {
-                                if let Some(projected) = preview.projection.clone() {
-                                    projection.record(projected);
-                                }
-                                Planned::Ready(Box::new(preview), step)
+            let action =
+                resolve::action(self.runbook, index, Scope { inputs: &self.inputs, outputs: &self.scope_outputs() });
+            let planned = match action {
+                Err(Unresolved::Waiting(reference)) => Planned::Deferred(reference),
+                Err(Unresolved::Invalid(diagnostic)) => return Err(Error::invalid(Diagnostics(vec![diagnostic]))),
+                Ok(action) => {
+                    let step = services.step(action).map_err(Error::invalid)?;
+                    match step.preview(&self.context(&projection, None, &quiet)) {
+                        Ok(preview) => {
+                            if let Some(projected) = preview.projection.clone() {
+                                projection.record(projected);
                             }
-                            Err(error) => Planned::Failed(error),
+                            Planned::Ready(Box::new(preview), step)
                         }
+                        Err(error) => Planned::Failed(error),
                     }
-                };
+                }
+            };
             if dry_run {
                 self.record(Event::StepStarted {
                     step: spec.id.clone(),
@@ -350,9 +356,11 @@ impl<'a> Run<'a> {
                 })?;
                 match &planned {
                     Planned::Ready(preview, _) => self.record(preview_event(&spec.id, preview))?,
-                    Planned::Failed(error) => {
-                        self.record(Event::StepFailed { step: spec.id.clone(), error: format!("{error:#}") })?
-                    }
+                    Planned::Failed(error) => self.record(Event::StepFailed {
+                        step: spec.id.clone(),
+                        error: format!("{error:#}"),
+                        unanswered: false,
+                    })?,
                     Planned::Deferred(_) => {}
                 }
             }
@@ -391,7 +399,11 @@ impl<'a> Run<'a> {
                     }
                     ui.always(format!("{label} {} {error:#}", ui.bad("✗")));
                     if !dry_run {
-                        self.record(Event::StepFailed { step: spec.id.clone(), error: format!("{error:#}") })?;
+                        self.record(Event::StepFailed {
+                            step: spec.id.clone(),
+                            error: format!("{error:#}"),
+                            unanswered: false,
+                        })?;
                     }
                 }
             }
@@ -425,8 +437,6 @@ impl<'a> Run<'a> {
 
     fn skip_before_from(&mut self, index: usize, from: &str) -> Result<(), Error> {
         let spec = &self.runbook.runbook.steps[index];
-        self.results[index] = StepResult::Skipped;
-        self.happened[index] = format!("skipped (--from {from})");
         self.ui.say(format!("Step {}/{} · {} · skipped (--from {from})", index + 1, self.total(), spec.id));
         self.record(Event::StepSkipped { step: spec.id.clone(), by: By::Operator })
     }
@@ -445,15 +455,16 @@ impl<'a> Run<'a> {
         ui.say("");
         ui.say(format!("Step {}/{} · {} · {}{optional}", index + 1, self.total(), ui.bold(&id), spec.name));
 
-        let action = match resolve::action(self.runbook, index, Scope { inputs: &self.inputs, outputs: &self.outputs })
-        {
+        let action =
+            resolve::action(self.runbook, index, Scope { inputs: &self.inputs, outputs: &self.scope_outputs() });
+        let action = match action {
             Ok(action) => action,
             Err(Unresolved::Waiting(reference)) => {
                 let error =
                     anyhow!("this step needs {reference}, which that step did not produce (it was skipped or failed)");
-                return self.fail(index, &spec, error);
+                return self.fail(&spec, error);
             }
-            Err(Unresolved::Invalid(diagnostic)) => return self.fail(index, &spec, anyhow!(diagnostic.to_string())),
+            Err(Unresolved::Invalid(diagnostic)) => return self.fail(&spec, anyhow!(diagnostic.to_string())),
         };
         let projection = Projection::default();
         let quiet = |_: &str, _: &str| Ok(());
@@ -467,18 +478,17 @@ impl<'a> Run<'a> {
         };
         let mut preview = match preview {
             Ok(preview) => preview,
-            Err(error) => return self.fail(index, &spec, error),
+            Err(error) => return self.fail(&spec, error),
         };
         self.record(preview_event(&id, &preview))?;
         self.show_preview(&preview);
         let mut rechecks = 0;
         let by = loop {
             if let Some(outputs) = preview.unchanged.clone() {
-                self.results[index] = StepResult::Unchanged;
-                self.happened[index] = preview.effect.clone();
                 ui.say(format!("  {} nothing to change", ui.good("✓")));
-                self.outputs.insert(id.clone(), outputs.clone());
-                return self.record(Event::StepSucceeded { step: id, outputs, duration_ms: 0 }).map(|()| Flow::Next);
+                let outcome = Some(preview.effect.clone());
+                let event = Event::StepSucceeded { step: id, outputs, duration_ms: 0, outcome };
+                return self.record(event).map(|()| Flow::Next);
             }
             let by = match self.confirm(index, &spec, step.as_ref(), &preview)? {
                 Ok(by) => by,
@@ -488,7 +498,7 @@ impl<'a> Run<'a> {
             let fresh = match step.recheck(&self.context(&projection, None, &quiet), &preview) {
                 Ok(None) => break by,
                 Ok(Some(fresh)) => fresh,
-                Err(error) => return self.fail(index, &spec, error),
+                Err(error) => return self.fail(&spec, error),
             };
             rechecks += 1;
             ui.always(format!("  {} it changed since it was shown; read again just now:", ui.caution("!")));
@@ -498,7 +508,7 @@ impl<'a> Run<'a> {
                 let why = if rechecks > 3 { "it keeps changing" } else { "it moved past the step's direction" };
                 let error =
                     anyhow!("not written: {why} since it was confirmed; look at it before running this step again");
-                return self.fail(index, &spec, error);
+                return self.fail(&spec, error);
             }
             preview = fresh;
         };
@@ -520,7 +530,7 @@ impl<'a> Run<'a> {
             match result {
                 Err(error) if attempt < spec.retries && !Interrupted::is_in(&error) && !Started::is_in(&error) => {
                     attempt += 1;
-                    let pause = Duration::from_secs(1 << attempt.min(5));
+                    let pause = crate::backoff::Backoff::STEP_RETRY.pause(attempt - 1);
                     ui.warn(format!(
                         "attempt {attempt} failed: {error:#}; retrying in {} s ({} left)",
                         pause.as_secs(),
@@ -543,13 +553,11 @@ impl<'a> Run<'a> {
                     _ => format!(" ({})", format_duration(elapsed)),
                 };
                 ui.say(format!("  {} {outcome}{took}", ui.good("✓")));
-                self.results[index] = StepResult::Done;
-                self.happened[index] = outcome;
-                self.outputs.insert(id.clone(), outputs.clone());
-                self.record(Event::StepSucceeded { step: id, outputs, duration_ms: elapsed.as_millis() as u64 })?;
+                let duration_ms = elapsed.as_millis() as u64;
+                self.record(Event::StepSucceeded { step: id, outputs, duration_ms, outcome: Some(outcome) })?;
                 Ok(Flow::Next)
             }
-            Err(error) => self.fail(index, &spec, error),
+            Err(error) => self.fail(&spec, error),
         }
     }
 
@@ -589,8 +597,6 @@ impl<'a> Run<'a> {
                     }
                 }
                 Ok(Answer::Skip) => {
-                    self.results[index] = StepResult::Skipped;
-                    self.happened[index] = "skipped by the operator".into();
                     ui.always(format!("  {} skipped", ui.caution("–")));
                     let event = Event::StepSkipped { step: spec.id.clone(), by: By::Operator };
                     return self.record(event).map(|()| Err(Flow::Next));
@@ -608,20 +614,26 @@ impl<'a> Run<'a> {
                         _ => "at the prompt",
                     };
                     let error = anyhow!(Interrupted(format!("{shown}; this step changed nothing")));
-                    let flow = self.fail(index, spec, error)?;
-                    self.results[index] = StepResult::NotRun;
-                    return Ok(Err(flow));
+                    return self.failed(spec, error, true).map(Err);
                 }
             }
         }
     }
 
-    fn fail(&mut self, index: usize, spec: &crate::runbook::StepSpec, error: anyhow::Error) -> Result<Flow, Error> {
+    fn fail(&mut self, spec: &crate::runbook::StepSpec, error: anyhow::Error) -> Result<Flow, Error> {
+        self.failed(spec, error, false)
+    }
+
+    /// The step failed; `unanswered`, at its prompt, so that it changed nothing and counts as not run.
+    fn failed(
+        &mut self,
+        spec: &crate::runbook::StepSpec,
+        error: anyhow::Error,
+        unanswered: bool,
+    ) -> Result<Flow, Error> {
         let ui = self.ui;
-        self.results[index] = StepResult::Failed;
-        self.happened[index] = format!("failed: {error:#}");
         ui.always(format!("  {} {error:#}", ui.bad("✗")));
-        self.record(Event::StepFailed { step: spec.id.clone(), error: format!("{error:#}") })?;
+        self.record(Event::StepFailed { step: spec.id.clone(), error: format!("{error:#}"), unanswered })?;
         if Interrupted::is_in(&error) {
             return Ok(Flow::Stop(RunStatus::Interrupted, ExitCode::Interrupted));
         }
@@ -635,40 +647,25 @@ impl<'a> Run<'a> {
     /// What each step did, once any step ran: flags before -> after, commits pushed,
     /// pipeline runs with their verdicts.
     fn summary(&self) {
-        if self.results.iter().all(|r| *r == StepResult::NotRun) {
-            return;
-        }
-        let ui = self.ui;
-        let width = self.runbook.runbook.steps.iter().map(|s| s.id.chars().count()).max().unwrap_or(0);
-        ui.always(ui.bold("Summary"));
-        for ((spec, result), happened) in self.runbook.runbook.steps.iter().zip(&self.results).zip(&self.happened) {
-            let line = match result {
-                StepResult::NotRun => "not run",
-                _ => happened.as_str(),
-            };
-            ui.always(format!("  {:<width$}  {line}", spec.id));
+        let Some(lines) = self.state.borrow().summary(&self.ids()) else { return };
+        self.ui.always(self.ui.bold("Summary"));
+        for line in lines {
+            self.ui.always(line);
         }
     }
 
     fn finish(&mut self, status: RunStatus, code: ExitCode) -> Result<Finished, Error> {
         self.record(Event::RunFinished { status, exit_code: code.code() })?;
         let ui = self.ui;
-        let count = |wanted: &[StepResult]| self.results.iter().filter(|r| wanted.contains(r)).count();
-        let done = count(&[StepResult::Done, StepResult::Unchanged]);
-        let tally = format!(
-            "{done} done, {} skipped, {} failed, {} not run ({})",
-            count(&[StepResult::Skipped]),
-            count(&[StepResult::Failed]),
-            count(&[StepResult::NotRun]),
-            format_duration(self.started.elapsed())
-        );
+        let counts = self.state.borrow().tally(&self.ids());
+        let tally = format!("{counts} ({})", format_duration(self.started.elapsed()));
         match status {
-            RunStatus::Succeeded if done + count(&[StepResult::Skipped]) == self.total() => {
+            RunStatus::Succeeded if counts.done + counts.skipped == self.total() => {
                 ui.always(format!("\n{} Run succeeded: {tally}", ui.good("✓")));
             }
             RunStatus::Succeeded | RunStatus::PreflightFailed | RunStatus::LockRefused => {}
             // A preflight that could not check a step has said so; no step ran.
-            RunStatus::Failed if count(&[StepResult::NotRun]) == self.total() => {}
+            RunStatus::Failed if counts.not_run == self.total() => {}
             RunStatus::Failed => ui.always(format!("\n{} Run failed: {tally}", ui.bad("✗"))),
             RunStatus::Aborted => ui.always(format!("\n{} Run aborted by the operator: {tally}", ui.caution("■"))),
             RunStatus::Interrupted => ui.always(format!("\n{} Run interrupted: {tally}", ui.caution("■"))),
@@ -677,6 +674,6 @@ impl<'a> Run<'a> {
         if status != RunStatus::Succeeded {
             ui.always(format!("  the journal has every step: {}", self.journal));
         }
-        Ok(Finished { code, outputs: self.outputs.clone() })
+        Ok(Finished { code, state: self.state.borrow().clone() })
     }
 }

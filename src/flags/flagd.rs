@@ -557,7 +557,10 @@ mod tests {
             serde_json::to_string_pretty(&json!({ "flags": flags })).unwrap(),
         )
         .unwrap();
-        let config: FlagsConfig = serde_yaml::from_str("{ provider: flagd, path: flags.json }").unwrap();
+        let config: FlagsConfig =
+            crate::yaml::Source::new("rollout.yaml".into(), "{ provider: flagd, path: flags.json }".into())
+                .parse()
+                .unwrap();
         let service = FlagdFile::new(&config, dir.path()).unwrap();
         (dir, service)
     }
@@ -605,7 +608,10 @@ mod tests {
     }
 
     fn service(dir: &Path, path: &str) -> FlagdFile {
-        let config: FlagsConfig = serde_yaml::from_str(&format!("{{ provider: flagd, path: \"{path}\" }}")).unwrap();
+        let config: FlagsConfig =
+            crate::yaml::Source::new("rollout.yaml".into(), format!("{{ provider: flagd, path: \"{path}\" }}"))
+                .parse()
+                .unwrap();
         FlagdFile::new(&config, dir).unwrap()
     }
 

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::{FlagPlan, FlagService, FlagState, FlagTarget, Targeting};
 use crate::config::{FlagsConfig, HttpSettings};
 use crate::error::Precondition;
-use crate::http::{Auth, Body, Client};
+use crate::http::{Auth, Body, Client, segment};
 use crate::percent::Percent;
 
 /// How many actor ids a summary shows before `…`.
@@ -125,8 +125,7 @@ impl Flipper {
     }
 
     fn path(name: &str, gate: &str) -> String {
-        let name = url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>();
-        format!("/features/{name}{gate}")
+        format!("/features/{}{gate}", segment(name))
     }
 
     fn call(&self, method: Method, name: &str, gate: &str, body: Option<&Body>) -> Result<()> {

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{FlagPlan, FlagService, FlagState, FlagTarget, Targeting};
 use crate::config::{FlagsConfig, HttpSettings};
 use crate::error::Precondition;
-use crate::http::{Auth, Body, Client};
+use crate::http::{Auth, Body, Client, segment};
 use crate::percent::Percent;
 
 const DEFAULT_URL: &str = "https://app.launchdarkly.com";
@@ -128,8 +128,7 @@ impl LaunchDarkly {
     }
 
     fn path(&self, name: &str) -> String {
-        let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-        format!("/api/v2/flags/{}/{}", encode(&self.project), encode(name))
+        format!("/api/v2/flags/{}/{}", segment(&self.project), segment(name))
     }
 
     fn flag(&self, name: &str) -> Result<(Flag, serde_json::Value)> {

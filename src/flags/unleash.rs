@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::{FlagPlan, FlagService, FlagState, FlagTarget, Targeting};
 use crate::config::{FlagsConfig, HttpSettings};
 use crate::error::Precondition;
-use crate::http::{Auth, Body, Client};
+use crate::http::{Auth, Body, Client, segment};
 use crate::percent::Percent;
 
 pub struct Unleash {
@@ -128,12 +128,11 @@ impl Unleash {
     }
 
     fn path(&self, name: &str, rest: &str) -> String {
-        let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
         format!(
             "/api/admin/projects/{}/features/{}/environments/{}{rest}",
-            encode(&self.project),
-            encode(name),
-            encode(&self.environment)
+            segment(&self.project),
+            segment(name),
+            segment(&self.environment)
         )
     }
 
@@ -192,7 +191,7 @@ impl Unleash {
 
     fn patch_rollout(&self, name: &str, strategy: &Strategy, share: Percent) -> Result<()> {
         let patch = serde_json::json!([{ "op": "replace", "path": "/parameters/rollout", "value": share.to_string() }]);
-        let path = self.path(name, &format!("/strategies/{}", strategy.id));
+        let path = self.path(name, &format!("/strategies/{}", segment(&strategy.id)));
         self.client.send(Method::PATCH, &path, &[], Some(&Body::Json(patch)), &[])?.ok().map(drop)
     }
 }

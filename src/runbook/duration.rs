@@ -50,7 +50,7 @@ impl Range {
     }
 }
 
-/// Parses inside the visitor, so that serde_yaml marks an error with the scalar's location.
+/// Parses inside the visitor, so that the YAML reader marks an error with the scalar's location.
 struct Visitor(&'static Range);
 
 impl serde::de::Visitor<'_> for Visitor {

@@ -5,7 +5,6 @@ pub mod duration;
 pub mod inputs;
 pub mod resolve;
 pub mod shipped;
-pub mod source;
 pub mod template;
 pub mod validate;
 
@@ -17,7 +16,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer};
 
 use crate::cli::Severity;
-use source::{Diagnostic, Diagnostics, Source};
+use crate::yaml::{Diagnostic, Diagnostics, Source};
 
 /// `runbooks/<name>.yaml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -31,6 +30,7 @@ pub struct Runbook {
     pub description: Option<String>,
     #[serde(default)]
     pub inputs: IndexMap<String, InputSpec>,
+    #[serde(deserialize_with = "crate::yaml::every")]
     pub steps: Vec<StepSpec>,
 }
 
@@ -268,7 +268,7 @@ pub struct LoadedRunbook {
 
 impl LoadedRunbook {
     pub fn from_source(source: Source) -> Result<LoadedRunbook, Diagnostics> {
-        let runbook: Runbook = source.parse().map_err(|d| Diagnostics(vec![d]))?;
+        let runbook: Runbook = source.parse()?;
         let name = source.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let loaded = LoadedRunbook { name, source, runbook };
         let problems = validate::runbook(&loaded);

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
-use super::source::Diagnostic;
 use super::template::{Ref, Template};
 use super::{LoadedRunbook, StepSpec, Text, inputs::Inputs};
 use crate::echo;
 use crate::flags::{Direction, FlagTarget};
 use crate::percent::Percent;
+use crate::yaml::Diagnostic;
 
 /// A finished step's outputs, for `{{ steps.<id>.<output> }}`.
 pub type Outputs = IndexMap<String, String>;

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use super::LoadedRunbook;
-use super::source::{Diagnostics, Source};
 use crate::cli::Severity;
+use crate::yaml::{Diagnostics, Source};
 
 const SHIPPED: [(&str, &str); 3] = [
     ("critical", include_str!("../../runbooks/critical.yaml")),

@@ -6,12 +6,12 @@ use std::collections::hash_map::Entry;
 use std::path::{Path, PathBuf};
 
 use super::resolve::{flag_target, input_variable, parse_mainline, parse_state};
-use super::source::Diagnostic;
 use super::template::{Ref, Template};
 use super::{CiSpec, FlagSpec, InputType, LoadedRunbook, RevertSpec, StepKind, Text, inputs};
 use crate::config::Config;
 use crate::echo;
 use crate::percent::Percent;
+use crate::yaml::Diagnostic;
 
 const MAX_RETRIES: u32 = 10;
 /// The longest runbook name (its file name without .yaml), which is part of journal file names.
@@ -358,7 +358,7 @@ pub fn against_config(runbook: &LoadedRunbook, config: &Config) -> Vec<Diagnosti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runbook::source::Source;
+    use crate::yaml::Source;
     use std::path::PathBuf;
 
     fn problems(text: &str) -> Vec<String> {
@@ -378,6 +378,21 @@ mod tests {
             "{HEAD}  - id: off\n    name: n\n    flag: {{ name: \"{{{{ inputs.flag }}}}\", state: off }}\n  - id: deploy-fix\n    name: d\n    ci: {{ pipeline: deploy.yml, ref: main, timeout: 45m }}\n  - id: after\n    name: a\n    manual: {{ instructions: \"run {{{{ steps.deploy-fix.url }}}}\" }}\n"
         );
         assert_eq!(problems(&text), Vec::<String>::new());
+    }
+
+    #[test]
+    fn three_typos_are_three_diagnostics_in_one_pass() {
+        let text = format!(
+            "{HEAD}  - id: a\n    nmae: n\n    manual: {{ instructions: x }}\n  - id: b\n    name: n\n    retires: 2\n    manual: {{ instructions: x }}\n  - id: c\n    name: n\n    manual: {{ instrutions: x }}\n"
+        );
+        assert_eq!(
+            problems(&text),
+            [
+                "r.yaml:8:5: steps[0]: unknown field `nmae`, expected one of `id`, `name`, `optional`, `retries`, `timeout`, `on_failure`, `flag`, `revert`, `ci`, `manual`, `notify`",
+                "r.yaml:12:5: steps[1]: unknown field `retires`, expected one of `id`, `name`, `optional`, `retries`, `timeout`, `on_failure`, `flag`, `revert`, `ci`, `manual`, `notify`",
+                "r.yaml:16:15: steps[2].manual: unknown field `instrutions`, expected `instructions`",
+            ]
+        );
     }
 
     #[test]

@@ -1,16 +1,16 @@
-//! The `ci` step: check the pipeline can run, trigger it, and wait for its verdict with a
-//! spinner, a timeout and Ctrl-C handling; the tail of its output is kept in the journal.
+//! The `ci` step: check the pipeline can run, trigger it, and wait for its verdict (see
+//! `wait`: spinner, timeout, Ctrl-C); the tail of its output is kept in the journal.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 use serde_json::json;
 
+use super::wait::{self, Ended, Policy, Poll, Progress};
 use super::{Context, Preview, Step, snapshot};
-use crate::ci::{PipelineRequest, Pipelines, RunState, UNKNOWN_RUN, UnknownRun};
+use crate::ci::{PipelineRequest, Pipelines, RunHandle, RunState, UNKNOWN_RUN, UnknownRun, Verdict};
 use crate::error::{Interrupted, Started};
 use crate::git::{GitRemote, short_id};
-use crate::interrupt;
 use crate::runbook::resolve::{CiRequest, Outputs};
 
 /// How long a pipeline may run when neither the step nor the runbook says.
@@ -72,6 +72,67 @@ impl CiStep<'_> {
         format!("pipeline {} on {git_ref} ({at})", self.request.pipeline)
     }
 
+    /// Poll the run to its verdict: a run that failed, or a wait that timed out or was
+    /// interrupted, is an error that leaves the run journaled.
+    fn wait(&self, cx: &Context, run: &RunHandle) -> Result<Verdict> {
+        let label = match &run.url {
+            Some(url) => format!("{} run {} ({url})", self.title(), run.id),
+            None => format!("{} run {}", self.title(), run.id),
+        };
+        let policy = Policy {
+            interval: &|polls| self.pipelines.poll_interval(polls),
+            rate_limit: &|| self.pipelines.rate_limit_pause(),
+        };
+        let mut waiting_for_human = None;
+        let ended = wait::until(cx, &label, self.timeout(), &policy, |progress| {
+            self.poll(run, &label, progress, &mut waiting_for_human)
+        })?;
+        let limit = match ended {
+            Ended::Ready(verdict) => return Ok(verdict),
+            Ended::Interrupted => {
+                let stopped = self.pipelines.stop_waiting(run);
+                return Err(Interrupted(format!("while waiting for {label}; {stopped}")).into());
+            }
+            Ended::TimedOut(limit) => humantime::format_duration(limit),
+        };
+        let stopped = self.pipelines.stop_waiting(run);
+        let human = waiting_for_human.map(|why| format!(" (it was waiting for a human: {why})")).unwrap_or_default();
+        Err(Started(anyhow!("{label} did not finish within {limit}{human}; {stopped}")).into())
+    }
+
+    /// One poll of the run; a run that needs a human says so once per reason.
+    fn poll(
+        &self,
+        run: &RunHandle,
+        label: &str,
+        progress: &Progress,
+        waiting_for_human: &mut Option<String>,
+    ) -> Result<Poll<Verdict>> {
+        let state = self
+            .pipelines
+            .poll(run)
+            .map_err(|e| Started(e.context(format!("lost track of {label} while it may still be running"))))?;
+        match state {
+            RunState::Running(latest) => {
+                Ok(Poll::Pending(crate::redact::scrub(&latest.unwrap_or_default()).into_owned()))
+            }
+            RunState::NeedsHuman(why) => {
+                if waiting_for_human.as_deref() != Some(why.as_str()) {
+                    progress.warn(format!(
+                        "{label} needs a human: {why}; still waiting (Ctrl-C stops rollout waiting; the pipeline keeps running)"
+                    ));
+                    *waiting_for_human = Some(why.clone());
+                }
+                Ok(Poll::Pending(format!("needs a human: {why}")))
+            }
+            RunState::Succeeded(verdict) => Ok(Poll::Ready(verdict)),
+            RunState::Failed(verdict) | RunState::Cancelled(verdict) => {
+                let at = verdict.url.as_deref().map(|u| format!(" ({u})")).unwrap_or_default();
+                bail!("{label} ended: {}{at}\n{}", verdict.conclusion, indent(&verdict.log_tail));
+            }
+        }
+    }
+
     /// A trigger the service accepted without naming the run is journaled as such, so that the
     /// journal says a run was probably started, and where to look for it.
     fn journal_unknown_run(cx: &Context, error: anyhow::Error) -> anyhow::Error {
@@ -123,63 +184,7 @@ impl Step for CiStep<'_> {
         if !self.request.wait {
             return Ok(outputs);
         }
-        let started = Instant::now();
-        let deadline = cx.deadline.map_or(started + self.timeout(), |d| d.min(started + self.timeout()));
-        let label = match &run.url {
-            Some(url) => format!("{} run {} ({url})", self.title(), run.id),
-            None => format!("{} run {}", self.title(), run.id),
-        };
-        let spinner = cx.ui.spinner(format!("waiting for {label}"));
-        let mut polls = 0;
-        let mut waiting_for_human: Option<String> = None;
-        let verdict = loop {
-            let state = self.pipelines.poll(&run).map_err(|e| {
-                spinner.finish_and_clear();
-                Started(e.context(format!("lost track of {label} while it may still be running")))
-            })?;
-            match state {
-                RunState::Running(latest) => {
-                    spinner.set_message(crate::redact::scrub(&latest.unwrap_or_default()).into_owned())
-                }
-                RunState::NeedsHuman(why) => {
-                    if waiting_for_human.as_deref() != Some(why.as_str()) {
-                        spinner.suspend(|| {
-                            cx.ui.warn(format!(
-                                "{label} needs a human: {why}; still waiting (Ctrl-C stops rollout waiting; the pipeline keeps running)"
-                            ))
-                        });
-                        waiting_for_human = Some(why.clone());
-                    }
-                    spinner.set_message(format!("needs a human: {why}"));
-                }
-                RunState::Succeeded(verdict) => break verdict,
-                RunState::Failed(verdict) | RunState::Cancelled(verdict) => {
-                    spinner.finish_and_clear();
-                    let at = verdict.url.as_deref().map(|u| format!(" ({u})")).unwrap_or_default();
-                    bail!("{label} ended: {}{at}\n{}", verdict.conclusion, indent(&verdict.log_tail));
-                }
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                spinner.finish_and_clear();
-                let stopped = self.pipelines.stop_waiting(&run);
-                let human =
-                    waiting_for_human.map(|why| format!(" (it was waiting for a human: {why})")).unwrap_or_default();
-                let limit =
-                    humantime::format_duration(Duration::from_secs((deadline - started).as_secs_f64().round() as u64));
-                return Err(Started(anyhow!("{label} did not finish within {limit}{human}; {stopped}")).into());
-            }
-            // The last poll comes at the deadline itself, not a whole interval before it.
-            let pause = self.pipelines.poll_interval(polls).max(self.pipelines.rate_limit_pause().unwrap_or_default());
-            let pause = pause.min(deadline - now);
-            polls += 1;
-            if interrupt::sleep(pause) {
-                spinner.finish_and_clear();
-                let stopped = self.pipelines.stop_waiting(&run);
-                return Err(Interrupted(format!("while waiting for {label}; {stopped}")).into());
-            }
-        };
-        spinner.finish_and_clear();
+        let verdict = self.wait(cx, &run)?;
         cx.ui.detail(indent(&verdict.log_tail));
         outputs.insert("conclusion".into(), verdict.conclusion);
         if let Some(commit) = verdict.commit {

@@ -6,6 +6,7 @@ pub mod flag;
 pub mod manual;
 pub mod notify;
 pub mod revert;
+pub mod wait;
 
 use std::cell::OnceCell;
 use std::collections::HashMap;

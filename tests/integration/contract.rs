@@ -17,6 +17,14 @@ enum Event {
         severity: Option<String>,
         dry_run: bool,
         inputs: std::collections::BTreeMap<String, String>,
+        runbook_path: String,
+        runbook_sha256: String,
+        config_path: String,
+        config_sha256: Option<String>,
+        user: String,
+        host: String,
+        version: String,
+        from: Option<String>,
     },
     StepStarted {
         run_id: String,
@@ -60,12 +68,16 @@ enum Event {
         step: String,
         outputs: std::collections::BTreeMap<String, String>,
         duration_ms: u64,
+        #[serde(default)]
+        outcome: Option<String>,
     },
     StepFailed {
         run_id: String,
         ts: String,
         step: String,
         error: String,
+        #[serde(default)]
+        unanswered: bool,
     },
     RunFinished {
         run_id: String,

@@ -16,7 +16,10 @@ use serde_json::value::RawValue;
 use crate::support::{Env, FLAG, Outcome, bin};
 
 fn service(dir: &Path, path: &str) -> FlagdFile {
-    let config: FlagsConfig = serde_yaml::from_str(&format!("{{ provider: flagd, path: \"{path}\" }}")).unwrap();
+    let config: FlagsConfig =
+        rollout::yaml::Source::new("rollout.yaml".into(), format!("{{ provider: flagd, path: \"{path}\" }}"))
+            .parse()
+            .unwrap();
     FlagdFile::new(&config, dir).unwrap()
 }
 

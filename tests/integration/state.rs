@@ -371,3 +371,42 @@ fn list_json_is_one_object_per_runbook() {
         ]
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The journal read back
+
+#[test]
+fn every_prefix_of_a_real_journal_folds_and_the_whole_gives_the_tally_the_run_printed() {
+    use rollout::engine::{journal, state::RunState};
+    let env = workspace();
+    let out = env.run(&["incident", "--severity", "critical", "--yes"]);
+    out.code(0);
+    let read = journal::read(&env.newest_journal()).unwrap();
+    assert_eq!(read.warnings, Vec::<String>::new());
+    for end in 0..read.records.len() {
+        let _ = RunState::fold(&read.records[..end]);
+    }
+    let state = RunState::fold(&read.records).unwrap();
+    let ids = ["disable", "debug", "deploy-fix", "reenable"];
+    let printed = format!("Run succeeded: {} (", state.tally(&ids));
+    assert!(out.stderr.contains(&printed), "{printed}\n{}", out.stderr);
+    for line in state.summary(&ids).unwrap() {
+        assert!(out.stderr.contains(&line), "{line}\n{}", out.stderr);
+    }
+}
+
+#[test]
+fn run_started_records_what_a_later_run_needs_to_take_it_up_again() {
+    let env = workspace();
+    env.run(&["incident", "--severity", "critical", "--yes", "--from", "debug"]).code(0);
+    let started = read_journal(&env.newest_journal()).remove(0);
+    let runbook = std::fs::canonicalize(env.path("runbooks/critical.yaml")).unwrap();
+    assert_eq!(started["runbook_path"], runbook.display().to_string());
+    let digest = format!("{:x}", Sha256::digest(std::fs::read(&runbook).unwrap()));
+    assert_eq!(started["runbook_sha256"], digest);
+    let config = std::fs::read(env.path("rollout.yaml")).unwrap();
+    assert_eq!(started["config_sha256"], format!("{:x}", Sha256::digest(config)));
+    assert_eq!(started["from"], "debug");
+    assert_eq!(started["version"], env!("CARGO_PKG_VERSION"));
+    assert!(started["user"].as_str().is_some_and(|u| !u.is_empty()) && started["host"].is_string(), "{started}");
+}

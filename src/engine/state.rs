@@ -1,0 +1,242 @@
+//! A run as its records tell it: `RunState::apply` folds one record at a time, and `rollout runs`,
+//! the end-of-run tally and summary, the progress line and rehearse's summary are read from it.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use indexmap::IndexMap;
+
+use super::event::{Event, Record, RunStatus};
+use crate::runbook::resolve::Outputs;
+
+/// What happened to one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepResult {
+    /// Applied and verified, or found with nothing to change.
+    Done,
+    Skipped,
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+struct StepRun {
+    result: StepResult,
+    /// What the step did, one line, for the summary.
+    line: String,
+}
+
+/// The steps of a run by what happened to them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub done: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    pub not_run: usize,
+}
+
+/// `3 done, 1 skipped, 0 failed, 0 not run`.
+impl fmt::Display for Tally {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} done, {} skipped, {} failed, {} not run", self.done, self.skipped, self.failed, self.not_run)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunState {
+    pub run_id: String,
+    /// When `run_started` was written.
+    pub started: Option<jiff::Timestamp>,
+    pub runbook: String,
+    pub dry_run: bool,
+    pub from: Option<String>,
+    /// None until `run_finished`: the run is still going, or crashed.
+    pub status: Option<RunStatus>,
+    pub exit_code: Option<i32>,
+    /// The step count the last `step_started` announced.
+    pub total: usize,
+    steps: IndexMap<String, StepRun>,
+    /// The step started and not yet ended; a dry run's steps are previewed, never started.
+    running: Option<String>,
+    outputs: HashMap<String, Outputs>,
+}
+
+impl RunState {
+    /// The run a journal's records tell: from its last `run_started` on; None without one.
+    pub fn fold(records: &[Record]) -> Option<RunState> {
+        let mut state: Option<RunState> = None;
+        for record in records {
+            if matches!(record.event, Event::RunStarted { .. }) {
+                state = Some(RunState::default());
+            }
+            if let Some(state) = &mut state {
+                state.apply(record);
+            }
+        }
+        state
+    }
+
+    pub fn apply(&mut self, record: &Record) {
+        match &record.event {
+            Event::RunStarted { runbook, dry_run, origin, .. } => {
+                *self = RunState {
+                    run_id: record.run_id.clone(),
+                    started: Some(record.ts),
+                    runbook: runbook.clone(),
+                    dry_run: *dry_run,
+                    from: origin.as_ref().and_then(|o| o.from.clone()),
+                    ..RunState::default()
+                };
+            }
+            Event::StepStarted { step, total, .. } => {
+                self.total = *total;
+                self.running = (!self.dry_run).then(|| step.clone());
+            }
+            Event::StepSkipped { step, .. } => self.skipped(step),
+            Event::StepSucceeded { step, outputs, outcome, .. } => {
+                self.outputs.insert(step.clone(), outputs.clone());
+                self.end(step, StepResult::Done, outcome.clone().unwrap_or_else(|| "done".into()));
+            }
+            Event::StepFailed { step, error, unanswered } if !unanswered => {
+                self.end(step, StepResult::Failed, format!("failed: {error}"));
+            }
+            Event::StepFailed { step, .. } => self.ended(step),
+            Event::RunFinished { status, exit_code } => {
+                (self.status, self.exit_code) = (Some(*status), Some(*exit_code))
+            }
+            Event::StepPreview { .. } | Event::StepConfirmed { .. } | Event::StepTriggered { .. } => {}
+        }
+    }
+
+    /// A step skipped at its prompt, or (never started) one before `--from`.
+    fn skipped(&mut self, step: &str) {
+        if self.running.as_deref() == Some(step) {
+            self.end(step, StepResult::Skipped, "skipped by the operator".into());
+        } else if !self.dry_run {
+            let from = self.from.as_deref().unwrap_or("?");
+            self.steps
+                .insert(step.into(), StepRun { result: StepResult::Skipped, line: format!("skipped (--from {from})") });
+        }
+    }
+
+    /// The running step ended so; a step that never started (a preflight failure) is not run.
+    fn end(&mut self, step: &str, result: StepResult, line: String) {
+        if self.running.as_deref() == Some(step) {
+            self.steps.insert(step.into(), StepRun { result, line });
+        }
+        self.ended(step);
+    }
+
+    fn ended(&mut self, step: &str) {
+        if self.running.as_deref() == Some(step) {
+            self.running = None;
+        }
+    }
+
+    /// Every output of the steps that succeeded, by step.
+    pub fn outputs(&self) -> &HashMap<String, Outputs> {
+        &self.outputs
+    }
+
+    /// The steps done, in the order they were done.
+    pub fn done(&self) -> Vec<&str> {
+        self.steps.iter().filter(|(_, s)| s.result == StepResult::Done).map(|(id, _)| id.as_str()).collect()
+    }
+
+    /// The run's steps (the runbook's `ids`) by what happened to them.
+    pub fn tally(&self, ids: &[&str]) -> Tally {
+        let count = |wanted| ids.iter().filter(|id| self.result(id) == Some(wanted)).count();
+        let (done, skipped, failed) = (count(StepResult::Done), count(StepResult::Skipped), count(StepResult::Failed));
+        Tally { done, skipped, failed, not_run: ids.len() - done - skipped - failed }
+    }
+
+    fn result(&self, id: &str) -> Option<StepResult> {
+        self.steps.get(id).map(|s| s.result)
+    }
+
+    /// `rollout critical (run ...): 2 of 4 steps done (disable, debug)`.
+    pub fn progress(&self, total: usize) -> String {
+        let done = self.done();
+        let list = if done.is_empty() { String::new() } else { format!(" ({})", done.join(", ")) };
+        format!("rollout {} (run {}): {} of {total} steps done{list}", self.runbook, self.run_id, done.len())
+    }
+
+    /// One line per step of `ids`, what it did, once any step did something.
+    pub fn summary(&self, ids: &[&str]) -> Option<Vec<String>> {
+        if ids.iter().all(|id| self.result(id).is_none()) {
+            return None;
+        }
+        let width = ids.iter().map(|id| id.chars().count()).max().unwrap_or(0);
+        let line = |id: &&str| self.steps.get(*id).map_or("not run", |s| s.line.as_str()).to_string();
+        Some(ids.iter().map(|id| format!("  {id:<width$}  {}", line(id))).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run with `--from debug` of four steps: `disable` skipped by `--from`, `debug` done,
+    /// `deploy-fix` failed with `on_failure: continue`, `reenable` skipped at its prompt, then
+    /// an unanswered prompt; and one preflight failure before any step started.
+    const JOURNAL: &str = r#"{"event":"run_started","run_id":"r1","ts":"2026-12-01T23:00:31Z","runbook":"critical","severity":"critical","dry_run":false,"inputs":{"flag":"f"},"runbook_path":"/w/runbooks/critical.yaml","runbook_sha256":"00","config_path":"/w/rollout.yaml","config_sha256":null,"user":"u","host":"h","version":"0.1.0","from":"debug"}
+{"event":"step_failed","run_id":"r1","ts":"2026-12-01T23:00:31Z","step":"extra","error":"preflight: refused"}
+{"event":"step_skipped","run_id":"r1","ts":"2026-12-01T23:00:32Z","step":"disable","by":"operator"}
+{"event":"step_started","run_id":"r1","ts":"2026-12-01T23:00:32Z","step":"debug","index":2,"total":5,"kind":"manual"}
+{"event":"step_preview","run_id":"r1","ts":"2026-12-01T23:00:32Z","step":"debug","before":{"summary":"to do"},"after":{"summary":"done"}}
+{"event":"step_confirmed","run_id":"r1","ts":"2026-12-01T23:00:33Z","step":"debug","by":"operator"}
+{"event":"step_succeeded","run_id":"r1","ts":"2026-12-01T23:00:33Z","step":"debug","outputs":{"note":"x"},"duration_ms":0,"outcome":"done, as the operator confirmed"}
+{"event":"step_started","run_id":"r1","ts":"2026-12-01T23:00:34Z","step":"deploy-fix","index":3,"total":5,"kind":"ci"}
+{"event":"step_triggered","run_id":"r1","ts":"2026-12-01T23:00:34Z","step":"deploy-fix","pipeline_run":"7","url":""}
+{"event":"step_failed","run_id":"r1","ts":"2026-12-01T23:00:35Z","step":"deploy-fix","error":"run 7 failed"}
+{"event":"step_started","run_id":"r1","ts":"2026-12-01T23:00:36Z","step":"reenable","index":4,"total":5,"kind":"flag"}
+{"event":"step_skipped","run_id":"r1","ts":"2026-12-01T23:00:36Z","step":"reenable","by":"operator"}
+{"event":"step_started","run_id":"r1","ts":"2026-12-01T23:00:37Z","step":"extra","index":5,"total":5,"kind":"manual"}
+{"event":"step_failed","run_id":"r1","ts":"2026-12-01T23:00:38Z","step":"extra","error":"interrupted at the prompt","unanswered":true}
+{"event":"run_finished","run_id":"r1","ts":"2026-12-01T23:00:38Z","status":"interrupted","exit_code":130}
+"#;
+
+    const IDS: [&str; 5] = ["disable", "debug", "deploy-fix", "reenable", "extra"];
+
+    fn records(text: &str) -> Vec<Record> {
+        text.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"))).collect()
+    }
+
+    #[test]
+    fn every_prefix_folds_and_counts_each_step_once() {
+        let records = records(JOURNAL);
+        assert!(RunState::fold(&[]).is_none());
+        for end in 1..=records.len() {
+            let state = RunState::fold(&records[..end]).expect("it starts with run_started");
+            let tally = state.tally(&IDS);
+            assert_eq!(tally.done + tally.skipped + tally.failed + tally.not_run, IDS.len(), "prefix {end}");
+            assert!(state.progress(IDS.len()).starts_with("rollout critical (run r1): "), "prefix {end}");
+        }
+    }
+
+    #[test]
+    fn a_finished_run_folds_into_its_tally_summary_and_progress() {
+        let state = RunState::fold(&records(JOURNAL)).unwrap();
+        assert_eq!(state.tally(&IDS).to_string(), "1 done, 2 skipped, 1 failed, 1 not run");
+        assert_eq!((state.status, state.exit_code, state.total), (Some(RunStatus::Interrupted), Some(130), 5));
+        assert_eq!(
+            state.summary(&IDS).unwrap(),
+            [
+                "  disable     skipped (--from debug)",
+                "  debug       done, as the operator confirmed",
+                "  deploy-fix  failed: run 7 failed",
+                "  reenable    skipped by the operator",
+                "  extra       not run",
+            ]
+        );
+        assert_eq!(state.progress(5), "rollout critical (run r1): 1 of 5 steps done (debug)");
+        assert_eq!(state.outputs()["debug"]["note"], "x");
+    }
+
+    #[test]
+    fn a_dry_run_previews_and_runs_nothing() {
+        let text = JOURNAL.replace(r#""dry_run":false"#, r#""dry_run":true"#);
+        let state = RunState::fold(&records(&text)).unwrap();
+        assert!(state.summary(&IDS).is_none());
+        assert_eq!(state.tally(&IDS).not_run, IDS.len());
+    }
+}
