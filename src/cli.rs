@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::runbook::Severity;
+
 /// Walk a rollback runbook one confirmed step at a time: flag toggles, git reverts, CI/CD.
 #[derive(Debug, Parser)]
 #[command(name = "rollout", version, propagate_version = true, max_term_width = 100)]
@@ -98,24 +100,6 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff)
     Man,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Critical,
-    High,
-    Low,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Critical => "critical",
-            Severity::High => "high",
-            Severity::Low => "low",
-        }
-    }
 }
 
 /// Options shared by every command that walks a runbook.

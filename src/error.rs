@@ -86,8 +86,6 @@ impl From<anyhow::Error> for Error {
     }
 }
 
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
 /// A read-only check found that a step cannot succeed (exit 3 before anything changed).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

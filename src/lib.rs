@@ -1,27 +1,37 @@
 //! rollout walks a team's rollback runbook one confirmed step at a time: feature flags,
 //! git reverts and CI/CD pipelines, with every event journaled. `run` is the whole program.
 
-pub mod backoff;
-pub mod ci;
-pub mod cli;
-pub mod commands;
-pub mod config;
-pub mod echo;
-pub mod engine;
-pub mod error;
-pub mod flags;
-pub mod git;
-pub mod http;
-pub mod interrupt;
-pub mod notify;
-pub mod percent;
-pub mod redact;
-pub mod runbook;
-pub mod sandbox;
-pub mod steps;
-pub mod ui;
-pub mod untrusted;
-pub mod yaml;
+mod backoff;
+mod ci;
+mod cli;
+mod commands;
+mod config;
+mod echo;
+mod engine;
+mod error;
+mod flags;
+mod git;
+mod http;
+mod interrupt;
+mod notify;
+mod percent;
+mod redact;
+mod runbook;
+mod sandbox;
+mod steps;
+mod ui;
+mod untrusted;
+mod yaml;
+
+// What the integration tests drive directly; everything else is private to the binary.
+pub use cli::{ENVIRONMENT, FILES};
+pub use config::FlagdConfig;
+pub use engine::journal;
+pub use engine::state::RunState;
+pub use error::{ExitCode, Precondition};
+pub use flags::flagd::FlagdFile;
+pub use flags::{FlagService, FlagTarget};
+pub use sandbox::{IDENTITY, OFFENDING_SUBJECT, Sandbox};
 
 use std::ffi::OsString;
 use std::io::Write;

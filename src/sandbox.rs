@@ -150,6 +150,40 @@ impl Sandbox {
         Ok(())
     }
 
+    /// `abc1234 -> def5678 (1 new commit: Revert "...")` or `abc1234 (unchanged)`.
+    pub fn remote_summary(&self) -> Result<String> {
+        let remote = Repository::open_bare(self.remote())?;
+        let mut summary = String::new();
+        let tip = remote.refname_to_id("refs/heads/main")?;
+        if tip == self.tip {
+            return Ok(format!("{} (unchanged)", crate::git::short(tip)));
+        }
+        let mut walk = remote.revwalk()?;
+        walk.push(tip)?;
+        walk.hide(self.tip)?;
+        let subjects: Vec<String> = walk
+            .filter_map(|oid| oid.ok().and_then(|oid| remote.find_commit(oid).ok()))
+            .map(|c| c.summary().ok().flatten().unwrap_or_default().to_string())
+            .collect();
+        summary.push_str(&format!(
+            "{} -> {} ({} new commit{}: {})",
+            crate::git::short(self.tip),
+            crate::git::short(tip),
+            subjects.len(),
+            if subjects.len() == 1 { "" } else { "s" },
+            subjects.join("; ")
+        ));
+        let branches: Vec<String> = remote
+            .branches(Some(git2::BranchType::Local))?
+            .filter_map(|b| b.ok().and_then(|(b, _)| b.name().ok().flatten().map(str::to_string)))
+            .filter(|name| name != "main")
+            .collect();
+        if !branches.is_empty() {
+            summary.push_str(&format!("; new branches: {}", branches.join(", ")));
+        }
+        Ok(summary)
+    }
+
     /// Keep the folder after the sandbox is dropped; returns its path.
     pub fn keep(self) -> PathBuf {
         self.root.keep()

@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use super::{PipelineRequest, Pipelines, Refused, RunHandle, RunState, Verdict, trigger_once};
-use crate::config::{CiConfig, HttpSettings};
+use crate::config::{BuildbotConfig, HttpSettings};
 use crate::error::Precondition;
 use crate::http::{Auth, Body, Client, Response, segment};
 
@@ -20,15 +20,14 @@ pub struct Buildbot {
 }
 
 impl Buildbot {
-    pub fn new(config: &CiConfig, http: &HttpSettings) -> Result<Buildbot> {
-        let url = config.url.as_deref().ok_or_else(|| anyhow!("ci provider buildbot needs `url`"))?;
+    pub fn new(config: &BuildbotConfig, http: &HttpSettings) -> Result<Buildbot> {
         let auth = config
             .token_env
             .as_deref()
             .map(|env| Auth::from_env(env, "Authorization", "Bearer {token}", "Buildbot"))
             .transpose()?;
         Ok(Buildbot {
-            client: Client::new("Buildbot", url, http, config.allow_insecure_http, auth)?,
+            client: Client::new("Buildbot", &config.url, http, config.allow_insecure_http, auth)?,
             builders: RefCell::default(),
         })
     }

@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use super::{PipelineRequest, Pipelines, RunHandle, RunState, Verdict, trigger_once};
-use crate::config::{CiConfig, HttpSettings};
+use crate::config::{HostedCiConfig, HttpSettings};
 use crate::error::Precondition;
 use crate::http::{Auth, Body, Client, Response, segment};
 
@@ -20,16 +20,13 @@ pub struct Buildkite {
 }
 
 impl Buildkite {
-    pub fn new(config: &CiConfig, http: &HttpSettings) -> Result<Buildkite> {
-        let env = config.token_env.as_deref().ok_or_else(|| anyhow!("ci provider buildkite needs `token_env`"))?;
+    pub fn new(config: &HostedCiConfig, http: &HttpSettings) -> Result<Buildkite> {
+        let env = &config.token_env;
         let auth = Auth::from_env(env, "Authorization", "Bearer {token}", "Buildkite")?;
         let url = config.url.as_deref().unwrap_or(DEFAULT_URL);
         Ok(Buildkite {
             client: Client::new("Buildkite", url, http, config.allow_insecure_http, Some(auth))?,
-            organization: config
-                .repo
-                .clone()
-                .ok_or_else(|| anyhow!("ci provider buildkite needs `repo` (the organization slug)"))?,
+            organization: config.repo.clone(),
         })
     }
 

@@ -16,7 +16,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use super::{PipelineRequest, Pipelines, RunHandle, RunState, Verdict};
-use crate::config::CiConfig;
+use crate::config::CommandConfig;
 use crate::error::Precondition;
 
 const TAIL_LINES: usize = 20;
@@ -41,13 +41,8 @@ pub struct CommandPipeline {
 }
 
 impl CommandPipeline {
-    pub fn new(config: &CiConfig, config_dir: &Path) -> Result<CommandPipeline> {
-        let argv = config
-            .command
-            .clone()
-            .filter(|a| !a.is_empty())
-            .ok_or_else(|| anyhow!("ci provider command needs `command`"))?;
-        Ok(CommandPipeline { argv, dir: config_dir.to_path_buf(), runs: Mutex::new(HashMap::new()) })
+    pub fn new(config: &CommandConfig, config_dir: &Path) -> CommandPipeline {
+        CommandPipeline { argv: config.argv.clone(), dir: config_dir.to_path_buf(), runs: Mutex::new(HashMap::new()) }
     }
 
     fn shown(&self) -> String {
@@ -179,7 +174,7 @@ impl Pipelines for CommandPipeline {
         let (output, input) = std::io::pipe().context("cannot make a pipe for the ci command's output")?;
         command.stdin(Stdio::null()).stdout(input.try_clone()?).stderr(input);
         for (name, value) in &request.inputs {
-            command.env(crate::runbook::resolve::input_variable(name), value);
+            command.env(crate::runbook::kinds::ci::input_variable(name), value);
         }
         let child = command
             .spawn()

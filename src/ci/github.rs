@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::{PipelineRequest, Pipelines, RunHandle, RunState, Verdict, trigger_once};
 use crate::backoff::Backoff;
-use crate::config::{CiConfig, HttpSettings};
+use crate::config::{HostedCiConfig, HttpSettings};
 use crate::error::Precondition;
 use crate::http::{Auth, Body, Client, Response, segment};
 
@@ -43,13 +43,13 @@ struct Run {
 }
 
 impl GitHub {
-    pub fn new(config: &CiConfig, http: &HttpSettings) -> Result<GitHub> {
-        let env = config.token_env.as_deref().ok_or_else(|| anyhow!("ci provider github needs `token_env`"))?;
+    pub fn new(config: &HostedCiConfig, http: &HttpSettings) -> Result<GitHub> {
+        let env = &config.token_env;
         let auth = Auth::from_env(env, "Authorization", "Bearer {token}", "GitHub")?;
         let url = config.url.as_deref().unwrap_or(DEFAULT_URL);
         Ok(GitHub {
             client: Client::new("GitHub", url, http, config.allow_insecure_http, Some(auth))?,
-            repo: config.repo.clone().ok_or_else(|| anyhow!("ci provider github needs `repo`"))?,
+            repo: config.repo.clone(),
             web: web_base(url),
             seen: RefCell::default(),
         })

@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use super::{PipelineRequest, Pipelines, RunHandle, RunState, Verdict, trigger_once};
-use crate::config::{CiConfig, HttpSettings};
+use crate::config::{GitlabConfig, HttpSettings};
 use crate::error::Precondition;
 use crate::http::{Auth, Body, Client, Response, segment};
 
@@ -22,12 +22,10 @@ pub struct GitLab {
 }
 
 impl GitLab {
-    pub fn new(config: &CiConfig, http: &HttpSettings) -> Result<GitLab> {
+    pub fn new(config: &GitlabConfig, http: &HttpSettings) -> Result<GitLab> {
         // A trigger token can start a pipeline but not read one: a token is always needed.
-        let env = config.token_env.as_deref().ok_or_else(|| {
-            anyhow!("ci provider gitlab needs `token_env` (a token that can read the project's pipelines)")
-        })?;
-        let auth = Auth::from_env(env, "PRIVATE-TOKEN", "{token}", "GitLab")?;
+        let hosted = &config.hosted;
+        let auth = Auth::from_env(&hosted.token_env, "PRIVATE-TOKEN", "{token}", "GitLab")?;
         let trigger_token = match &config.trigger_token_env {
             Some(env) => Some(
                 crate::redact::secret_from_env(env)
@@ -35,10 +33,10 @@ impl GitLab {
             ),
             None => None,
         };
-        let url = config.url.as_deref().unwrap_or(DEFAULT_URL);
+        let url = hosted.url.as_deref().unwrap_or(DEFAULT_URL);
         Ok(GitLab {
-            client: Client::new("GitLab", url, http, config.allow_insecure_http, Some(auth))?,
-            project: segment(config.repo.as_deref().ok_or_else(|| anyhow!("ci provider gitlab needs `repo`"))?),
+            client: Client::new("GitLab", url, http, hosted.allow_insecure_http, Some(auth))?,
+            project: segment(&hosted.repo),
             trigger_token,
         })
     }

@@ -9,7 +9,7 @@ use base64::Engine;
 use reqwest::{Method, StatusCode};
 
 use super::{PipelineRequest, Pipelines, RunHandle, RunState, Verdict, trigger_once};
-use crate::config::{CiConfig, HttpSettings};
+use crate::config::{HttpSettings, JenkinsConfig, JenkinsSecret};
 use crate::error::Precondition;
 use crate::http::{Auth, Body, Client, Response, segment};
 
@@ -22,13 +22,11 @@ pub struct Jenkins {
 }
 
 impl Jenkins {
-    pub fn new(config: &CiConfig, http: &HttpSettings) -> Result<Jenkins> {
-        let url = config.url.as_deref().ok_or_else(|| anyhow!("ci provider jenkins needs `url`"))?;
-        let user = config.username.as_deref().ok_or_else(|| anyhow!("ci provider jenkins needs `username`"))?;
-        let (env, password) = match (&config.token_env, &config.password_env) {
-            (Some(env), _) => (env, false),
-            (None, Some(env)) => (env, true),
-            (None, None) => bail!("ci provider jenkins needs `token_env` (an API token) or `password_env`"),
+    pub fn new(config: &JenkinsConfig, http: &HttpSettings) -> Result<Jenkins> {
+        let (url, user) = (&config.url, &config.username);
+        let (env, password) = match &config.secret {
+            JenkinsSecret::ApiToken(env) => (env, false),
+            JenkinsSecret::Password(env) => (env, true),
         };
         let secret = crate::redact::secret_from_env(env).ok_or_else(|| {
             anyhow!("{env} is not set: export it with the Jenkins {}", if password { "password" } else { "API token" })

@@ -15,7 +15,7 @@ use anyhow::Result;
 use indexmap::IndexMap;
 
 use crate::backoff::Backoff;
-use crate::config::{CiConfig, CiProvider, HttpSettings};
+use crate::config::{CiConfig, HttpSettings};
 use crate::error::{Interrupted, Started};
 use crate::http::Response;
 use crate::untrusted::printable;
@@ -155,13 +155,13 @@ pub trait Pipelines {
 
 /// The configured CI service, behind `Printable`.
 pub fn pipelines(config: &CiConfig, config_dir: &Path, http: &HttpSettings) -> Result<Box<dyn Pipelines>> {
-    let service: Box<dyn Pipelines> = match config.provider {
-        CiProvider::Command => Box::new(command::CommandPipeline::new(config, config_dir)?),
-        CiProvider::Github => Box::new(github::GitHub::new(config, http)?),
-        CiProvider::Gitlab => Box::new(gitlab::GitLab::new(config, http)?),
-        CiProvider::Jenkins => Box::new(jenkins::Jenkins::new(config, http)?),
-        CiProvider::Buildkite => Box::new(buildkite::Buildkite::new(config, http)?),
-        CiProvider::Buildbot => Box::new(buildbot::Buildbot::new(config, http)?),
+    let service: Box<dyn Pipelines> = match config {
+        CiConfig::Command(config) => Box::new(command::CommandPipeline::new(config, config_dir)),
+        CiConfig::Github(config) => Box::new(github::GitHub::new(config, http)?),
+        CiConfig::Gitlab(config) => Box::new(gitlab::GitLab::new(config, http)?),
+        CiConfig::Jenkins(config) => Box::new(jenkins::Jenkins::new(config, http)?),
+        CiConfig::Buildkite(config) => Box::new(buildkite::Buildkite::new(config, http)?),
+        CiConfig::Buildbot(config) => Box::new(buildbot::Buildbot::new(config, http)?),
     };
     Ok(Box::new(Printable(service)))
 }

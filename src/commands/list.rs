@@ -29,10 +29,16 @@ fn show(ui: &Ui, loaded: &LoadedRunbook) {
         }
     }
     ui.stdout("  steps:");
-    let width = book.steps.iter().map(|s| s.id.len()).max().unwrap_or(0);
+    let width = book.steps.iter().map(|s| s.common.id.len()).max().unwrap_or(0);
     for (i, step) in book.steps.iter().enumerate() {
-        let optional = if step.optional { " (optional)" } else { "" };
-        ui.stdout(format!("    {}. {:width$}  {:6}  {}{optional}", i + 1, step.id, step.kind().as_str(), step.name));
+        let optional = if step.common.optional { " (optional)" } else { "" };
+        ui.stdout(format!(
+            "    {}. {:width$}  {:6}  {}{optional}",
+            i + 1,
+            step.common.id,
+            step.kind().as_str(),
+            step.common.name
+        ));
     }
 }
 
@@ -56,7 +62,7 @@ fn object(loaded: &LoadedRunbook, shipped: bool) -> Value {
         .steps
         .iter()
         .map(
-            |step| json!({ "id": step.id, "name": step.name, "kind": step.kind().as_str(), "optional": step.optional }),
+            |step| json!({ "id": step.common.id, "name": step.common.name, "kind": step.kind().as_str(), "optional": step.common.optional }),
         )
         .collect();
     json!({

@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
 
-use crate::cli::{Cli, Command, Severity};
+use crate::cli::{Cli, Command};
 use crate::config::Config;
 use crate::echo;
 use crate::error::{Error, ExitCode};
-use crate::runbook::{self, LoadedRunbook};
+use crate::runbook::{self, LoadedRunbook, Severity};
 use crate::ui::Ui;
 use crate::yaml::Diagnostics;
 

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Context;
-use git2::Repository;
 
 use crate::cli::RehearseArgs;
 use crate::config::Config;
@@ -92,18 +91,18 @@ pub fn rehearse(ui: &Ui, config: Option<&Path>, cwd: &Path, args: &RehearseArgs)
         let changed = if *before == after { " (unchanged)".to_string() } else { String::new() };
         ui.always(format!("  flag {name}: {before} -> {after}{changed}"));
     }
-    ui.always(format!("  remote main: {}", remote_summary(&sandbox).unwrap_or_else(|e| format!("unreadable: {e:#}"))));
+    ui.always(format!("  remote main: {}", sandbox.remote_summary().unwrap_or_else(|e| format!("unreadable: {e:#}"))));
     if let Ok(finished) = &finished {
-        for step in runbook.runbook.steps.iter().filter(|step| step.ci.is_some()) {
-            let pipeline = step.ci.as_ref().map(|ci| ci.pipeline.0.as_str()).unwrap_or_default();
-            match finished.state.outputs().get(&step.id) {
+        for step in &runbook.runbook.steps {
+            let crate::runbook::StepKindSpec::Ci(ci) = &step.kind else { continue };
+            let (pipeline, id) = (&ci.pipeline.0, &step.common.id);
+            match finished.state.outputs().get(id) {
                 Some(outputs) => ui.always(format!(
-                    "  pipeline {pipeline} (step {}): {} at {}",
-                    step.id,
+                    "  pipeline {pipeline} (step {id}): {} at {}",
                     outputs.get("conclusion").map(String::as_str).unwrap_or("?"),
                     outputs.get("commit").map(|c| crate::git::short_id(c)).unwrap_or("?")
                 )),
-                None => ui.always(format!("  pipeline {pipeline} (step {}): not run", step.id)),
+                None => ui.always(format!("  pipeline {pipeline} (step {id}): not run")),
             }
         }
     }
@@ -118,38 +117,4 @@ pub fn rehearse(ui: &Ui, config: Option<&Path>, cwd: &Path, args: &RehearseArgs)
         ui.always(ui.dim("  sandbox removed (pass --keep to look around in it)"));
     }
     finished.map(|f| f.code)
-}
-
-/// `abc1234 -> def5678 (1 new commit: Revert "...")` or `abc1234 (unchanged)`.
-fn remote_summary(sandbox: &Sandbox) -> anyhow::Result<String> {
-    let remote = Repository::open_bare(sandbox.remote())?;
-    let mut summary = String::new();
-    let tip = remote.refname_to_id("refs/heads/main")?;
-    if tip == sandbox.tip {
-        return Ok(format!("{} (unchanged)", crate::git::short(tip)));
-    }
-    let mut walk = remote.revwalk()?;
-    walk.push(tip)?;
-    walk.hide(sandbox.tip)?;
-    let subjects: Vec<String> = walk
-        .filter_map(|oid| oid.ok().and_then(|oid| remote.find_commit(oid).ok()))
-        .map(|c| c.summary().ok().flatten().unwrap_or_default().to_string())
-        .collect();
-    summary.push_str(&format!(
-        "{} -> {} ({} new commit{}: {})",
-        crate::git::short(sandbox.tip),
-        crate::git::short(tip),
-        subjects.len(),
-        if subjects.len() == 1 { "" } else { "s" },
-        subjects.join("; ")
-    ));
-    let branches: Vec<String> = remote
-        .branches(Some(git2::BranchType::Local))?
-        .filter_map(|b| b.ok().and_then(|(b, _)| b.name().ok().flatten().map(str::to_string)))
-        .filter(|name| name != "main")
-        .collect();
-    if !branches.is_empty() {
-        summary.push_str(&format!("; new branches: {}", branches.join(", ")));
-    }
-    Ok(summary)
 }

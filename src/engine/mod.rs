@@ -92,7 +92,7 @@ fn check_before_start(
     let from = match &options.from {
         None => 0,
         Some(id) => runbook.step_index(id).ok_or_else(|| {
-            let ids: Vec<&str> = runbook.runbook.steps.iter().map(|s| s.id.as_str()).collect();
+            let ids: Vec<&str> = runbook.runbook.steps.iter().map(|s| s.common.id.as_str()).collect();
             Error::invalid(anyhow!("--from {id}: runbook {} has no step `{id}`", runbook.name))
                 .with_hint(format!("its steps are {}", ids.join(", ")))
         })?,
@@ -109,7 +109,7 @@ fn check_before_start(
             Err(Unresolved::Waiting(Ref::Output { step, output }))
                 if runbook.step_index(&step).is_some_and(|i| i < from) =>
             {
-                let this = &runbook.runbook.steps[index].id;
+                let this = &runbook.runbook.steps[index].common.id;
                 return Err(Error::invalid(anyhow!(
                     "--from {}: step {this} reads steps.{step}.{output}, which step {step} produces, but --from skips it",
                     options.from.as_deref().unwrap_or_default()
@@ -251,7 +251,7 @@ impl<'a> Run<'a> {
     }
 
     fn ids(&self) -> Vec<&str> {
-        self.runbook.runbook.steps.iter().map(|s| s.id.as_str()).collect()
+        self.runbook.runbook.steps.iter().map(|s| s.common.id.as_str()).collect()
     }
 
     /// Journal one event, show it with `--json`, and fold it into the run's state.
@@ -291,15 +291,15 @@ impl<'a> Run<'a> {
                 ui.say(format!("  {label:<7} {place}"));
             }
         }
-        for spec in book.steps.iter().filter(|s| s.revert.is_some()) {
-            let revert = spec.revert.as_ref().expect("filtered");
+        for spec in &book.steps {
+            let crate::runbook::StepKindSpec::Revert(revert) = &spec.kind else { continue };
             let (remote, branch) = self.config.git.as_ref().map_or(("origin", "main"), |g| (&g.remote, &g.branch));
             let fate = match (&revert.branch, revert.push) {
                 (_, false) => "made in the clone only, not pushed".to_string(),
                 (Some(new), true) => format!("pushed to a new branch {} on {remote}", new.0),
                 (None, true) => format!("pushed onto {remote}/{branch}"),
             };
-            ui.say(format!("  revert  step {}: the revert is {fate}", spec.id));
+            ui.say(format!("  revert  step {}: the revert is {fate}", spec.common.id));
         }
         if !self.inputs.is_empty() {
             let shown: Vec<String> = self.inputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -349,15 +349,15 @@ impl<'a> Run<'a> {
             };
             if dry_run {
                 self.record(Event::StepStarted {
-                    step: spec.id.clone(),
+                    step: spec.common.id.clone(),
                     index: index + 1,
                     total: self.total(),
                     kind: spec.kind().as_str().into(),
                 })?;
                 match &planned {
-                    Planned::Ready(preview, _) => self.record(preview_event(&spec.id, preview))?,
+                    Planned::Ready(preview, _) => self.record(preview_event(&spec.common.id, preview))?,
                     Planned::Failed(error) => self.record(Event::StepFailed {
-                        step: spec.id.clone(),
+                        step: spec.common.id.clone(),
                         error: format!("{error:#}"),
                         unanswered: false,
                     })?,
@@ -382,7 +382,7 @@ impl<'a> Run<'a> {
         for (offset, planned) in plan.iter().enumerate() {
             let index = from + offset;
             let spec = &self.runbook.runbook.steps[index];
-            let label = format!("  {}/{} {}:", index + 1, self.total(), ui.bold(&spec.id));
+            let label = format!("  {}/{} {}:", index + 1, self.total(), ui.bold(&spec.common.id));
             match planned {
                 Planned::Ready(preview, _) => {
                     ui.say(format!("{label} {}", preview.effect));
@@ -400,7 +400,7 @@ impl<'a> Run<'a> {
                     ui.always(format!("{label} {} {error:#}", ui.bad("✗")));
                     if !dry_run {
                         self.record(Event::StepFailed {
-                            step: spec.id.clone(),
+                            step: spec.common.id.clone(),
                             error: format!("{error:#}"),
                             unanswered: false,
                         })?;
@@ -437,23 +437,23 @@ impl<'a> Run<'a> {
 
     fn skip_before_from(&mut self, index: usize, from: &str) -> Result<(), Error> {
         let spec = &self.runbook.runbook.steps[index];
-        self.ui.say(format!("Step {}/{} · {} · skipped (--from {from})", index + 1, self.total(), spec.id));
-        self.record(Event::StepSkipped { step: spec.id.clone(), by: By::Operator })
+        self.ui.say(format!("Step {}/{} · {} · skipped (--from {from})", index + 1, self.total(), spec.common.id));
+        self.record(Event::StepSkipped { step: spec.common.id.clone(), by: By::Operator })
     }
 
     fn step(&mut self, index: usize, preflight: Option<Planned<'a>>) -> Result<Flow, Error> {
         let ui = self.ui;
         let spec = self.runbook.runbook.steps[index].clone();
-        let id = spec.id.clone();
+        let id = spec.common.id.clone();
         self.record(Event::StepStarted {
             step: id.clone(),
             index: index + 1,
             total: self.total(),
             kind: spec.kind().as_str().into(),
         })?;
-        let optional = if spec.optional { ui.dim(" (optional)") } else { String::new() };
+        let optional = if spec.common.optional { ui.dim(" (optional)") } else { String::new() };
         ui.say("");
-        ui.say(format!("Step {}/{} · {} · {}{optional}", index + 1, self.total(), ui.bold(&id), spec.name));
+        ui.say(format!("Step {}/{} · {} · {}{optional}", index + 1, self.total(), ui.bold(&id), spec.common.name));
 
         let action =
             resolve::action(self.runbook, index, Scope { inputs: &self.inputs, outputs: &self.scope_outputs() });
@@ -517,7 +517,7 @@ impl<'a> Run<'a> {
         let started = Instant::now();
         let mut attempt = 0;
         let outcome = loop {
-            let deadline = spec.timeout.map(|t| Instant::now() + t);
+            let deadline = spec.common.timeout.map(|t| Instant::now() + t);
             let triggered = |run_id: &str, url: &str| {
                 let event = Event::StepTriggered { step: id.clone(), pipeline_run: run_id.into(), url: url.into() };
                 self.record(event).map_err(|e| anyhow!("{e}"))
@@ -528,13 +528,15 @@ impl<'a> Run<'a> {
                 Ok(outputs)
             });
             match result {
-                Err(error) if attempt < spec.retries && !Interrupted::is_in(&error) && !Started::is_in(&error) => {
+                Err(error)
+                    if attempt < spec.common.retries && !Interrupted::is_in(&error) && !Started::is_in(&error) =>
+                {
                     attempt += 1;
                     let pause = crate::backoff::Backoff::STEP_RETRY.pause(attempt - 1);
                     ui.warn(format!(
                         "attempt {attempt} failed: {error:#}; retrying in {} s ({} left)",
                         pause.as_secs(),
-                        spec.retries - attempt + 1
+                        spec.common.retries - attempt + 1
                     ));
                     if interrupt::sleep(pause) {
                         break Err(anyhow!(Interrupted("while waiting to retry".into())));
@@ -547,10 +549,10 @@ impl<'a> Run<'a> {
             Ok(outputs) => {
                 let elapsed = started.elapsed();
                 let outcome = step.outcome(&outputs);
-                // A manual step's time is the operator's, already spent at the prompt.
-                let took = match spec.kind() {
-                    crate::runbook::StepKind::Manual => String::new(),
-                    _ => format!(" ({})", format_duration(elapsed)),
+                let took = if spec.kind().paced_by_operator() {
+                    String::new()
+                } else {
+                    format!(" ({})", format_duration(elapsed))
                 };
                 ui.say(format!("  {} {outcome}{took}", ui.good("✓")));
                 let duration_ms = elapsed.as_millis() as u64;
@@ -582,9 +584,16 @@ impl<'a> Run<'a> {
             ui.say(format!("  {} yes (--yes)", step.question()));
             return Ok(Ok(By::YesFlag));
         }
-        let default = spec.optional.then_some(Answer::Skip);
+        let default = spec.common.optional.then_some(Answer::Skip);
         let question = if ui.is_quiet() {
-            format!("Step {}/{} {} ({}): {}", index + 1, self.total(), spec.id, spec.name, step.question())
+            format!(
+                "Step {}/{} {} ({}): {}",
+                index + 1,
+                self.total(),
+                spec.common.id,
+                spec.common.name,
+                step.question()
+            )
         } else {
             step.question().to_string()
         };
@@ -598,7 +607,7 @@ impl<'a> Run<'a> {
                 }
                 Ok(Answer::Skip) => {
                     ui.always(format!("  {} skipped", ui.caution("–")));
-                    let event = Event::StepSkipped { step: spec.id.clone(), by: By::Operator };
+                    let event = Event::StepSkipped { step: spec.common.id.clone(), by: By::Operator };
                     return self.record(event).map(|()| Err(Flow::Next));
                 }
                 Ok(Answer::Abort) => return Ok(Err(Flow::Stop(RunStatus::Aborted, ExitCode::Aborted))),
@@ -633,11 +642,11 @@ impl<'a> Run<'a> {
     ) -> Result<Flow, Error> {
         let ui = self.ui;
         ui.always(format!("  {} {error:#}", ui.bad("✗")));
-        self.record(Event::StepFailed { step: spec.id.clone(), error: format!("{error:#}"), unanswered })?;
+        self.record(Event::StepFailed { step: spec.common.id.clone(), error: format!("{error:#}"), unanswered })?;
         if Interrupted::is_in(&error) {
             return Ok(Flow::Stop(RunStatus::Interrupted, ExitCode::Interrupted));
         }
-        if spec.on_failure == crate::runbook::OnFailure::Continue {
+        if spec.common.on_failure == crate::runbook::OnFailure::Continue {
             ui.say("  continuing (on_failure: continue)");
             return Ok(Flow::FailedContinue);
         }

@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::{FlagPlan, FlagService, FlagState, FlagTarget, Targeting};
-use crate::config::FlagsConfig;
+use crate::config::FlagdConfig;
 use crate::error::Precondition;
 use crate::percent::Percent;
 
@@ -28,9 +28,8 @@ pub struct FlagdFile {
 }
 
 impl FlagdFile {
-    pub fn new(config: &FlagsConfig, config_dir: &Path) -> Result<FlagdFile> {
-        let relative = config.path.clone().ok_or_else(|| anyhow!("flags provider flagd needs `path`"))?;
-        Ok(FlagdFile { path: config_dir.join(&relative), shown: relative.display().to_string() })
+    pub fn new(config: &FlagdConfig, config_dir: &Path) -> FlagdFile {
+        FlagdFile { path: config_dir.join(&config.path), shown: config.path.display().to_string() }
     }
 
     fn load(&self) -> Result<Value> {
@@ -557,11 +556,7 @@ mod tests {
             serde_json::to_string_pretty(&json!({ "flags": flags })).unwrap(),
         )
         .unwrap();
-        let config: FlagsConfig =
-            crate::yaml::Source::new("rollout.yaml".into(), "{ provider: flagd, path: flags.json }".into())
-                .parse()
-                .unwrap();
-        let service = FlagdFile::new(&config, dir.path()).unwrap();
+        let service = FlagdFile::new(&FlagdConfig { path: "flags.json".into() }, dir.path());
         (dir, service)
     }
 
@@ -608,11 +603,7 @@ mod tests {
     }
 
     fn service(dir: &Path, path: &str) -> FlagdFile {
-        let config: FlagsConfig =
-            crate::yaml::Source::new("rollout.yaml".into(), format!("{{ provider: flagd, path: \"{path}\" }}"))
-                .parse()
-                .unwrap();
-        FlagdFile::new(&config, dir).unwrap()
+        FlagdFile::new(&FlagdConfig { path: path.into() }, dir)
     }
 
     fn names(dir: &Path) -> Vec<String> {

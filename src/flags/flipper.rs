@@ -1,13 +1,13 @@
 //! Flipper's HTTP API (as vets-api mounts it): the boolean gate for everyone,
 //! `percentage_of_actors` for a share of logged-in users; every other gate is shown, never guessed.
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::{FlagPlan, FlagService, FlagState, FlagTarget, Targeting};
-use crate::config::{FlagsConfig, HttpSettings};
+use crate::config::{FlipperConfig, HttpSettings};
 use crate::error::Precondition;
 use crate::http::{Auth, Body, Client, segment};
 use crate::percent::Percent;
@@ -110,8 +110,7 @@ impl Feature {
 }
 
 impl Flipper {
-    pub fn new(config: &FlagsConfig, http: &HttpSettings) -> Result<Flipper> {
-        let url = config.url.as_deref().ok_or_else(|| anyhow!("flags provider flipper needs `url`"))?;
+    pub fn new(config: &FlipperConfig, http: &HttpSettings) -> Result<Flipper> {
         let auth = config
             .token_env
             .as_deref()
@@ -121,7 +120,7 @@ impl Flipper {
                 Auth::from_env(env, header, format, "Flipper")
             })
             .transpose()?;
-        Ok(Flipper { client: Client::new("Flipper", url, http, config.allow_insecure_http, auth)? })
+        Ok(Flipper { client: Client::new("Flipper", &config.url, http, config.allow_insecure_http, auth)? })
     }
 
     fn path(name: &str, gate: &str) -> String {

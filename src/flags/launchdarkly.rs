@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{FlagPlan, FlagService, FlagState, FlagTarget, Targeting};
-use crate::config::{FlagsConfig, HttpSettings};
+use crate::config::{HttpSettings, LaunchdarklyConfig};
 use crate::error::Precondition;
 use crate::http::{Auth, Body, Client, segment};
 use crate::percent::Percent;
@@ -112,18 +112,13 @@ struct Weighted {
 }
 
 impl LaunchDarkly {
-    pub fn new(config: &FlagsConfig, http: &HttpSettings) -> Result<LaunchDarkly> {
-        let env =
-            config.token_env.as_deref().ok_or_else(|| anyhow!("flags provider launchdarkly needs `token_env`"))?;
-        let auth = Auth::from_env(env, "Authorization", "{token}", "LaunchDarkly")?;
+    pub fn new(config: &LaunchdarklyConfig, http: &HttpSettings) -> Result<LaunchDarkly> {
+        let auth = Auth::from_env(&config.token_env, "Authorization", "{token}", "LaunchDarkly")?;
         let url = config.url.as_deref().unwrap_or(DEFAULT_URL);
         Ok(LaunchDarkly {
             client: Client::new("LaunchDarkly", url, http, config.allow_insecure_http, Some(auth))?,
-            project: config.project.clone().ok_or_else(|| anyhow!("flags provider launchdarkly needs `project`"))?,
-            environment: config
-                .environment
-                .clone()
-                .ok_or_else(|| anyhow!("flags provider launchdarkly needs `environment`"))?,
+            project: config.project.clone(),
+            environment: config.environment.clone(),
         })
     }
 

@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::config::{FlagProvider, FlagsConfig, HttpSettings};
+use crate::config::{FlagsConfig, HttpSettings};
 use crate::percent::Percent;
 
 /// Targeting rollout does not model (Flipper actors, an Unleash strategy it cannot read, a
@@ -246,11 +246,11 @@ pub trait FlagService {
 
 /// The configured flag service.
 pub fn service(config: &FlagsConfig, config_dir: &Path, http: &HttpSettings) -> Result<Box<dyn FlagService>> {
-    Ok(match config.provider {
-        FlagProvider::Flagd => Box::new(flagd::FlagdFile::new(config, config_dir)?),
-        FlagProvider::Flipper => Box::new(flipper::Flipper::new(config, http)?),
-        FlagProvider::Unleash => Box::new(unleash::Unleash::new(config, http)?),
-        FlagProvider::Launchdarkly => Box::new(launchdarkly::LaunchDarkly::new(config, http)?),
+    Ok(match config {
+        FlagsConfig::Flagd(config) => Box::new(flagd::FlagdFile::new(config, config_dir)),
+        FlagsConfig::Flipper(config) => Box::new(flipper::Flipper::new(config, http)?),
+        FlagsConfig::Unleash(config) => Box::new(unleash::Unleash::new(config, http)?),
+        FlagsConfig::Launchdarkly(config) => Box::new(launchdarkly::LaunchDarkly::new(config, http)?),
     })
 }
 

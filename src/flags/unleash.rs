@@ -1,12 +1,12 @@
 //! Unleash's admin API, per project and environment: on/off per environment, a share of
 //! users through the flexibleRollout strategy, changed with a JSON Patch (never a PUT).
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use reqwest::Method;
 use serde::Deserialize;
 
 use super::{FlagPlan, FlagService, FlagState, FlagTarget, Targeting};
-use crate::config::{FlagsConfig, HttpSettings};
+use crate::config::{HttpSettings, UnleashConfig};
 use crate::error::Precondition;
 use crate::http::{Auth, Body, Client, segment};
 use crate::percent::Percent;
@@ -113,17 +113,12 @@ impl Environment {
 }
 
 impl Unleash {
-    pub fn new(config: &FlagsConfig, http: &HttpSettings) -> Result<Unleash> {
-        let url = config.url.as_deref().ok_or_else(|| anyhow!("flags provider unleash needs `url`"))?;
-        let env = config.token_env.as_deref().ok_or_else(|| anyhow!("flags provider unleash needs `token_env`"))?;
-        let auth = Auth::from_env(env, "Authorization", "{token}", "Unleash admin API")?;
+    pub fn new(config: &UnleashConfig, http: &HttpSettings) -> Result<Unleash> {
+        let auth = Auth::from_env(&config.token_env, "Authorization", "{token}", "Unleash admin API")?;
         Ok(Unleash {
-            client: Client::new("Unleash", url, http, config.allow_insecure_http, Some(auth))?,
+            client: Client::new("Unleash", &config.url, http, config.allow_insecure_http, Some(auth))?,
             project: config.project.clone().unwrap_or_else(|| "default".into()),
-            environment: config
-                .environment
-                .clone()
-                .ok_or_else(|| anyhow!("flags provider unleash needs `environment`"))?,
+            environment: config.environment.clone(),
         })
     }
 

@@ -42,7 +42,6 @@ pub struct Plan {
     /// Paths that conflict, and the commit whose revert conflicts.
     pub conflicts: Vec<String>,
     pub conflicting: Option<Oid>,
-    pub mainline: Option<u32>,
     pub squash: bool,
 }
 
@@ -225,7 +224,7 @@ pub fn plan(
     let originals: Vec<Original> =
         order.iter().map(|id| original(&repo.find_commit(*id)?, mainline)).collect::<Result<_>>()?;
     let mut plan =
-        Plan { tip, originals, already, files: Vec::new(), conflicts: Vec::new(), conflicting: None, mainline, squash };
+        Plan { tip, originals, already, files: Vec::new(), conflicts: Vec::new(), conflicting: None, squash };
     let tip_tree = repo.find_commit(tip)?.tree()?;
     let mut tree = tip_tree.clone();
     for original in &plan.originals {

@@ -3,6 +3,7 @@
 
 pub mod duration;
 pub mod inputs;
+pub mod kinds;
 pub mod resolve;
 pub mod shipped;
 pub mod template;
@@ -15,13 +16,16 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer};
 
-use crate::cli::Severity;
+mod severity;
 use crate::yaml::{Diagnostic, Diagnostics, Source};
+pub use kinds::{CiSpec, FlagSpec, ManualSpec, NotifySpec, RevertSpec, Service, StepKind, StepKindSpec};
+pub use severity::Severity;
 
-/// `runbooks/<name>.yaml`.
+/// `runbooks/<name>.yaml`; read with its steps as written (`S` = the private `StepYaml`),
+/// then checked, and kept with each step's one kind (`S` = [`StepSpec`]).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Runbook {
+#[serde(deny_unknown_fields, bound(deserialize = "S: Deserialize<'de>"))]
+pub struct Runbook<S = StepSpec> {
     pub version: u32,
     #[serde(default)]
     pub severity: Option<Severity>,
@@ -31,7 +35,15 @@ pub struct Runbook {
     #[serde(default)]
     pub inputs: IndexMap<String, InputSpec>,
     #[serde(deserialize_with = "crate::yaml::every")]
-    pub steps: Vec<StepSpec>,
+    pub steps: Vec<S>,
+}
+
+impl<S> Runbook<S> {
+    /// The same runbook with each step converted.
+    fn map_steps<T>(self, convert: impl FnMut(S) -> T) -> Runbook<T> {
+        let Runbook { version, severity, title, description, inputs, steps } = self;
+        Runbook { version, severity, title, description, inputs, steps: steps.into_iter().map(convert).collect() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -68,29 +80,85 @@ impl InputType {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// A step as written: serde cannot combine `flatten` with `deny_unknown_fields`, so the kinds
+/// are Options here, and [`StepYaml::split`] turns them into one [`StepKindSpec`].
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StepSpec {
+struct StepYaml {
+    id: String,
+    name: String,
+    #[serde(default)]
+    optional: bool,
+    #[serde(default)]
+    retries: u32,
+    #[serde(default, deserialize_with = "duration::step_timeout")]
+    timeout: Option<Duration>,
+    #[serde(default)]
+    on_failure: OnFailure,
+    #[serde(default)]
+    flag: Option<FlagSpec>,
+    #[serde(default)]
+    revert: Option<RevertSpec>,
+    #[serde(default)]
+    ci: Option<CiSpec>,
+    #[serde(default)]
+    manual: Option<ManualSpec>,
+    #[serde(default)]
+    notify: Option<NotifySpec>,
+}
+
+impl StepYaml {
+    /// The common fields, and the one kind (or why there is not exactly one).
+    fn split(self) -> DraftStep {
+        let StepYaml { id, name, optional, retries, timeout, on_failure, flag, revert, ci, manual, notify } = self;
+        let mut kinds: Vec<StepKindSpec> = [
+            flag.map(StepKindSpec::Flag),
+            revert.map(StepKindSpec::Revert),
+            ci.map(StepKindSpec::Ci),
+            manual.map(StepKindSpec::Manual),
+            notify.map(StepKindSpec::Notify),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let common = StepCommon { id, name, optional, retries, timeout, on_failure };
+        let kind = match kinds.len() {
+            1 => Ok(kinds.remove(0)),
+            0 => Err(kind_problem(&common, "none")),
+            _ => Err(kind_problem(&common, &kinds.iter().map(|k| k.kind().as_str()).collect::<Vec<_>>().join(" and "))),
+        };
+        DraftStep { common, kind }
+    }
+}
+
+fn kind_problem(common: &StepCommon, found: &str) -> String {
+    let names = StepKind::ALL.map(StepKind::as_str).join(", ");
+    format!("a step needs exactly one of {names}; step `{}` has {found}", crate::echo::clip(&common.id))
+}
+
+/// A step before validation: its kind is missing or ambiguous when `kind` is an error.
+#[derive(Debug)]
+pub(in crate::runbook) struct DraftStep {
+    pub common: StepCommon,
+    pub kind: Result<StepKindSpec, String>,
+}
+
+/// What every step has, whatever its kind.
+#[derive(Debug, Clone)]
+pub struct StepCommon {
     pub id: String,
     pub name: String,
-    #[serde(default)]
     pub optional: bool,
-    #[serde(default)]
     pub retries: u32,
-    #[serde(default, deserialize_with = "duration::step_timeout")]
     pub timeout: Option<Duration>,
-    #[serde(default)]
     pub on_failure: OnFailure,
-    #[serde(default)]
-    pub flag: Option<FlagSpec>,
-    #[serde(default)]
-    pub revert: Option<RevertSpec>,
-    #[serde(default)]
-    pub ci: Option<CiSpec>,
-    #[serde(default)]
-    pub manual: Option<ManualSpec>,
-    #[serde(default)]
-    pub notify: Option<NotifySpec>,
+}
+
+/// A validated step: the common fields and its one kind.
+#[derive(Debug, Clone)]
+pub struct StepSpec {
+    pub common: StepCommon,
+    pub kind: StepKindSpec,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -101,132 +169,9 @@ pub enum OnFailure {
     Continue,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FlagSpec {
-    pub name: Text,
-    #[serde(default)]
-    pub state: Option<Text>,
-    #[serde(default)]
-    pub percent: Option<Text>,
-    /// `down` never gives more users the feature, `up` never fewer.
-    #[serde(default)]
-    pub direction: Option<crate::flags::Direction>,
-    /// Only check, never write: the feature must be `on` for someone, or `off`.
-    #[serde(default)]
-    pub expect: Option<Text>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RevertSpec {
-    /// One commit, or a range `A..B`.
-    #[serde(default)]
-    pub commit: Option<Text>,
-    /// Several commits (or ranges); reverted newest first, like `git revert`.
-    #[serde(default)]
-    pub commits: Option<Vec<Text>>,
-    /// One combined revert commit instead of one per commit.
-    #[serde(default)]
-    pub squash: bool,
-    #[serde(default)]
-    pub mainline: Option<Text>,
-    #[serde(default = "yes")]
-    pub push: bool,
-    #[serde(default)]
-    pub branch: Option<Text>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CiSpec {
-    pub pipeline: Text,
-    #[serde(rename = "ref", default)]
-    pub git_ref: Option<Text>,
-    #[serde(default)]
-    pub inputs: IndexMap<String, Text>,
-    #[serde(default = "yes")]
-    pub wait: bool,
-    #[serde(default, deserialize_with = "duration::step_timeout")]
-    pub timeout: Option<Duration>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ManualSpec {
-    pub instructions: Text,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NotifySpec {
-    pub message: Text,
-    /// A failed post fails the step (by default it only warns).
-    #[serde(default)]
-    pub required: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// The kinds of step, each with the outputs later steps may reference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StepKind {
-    Flag,
-    Revert,
-    Ci,
-    Manual,
-    Notify,
-}
-
-impl StepKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepKind::Flag => "flag",
-            StepKind::Revert => "revert",
-            StepKind::Ci => "ci",
-            StepKind::Manual => "manual",
-            StepKind::Notify => "notify",
-        }
-    }
-
-    pub fn outputs(self) -> &'static [&'static str] {
-        match self {
-            StepKind::Flag => &["before", "after", "changed"],
-            StepKind::Revert => &["commit", "commits", "reverted", "remote", "branch", "previous"],
-            StepKind::Ci => &["run_id", "url", "conclusion", "commit", "log_tail"],
-            StepKind::Manual => &[],
-            StepKind::Notify => &["delivered"],
-        }
-    }
-}
-
 impl StepSpec {
-    /// The kinds this step declares; validation insists on exactly one.
-    pub fn kinds(&self) -> Vec<StepKind> {
-        let mut kinds = Vec::new();
-        if self.flag.is_some() {
-            kinds.push(StepKind::Flag);
-        }
-        if self.revert.is_some() {
-            kinds.push(StepKind::Revert);
-        }
-        if self.ci.is_some() {
-            kinds.push(StepKind::Ci);
-        }
-        if self.manual.is_some() {
-            kinds.push(StepKind::Manual);
-        }
-        if self.notify.is_some() {
-            kinds.push(StepKind::Notify);
-        }
-        kinds
-    }
-
-    /// The step's kind (validated runbooks have exactly one).
     pub fn kind(&self) -> StepKind {
-        self.kinds().first().copied().unwrap_or(StepKind::Manual)
+        self.kind.kind()
     }
 }
 
@@ -268,11 +213,14 @@ pub struct LoadedRunbook {
 
 impl LoadedRunbook {
     pub fn from_source(source: Source) -> Result<LoadedRunbook, Diagnostics> {
-        let runbook: Runbook = source.parse()?;
+        let draft = source.parse::<Runbook<StepYaml>>()?.map_steps(StepYaml::split);
         let name = source.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let loaded = LoadedRunbook { name, source, runbook };
-        let problems = validate::runbook(&loaded);
-        if problems.is_empty() { Ok(loaded) } else { Err(Diagnostics(problems)) }
+        let problems = validate::runbook(&source, &name, &draft);
+        if !problems.is_empty() {
+            return Err(Diagnostics(problems));
+        }
+        let runbook = draft.map_steps(|DraftStep { common, kind }| StepSpec { common, kind: kind.expect("validated") });
+        Ok(LoadedRunbook { name, source, runbook })
     }
 
     pub fn load(path: &Path) -> Result<LoadedRunbook, Diagnostics> {
@@ -281,7 +229,7 @@ impl LoadedRunbook {
     }
 
     pub fn step_index(&self, id: &str) -> Option<usize> {
-        self.runbook.steps.iter().position(|s| s.id == id)
+        self.runbook.steps.iter().position(|s| s.common.id == id)
     }
 }
 

@@ -3,8 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::LoadedRunbook;
-use crate::cli::Severity;
+use super::{LoadedRunbook, Severity};
 use crate::yaml::{Diagnostics, Source};
 
 const SHIPPED: [(&str, &str); 3] = [

@@ -5,13 +5,11 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::path::{Path, PathBuf};
 
-use super::resolve::{flag_target, input_variable, parse_mainline, parse_state};
 use super::template::{Ref, Template};
-use super::{CiSpec, FlagSpec, InputType, LoadedRunbook, RevertSpec, StepKind, Text, inputs};
+use super::{DraftStep, LoadedRunbook, Runbook, Service, Text, inputs};
 use crate::config::Config;
 use crate::echo;
-use crate::percent::Percent;
-use crate::yaml::Diagnostic;
+use crate::yaml::{Diagnostic, Source};
 
 const MAX_RETRIES: u32 = 10;
 /// The longest runbook name (its file name without .yaml), which is part of journal file names.
@@ -23,44 +21,39 @@ fn is_identifier(text: &str, dashes: bool) -> bool {
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || (dashes && b == b'-'))
 }
 
-/// A ci input's name: what GitHub allows for a workflow input, and a safe variable name.
-fn is_ci_input_name(text: &str) -> bool {
-    let mut bytes = text.bytes();
-    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 /// How a field's value is checked when it has no template in it.
-type LiteralCheck = dyn Fn(&str) -> Result<(), String>;
+pub(in crate::runbook) type LiteralCheck = dyn Fn(&str) -> Result<(), String>;
 
-struct Checker<'a> {
-    runbook: &'a LoadedRunbook,
+pub(in crate::runbook) struct Checker<'a> {
+    source: &'a Source,
+    name: &'a str,
+    book: &'a Runbook<DraftStep>,
     /// Each step id and the first step that has it.
     ids: HashMap<&'a str, usize>,
     problems: Vec<Diagnostic>,
 }
 
 impl<'a> Checker<'a> {
-    fn new(runbook: &'a LoadedRunbook) -> Checker<'a> {
-        let mut ids = HashMap::with_capacity(runbook.runbook.steps.len());
-        for (i, step) in runbook.runbook.steps.iter().enumerate() {
-            ids.entry(step.id.as_str()).or_insert(i);
+    fn new(source: &'a Source, name: &'a str, book: &'a Runbook<DraftStep>) -> Checker<'a> {
+        let mut ids = HashMap::with_capacity(book.steps.len());
+        for (i, step) in book.steps.iter().enumerate() {
+            ids.entry(step.common.id.as_str()).or_insert(i);
         }
-        Checker { runbook, ids, problems: Vec::new() }
+        Checker { source, name, book, ids, problems: Vec::new() }
     }
 
-    fn at_key(&mut self, path: &str, message: String) {
+    pub(in crate::runbook) fn at_key(&mut self, path: &str, message: String) {
         let message = format!("{}: {message}", echo::clip(path));
-        self.problems.push(self.runbook.source.at_key(path, message));
+        self.problems.push(self.source.at_key(path, message));
     }
 
     fn at_value(&mut self, path: &str, message: String) {
         let message = format!("{}: {message}", echo::clip(path));
-        self.problems.push(self.runbook.source.at_value(path, message));
+        self.problems.push(self.source.at_value(path, message));
     }
 
     /// Parse a templated field, check its references, and type-check it when it is literal.
-    fn text(&mut self, step: usize, path: &str, text: &Text, literal: Option<&LiteralCheck>) {
+    pub(in crate::runbook) fn text(&mut self, step: usize, path: &str, text: &Text, literal: Option<&LiteralCheck>) {
         let template = match Template::parse(&text.0) {
             Ok(template) => template,
             Err(why) => return self.at_value(path, why),
@@ -78,7 +71,7 @@ impl<'a> Checker<'a> {
     }
 
     fn unknown_reference(&self, step: usize, reference: &Ref) -> Option<String> {
-        let book = &self.runbook.runbook;
+        let book = self.book;
         let shown = || echo::clip(&reference.to_string()).into_owned();
         match reference {
             Ref::Input(name) if book.inputs.contains_key(name) => None,
@@ -103,7 +96,8 @@ impl<'a> Checker<'a> {
                         echo::clip(id)
                     ));
                 }
-                let kind = book.steps[index].kind();
+                let Ok(kind) = &book.steps[index].kind else { return None };
+                let kind = kind.kind();
                 (!kind.outputs().contains(&output.as_str())).then(|| {
                     let outputs = kind.outputs();
                     format!(
@@ -118,18 +112,18 @@ impl<'a> Checker<'a> {
     }
 
     fn name(&mut self) {
-        let name = &self.runbook.name;
+        let name = self.name;
         if name.len() > MAX_NAME_BYTES {
             let why = format!(
                 "the file name `{}` is too long: a runbook name is at most {MAX_NAME_BYTES} bytes, as it is part of the journal's file names",
                 echo::clip(name)
             );
-            self.problems.push(self.runbook.source.at_start(why));
+            self.problems.push(self.source.at_start(why));
         }
     }
 
     fn inputs(&mut self) {
-        for (name, spec) in &self.runbook.runbook.inputs {
+        for (name, spec) in &self.book.inputs {
             let path = format!("inputs.{name}");
             if !is_identifier(name, false) {
                 self.at_key(
@@ -149,138 +143,42 @@ impl<'a> Checker<'a> {
     }
 
     fn step(&mut self, i: usize) {
-        let step = &self.runbook.runbook.steps[i];
+        let step = &self.book.steps[i];
         let path = format!("steps[{i}]");
-        if !is_identifier(&step.id, true) {
+        self.common(i, &path, step);
+        let kind = match &step.kind {
+            Ok(kind) => kind,
+            Err(why) => return self.at_key(&path, why.clone()),
+        };
+        kind.check(self, i, &format!("{path}.{}", kind.kind().as_str()));
+    }
+
+    /// The id and retries, which every kind of step has.
+    fn common(&mut self, i: usize, path: &str, step: &DraftStep) {
+        let id = &step.common.id;
+        if !is_identifier(id, true) {
             self.at_value(
                 &format!("{path}.id"),
                 format!(
                     "step id `{}` must be lowercase letters, digits, _ and -, starting with a letter or _",
-                    echo::clip(&step.id)
+                    echo::clip(id)
                 ),
             );
         }
-        let first = self.ids[step.id.as_str()];
+        let first = self.ids[id.as_str()];
         if first != i {
-            let why = format!("step id `{}` is already used by steps[{first}]", echo::clip(&step.id));
+            let why = format!("step id `{}` is already used by steps[{first}]", echo::clip(id));
             self.at_value(&format!("{path}.id"), why);
         }
-        if step.retries > MAX_RETRIES {
+        if step.common.retries > MAX_RETRIES {
             self.at_value(&format!("{path}.retries"), format!("at most {MAX_RETRIES} retries"));
-        }
-        let kinds = step.kinds();
-        if kinds.len() != 1 {
-            let found = if kinds.is_empty() {
-                "none".to_string()
-            } else {
-                kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(" and ")
-            };
-            let why = format!(
-                "a step needs exactly one of flag, revert, ci, manual, notify; step `{}` has {found}",
-                echo::clip(&step.id)
-            );
-            return self.at_key(&path, why);
-        }
-        if let Some(flag) = &step.flag {
-            self.flag(i, &format!("{path}.flag"), flag);
-        }
-        if let Some(revert) = &step.revert {
-            self.revert(i, &format!("{path}.revert"), revert);
-        }
-        if let Some(ci) = &step.ci {
-            self.ci(i, &format!("{path}.ci"), ci);
-        }
-        if let Some(manual) = &step.manual {
-            self.text(i, &format!("{path}.manual.instructions"), &manual.instructions, None);
-        }
-        if let Some(notify) = &step.notify {
-            self.text(i, &format!("{path}.notify.message"), &notify.message, None);
-        }
-    }
-
-    fn flag(&mut self, i: usize, p: &str, flag: &FlagSpec) {
-        let not_empty: &LiteralCheck = &|v| if v.trim().is_empty() { Err("empty flag name".into()) } else { Ok(()) };
-        self.text(i, &format!("{p}.name"), &flag.name, Some(not_empty));
-        if let Some(state) = &flag.state {
-            self.text(i, &format!("{p}.state"), state, Some(&|v| parse_state(v).map(drop)));
-        }
-        if let Some(percent) = &flag.percent {
-            self.text(i, &format!("{p}.percent"), percent, Some(&|v| v.parse::<Percent>().map(drop)));
-        }
-        if let Some(expect) = &flag.expect {
-            self.text(i, &format!("{p}.expect"), expect, Some(&|v| parse_state(v).map(drop)));
-            if flag.state.is_some() || flag.percent.is_some() || flag.direction.is_some() {
-                self.at_key(p, "`expect` only checks the flag: it takes no state, percent or direction".into());
-            }
-        } else {
-            let literal_state = flag.state.as_ref().and_then(|s| parse_state(&s.0).ok());
-            let has_percent = flag.percent.as_ref().map(|_| Percent::FULL);
-            if let Err(why) = flag_target(literal_state.or(flag.state.as_ref().map(|_| true)), has_percent) {
-                self.at_key(p, why);
-            }
-        }
-    }
-
-    fn revert(&mut self, i: usize, p: &str, revert: &RevertSpec) {
-        let commit_check: &LiteralCheck = &|v| inputs::check_value(InputType::Commit, v).map(drop);
-        match (&revert.commit, &revert.commits) {
-            (Some(commit), None) => self.text(i, &format!("{p}.commit"), commit, Some(commit_check)),
-            (None, Some(commits)) if !commits.is_empty() => {
-                for (n, commit) in commits.iter().enumerate() {
-                    self.text(i, &format!("{p}.commits[{n}]"), commit, Some(commit_check));
-                }
-            }
-            (None, Some(_)) => self.at_key(&format!("{p}.commits"), "name at least one commit".into()),
-            _ => self.at_key(
-                p,
-                "a revert names `commit` (one commit or a range A..B) or `commits` (a list), not both".into(),
-            ),
-        }
-        if let Some(mainline) = &revert.mainline {
-            self.text(i, &format!("{p}.mainline"), mainline, Some(&|v| parse_mainline(v).map(drop)));
-        }
-        if let Some(branch) = &revert.branch {
-            self.text(i, &format!("{p}.branch"), branch, Some(&check_branch));
-        }
-    }
-
-    fn ci(&mut self, i: usize, p: &str, ci: &CiSpec) {
-        let not_empty: &LiteralCheck =
-            &|v| if v.trim().is_empty() { Err("empty pipeline name".into()) } else { Ok(()) };
-        self.text(i, &format!("{p}.pipeline"), &ci.pipeline, Some(not_empty));
-        if let Some(git_ref) = &ci.git_ref {
-            self.text(i, &format!("{p}.ref"), git_ref, None);
-        }
-        let mut variables: HashMap<String, &str> = HashMap::new();
-        for (key, value) in &ci.inputs {
-            let path = format!("{p}.inputs.{key}");
-            if !is_ci_input_name(key) {
-                let why = "a ci input's name is letters, digits, _ and -, starting with a letter or _";
-                self.at_key(&path, why.into());
-            } else {
-                match variables.entry(input_variable(key)) {
-                    Entry::Vacant(slot) => {
-                        slot.insert(key);
-                    }
-                    Entry::Occupied(first) => {
-                        let why = format!(
-                            "`{key}` and `{}` would both be {} for a command pipeline: rename one",
-                            first.get(),
-                            first.key()
-                        );
-                        self.at_key(&path, why);
-                    }
-                }
-            }
-            self.text(i, &path, value, None);
         }
     }
 }
 
 /// Everything wrong with a runbook on its own; empty when it is valid.
-pub fn runbook(runbook: &LoadedRunbook) -> Vec<Diagnostic> {
-    let mut c = Checker::new(runbook);
-    let book = &runbook.runbook;
+pub(super) fn runbook(source: &Source, name: &str, book: &Runbook<DraftStep>) -> Vec<Diagnostic> {
+    let mut c = Checker::new(source, name, book);
     if book.version != 1 {
         c.at_value("version", format!("unsupported runbook version {}: this rollout reads version 1", book.version));
     }
@@ -321,38 +219,34 @@ pub fn severity_clashes<'a>(runbooks: impl IntoIterator<Item = &'a LoadedRunbook
     problems
 }
 
-fn check_branch(name: &str) -> Result<(), String> {
-    if git2::Reference::is_valid_name(&format!("refs/heads/{name}")) {
-        Ok(())
-    } else {
-        Err(format!("`{}` is not a valid branch name", echo::clip(name)))
-    }
-}
-
 /// Steps whose service the config does not configure.
 pub fn against_config(runbook: &LoadedRunbook, config: &Config) -> Vec<Diagnostic> {
     let mut problems = Vec::new();
     for (i, step) in runbook.runbook.steps.iter().enumerate() {
-        let (missing, kind) = match step.kind() {
-            StepKind::Flag => (config.flags.is_none(), "flags"),
-            StepKind::Revert => (config.git.is_none(), "git"),
-            StepKind::Ci => (config.ci.is_none(), "ci"),
-            StepKind::Notify => (config.notify.is_none(), "notify"),
-            StepKind::Manual => (false, ""),
-        };
-        if missing {
-            let path = format!("steps[{i}].{}", step.kind().as_str());
-            problems.push(runbook.source.at_key(
-                &path,
-                format!(
-                    "{path}: step `{}` needs the `{kind}` section of {}, which it does not have",
-                    echo::clip(&step.id),
-                    config.path.display()
-                ),
-            ));
-        }
+        let kind = step.kind();
+        let Some(service) = kind.service().filter(|s| !configured(config, *s)) else { continue };
+        let path = format!("steps[{i}].{}", kind.as_str());
+        problems.push(runbook.source.at_key(
+            &path,
+            format!(
+                "{path}: step `{}` needs the `{}` section of {}, which it does not have",
+                echo::clip(&step.common.id),
+                service.section(),
+                config.path.display()
+            ),
+        ));
     }
     problems
+}
+
+/// Whether the config has the section a service is set up from.
+fn configured(config: &Config, service: Service) -> bool {
+    match service {
+        Service::Flags => config.flags.is_some(),
+        Service::Git => config.git.is_some(),
+        Service::Ci => config.ci.is_some(),
+        Service::Notify => config.notify.is_some(),
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@ use super::{Context, Preview, Step, snapshot};
 use crate::ci::{PipelineRequest, Pipelines, RunHandle, RunState, UNKNOWN_RUN, UnknownRun, Verdict};
 use crate::error::{Interrupted, Started};
 use crate::git::{GitRemote, short_id};
-use crate::runbook::resolve::{CiRequest, Outputs};
+use crate::runbook::kinds::ci::CiRequest;
+use crate::runbook::resolve::Outputs;
 
 /// How long a pipeline may run when neither the step nor the runbook says.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60 * 60);

@@ -6,7 +6,8 @@ use anyhow::{Result, bail};
 use super::{Context, Preview, Projected, Step, snapshot};
 use crate::error::Precondition;
 use crate::flags::{Direction, FlagPlan, FlagService, FlagState, FlagTarget, Reach};
-use crate::runbook::resolve::{FlagChange, FlagGoal, Outputs};
+use crate::runbook::kinds::flag::{FlagChange, FlagGoal};
+use crate::runbook::resolve::Outputs;
 
 pub struct FlagStep<'s> {
     pub service: &'s dyn FlagService,

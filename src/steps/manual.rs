@@ -4,7 +4,8 @@
 use anyhow::Result;
 
 use super::{Context, Preview, Step, snapshot};
-use crate::runbook::resolve::{ManualRequest, Outputs};
+use crate::runbook::kinds::manual::ManualRequest;
+use crate::runbook::resolve::Outputs;
 
 pub struct ManualStep {
     pub request: ManualRequest,

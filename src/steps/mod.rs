@@ -20,6 +20,7 @@ use crate::flags::{FlagService, FlagState, Reach};
 use crate::git::GitRemote;
 use crate::notify::Webhook;
 use crate::runbook::resolve::{Action, Outputs};
+use crate::runbook::{Service, StepKind};
 use crate::ui::Ui;
 
 /// What a step would change, read live.
@@ -199,26 +200,25 @@ pub fn snapshot(summary: impl Into<String>, data: serde_json::Value) -> serde_js
 }
 
 impl Services<'_> {
-    /// Where a kind of step acts, for the run header; None for steps that touch no service.
-    pub fn describe(&self, kind: crate::runbook::StepKind) -> Option<(&'static str, String)> {
-        use crate::runbook::StepKind;
-        match kind {
-            StepKind::Flag => self.flags().ok().map(|f| ("flags", f.location())),
-            StepKind::Revert => self.git().ok().map(|g| ("git", g.describe())),
-            StepKind::Ci => self.pipelines().ok().map(|p| ("ci", p.describe())),
-            StepKind::Notify | StepKind::Manual => None,
+    /// Where a kind of step acts, for the run header; None for steps that touch no service
+    /// and for notify, whose webhook the header does not show.
+    pub fn describe(&self, kind: StepKind) -> Option<(&'static str, String)> {
+        match kind.service()? {
+            Service::Flags => self.flags().ok().map(|f| ("flags", f.location())),
+            Service::Git => self.git().ok().map(|g| ("git", g.describe())),
+            Service::Ci => self.pipelines().ok().map(|p| ("ci", p.describe())),
+            Service::Notify => None,
         }
     }
 
     /// Set up the service a kind of step uses, so that a config problem shows before the run.
-    pub fn prepare(&self, kind: crate::runbook::StepKind) -> Result<()> {
-        use crate::runbook::StepKind;
-        match kind {
-            StepKind::Flag => self.flags().map(drop),
-            StepKind::Revert => self.git().map(drop),
-            StepKind::Ci => self.pipelines().map(drop),
-            StepKind::Notify => self.webhook().map(drop),
-            StepKind::Manual => Ok(()),
+    pub fn prepare(&self, kind: StepKind) -> Result<()> {
+        match kind.service() {
+            Some(Service::Flags) => self.flags().map(drop),
+            Some(Service::Git) => self.git().map(drop),
+            Some(Service::Ci) => self.pipelines().map(drop),
+            Some(Service::Notify) => self.webhook().map(drop),
+            None => Ok(()),
         }
     }
 }

@@ -6,7 +6,8 @@ use serde_json::json;
 
 use super::{Context, Preview, Step, snapshot};
 use crate::notify::Webhook;
-use crate::runbook::resolve::{NotifyRequest, Outputs};
+use crate::runbook::kinds::notify::NotifyRequest;
+use crate::runbook::resolve::Outputs;
 
 pub struct NotifyStep<'s> {
     pub webhook: &'s Webhook,

@@ -10,7 +10,8 @@ use super::{Context, Preview, Step, snapshot};
 use crate::error::Precondition;
 use crate::git::revert::{self, Plan};
 use crate::git::{GitRemote, PushError, identity, short, short_id};
-use crate::runbook::resolve::{Outputs, RevertRequest};
+use crate::runbook::kinds::revert::RevertRequest;
+use crate::runbook::resolve::Outputs;
 
 pub struct RevertStep<'s> {
     pub git: &'s GitRemote,

@@ -370,13 +370,13 @@ fn help_man_page_and_readme_list_the_same_exit_codes_environment_and_files() {
     man.code(0);
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let roff = |text: &str| text.replace('-', "\\-");
-    for code in rollout::error::ExitCode::ALL {
+    for code in rollout::ExitCode::ALL {
         let (number, meaning) = (code.code(), code.meaning());
         assert!(help.stdout.contains(&format!("{number:<4} {meaning}")), "--help lacks exit {number}");
         assert!(man.stdout.contains(&format!(".TP\n{number}\n{}\n", roff(meaning))), "man lacks exit {number}");
         assert!(readme.contains(&format!("| {number} | {meaning} |")), "README lacks exit {number}");
     }
-    for (name, meaning) in rollout::cli::ENVIRONMENT.iter().chain(rollout::cli::FILES) {
+    for (name, meaning) in rollout::ENVIRONMENT.iter().chain(rollout::FILES) {
         assert!(help.stdout.contains(&format!("  {name}\n      {meaning}\n")), "--help lacks {name}");
         assert!(man.stdout.contains(&roff(meaning)), "man lacks {name}");
         assert!(readme.contains(&format!("| {name} | {meaning} |")), "README lacks {name}");

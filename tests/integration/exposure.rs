@@ -14,21 +14,21 @@ const FLIPPER_TOKEN: &str = "flipper-secret-77aa01";
 const LD_TOKEN: &str = "api-ld-secret-9c1d00";
 
 /// One-step runbooks `off`, `on`, `share` (percent from `--var`), and `down` / `up` with a
-/// direction, against the given flags section.
+/// direction, against the given flags section, with both services' tokens set.
 fn workspace(flags: &str) -> Env {
-    let env = Env::new();
-    env.write("rollout.yaml", &format!("version: 1\nflags: {flags}\nhttp: {{ timeout: 2s, retries: 1 }}\n"));
     let runbook = |name: &str, change: &str| {
         format!(
             "version: 1\ntitle: {name}\ninputs:\n  percent: {{ type: percent, default: 5 }}\nsteps:\n  - id: {name}\n    name: Set the flag\n    flag: {{ name: {FLAG}, {change} }}\n"
         )
     };
-    env.write("runbooks/off.yaml", &runbook("off", "state: off"));
-    env.write("runbooks/on.yaml", &runbook("on", "state: on"));
-    env.write("runbooks/share.yaml", &runbook("share", "percent: \"{{ inputs.percent }}\""));
-    env.write("runbooks/down.yaml", &runbook("down", "percent: \"{{ inputs.percent }}\", direction: down"));
-    env.write("runbooks/up.yaml", &runbook("up", "percent: \"{{ inputs.percent }}\", direction: up"));
-    env
+    Env::workspace(&format!("version: 1\nflags: {flags}\nhttp: {{ timeout: 2s, retries: 1 }}\n"))
+        .runbook("off", &runbook("off", "state: off"))
+        .runbook("on", &runbook("on", "state: on"))
+        .runbook("share", &runbook("share", "percent: \"{{ inputs.percent }}\""))
+        .runbook("down", &runbook("down", "percent: \"{{ inputs.percent }}\", direction: down"))
+        .runbook("up", &runbook("up", "percent: \"{{ inputs.percent }}\", direction: up"))
+        .var("FLIPPER_TOKEN", FLIPPER_TOKEN)
+        .var("LD_TOKEN", LD_TOKEN)
 }
 
 fn flipper(gates: Gates) -> (Flipper, Env) {
@@ -36,10 +36,6 @@ fn flipper(gates: Gates) -> (Flipper, Env) {
     server.set(FLAG, gates);
     let env = workspace(&format!("{{ provider: flipper, url: \"{}\", token_env: FLIPPER_TOKEN }}", server.url()));
     (server, env)
-}
-
-fn run(env: &Env, args: &[&str]) -> Outcome {
-    env.run_with(args, &[("FLIPPER_TOKEN", FLIPPER_TOKEN), ("LD_TOKEN", LD_TOKEN)])
 }
 
 fn writes(server: &Server) -> Vec<String> {
@@ -69,7 +65,7 @@ fn set(items: &[&str]) -> BTreeSet<String> {
 fn a_flipper_feature_on_only_through_its_expression_is_on_and_is_turned_off() {
     let expression = serde_json::json!({ "Equal": [{ "Property": ["plan"] }, "basic"] });
     let (server, env) = flipper(Gates { expression: Some(expression), ..Gates::default() });
-    let out = run(&env, &["--json", "run", "off", "--yes"]);
+    let out = env.run(&["--json", "run", "off", "--yes"]);
     out.code(0);
     assert!(
         out.stderr
@@ -90,14 +86,14 @@ fn a_flipper_feature_on_only_through_its_expression_is_on_and_is_turned_off() {
 #[test]
 fn a_flipper_percentage_with_three_decimals_is_read_exactly() {
     let (server, env) = flipper(Gates::percentage_of_actors("33.333"));
-    let out = run(&env, &["run", "off", "--yes"]);
+    let out = env.run(&["run", "off", "--yes"]);
     out.code(0);
     assert!(out.stderr.contains("on, 33.333% -> off"), "{}", out.stderr);
     assert_eq!(writes(&server), [format!("DELETE {}", gate_path("boolean"))]);
 
     server.set(FLAG, Gates::percentage_of_actors("33.333"));
     server.clear_requests();
-    let out = run(&env, &["run", "share", "--yes", "--var", "percent=33.33"]);
+    let out = env.run(&["run", "share", "--yes", "--var", "percent=33.33"]);
     out.code(0);
     assert!(out.stderr.contains("on, 33.333% -> on, 33.33%  [▼ fewer users]"), "{}", out.stderr);
     assert_eq!(
@@ -114,7 +110,7 @@ fn the_flipper_preview_lists_every_gate_and_names_what_the_write_clears() {
     gates.groups = set(&["beta"]);
     gates.percentage_of_time = Some("10".into());
     let (server, env) = flipper(gates);
-    let out = run(&env, &["run", "share", "--yes", "--var", "percent=5"]);
+    let out = env.run(&["run", "share", "--yes", "--var", "percent=5"]);
     out.code(0);
     let shown = "on, 100% + actors (4: User;1, User;2, User;3, …); percentage of time 10%; groups (beta)";
     assert!(out.stderr.contains(&format!("{shown} -> on, 5%  [▼ fewer users]")), "{}", out.stderr);
@@ -136,7 +132,7 @@ fn a_flipper_share_step_keeps_other_gates_verifies_and_a_rerun_writes_nothing() 
     let mut gates = Gates::with_groups(&["beta"]);
     gates.actors = set(&["User;42"]);
     let (server, env) = flipper(gates);
-    let out = run(&env, &["run", "share", "--yes", "--var", "percent=5"]);
+    let out = env.run(&["run", "share", "--yes", "--var", "percent=5"]);
     out.code(0);
     assert!(
         out.stderr.contains("on for some: actors (1: User;42); groups (beta) -> on, 5% + actors (1: User;42); groups (beta)  [▲ MORE users]"),
@@ -152,7 +148,7 @@ fn a_flipper_share_step_keeps_other_gates_verifies_and_a_rerun_writes_nothing() 
     assert_eq!((after.actors, after.groups), (set(&["User;42"]), set(&["beta"])));
 
     server.clear_requests();
-    let again = run(&env, &["run", "share", "--yes", "--var", "percent=5"]);
+    let again = env.run(&["run", "share", "--yes", "--var", "percent=5"]);
     again.code(0);
     assert!(
         again.stderr.contains("already on, 5% + actors (1: User;42); groups (beta), nothing to change"),
@@ -165,7 +161,8 @@ fn a_flipper_share_step_keeps_other_gates_verifies_and_a_rerun_writes_nothing() 
 #[test]
 fn bodiless_flipper_writes_carry_a_zero_content_length() {
     let (server, env) = flipper(Gates::on());
-    run(&env, &["run", "off", "--yes"]).code(0);
+    server.expect("DELETE", &format!("/features/{FLAG}/boolean"));
+    env.run(&["run", "off", "--yes"]).code(0);
     let delete = server.requests().into_iter().find(|r| r.method == "DELETE").unwrap();
     assert_eq!(delete.header("content-length"), Some("0"));
 }
@@ -181,7 +178,7 @@ fn launchdarkly_rules_and_a_true_off_variation_count_as_on() {
         "{{ provider: launchdarkly, url: \"{}\", project: va, environment: production, token_env: LD_TOKEN }}",
         server.url()
     ));
-    let out = run(&env, &["run", "off", "--yes"]);
+    let out = env.run(&["run", "off", "--yes"]);
     out.code(3);
     assert!(
         out.stderr.contains("turning it off would still leave it on for some: the off variation serves true"),
@@ -374,7 +371,7 @@ fn under_yes_a_flag_moved_against_the_direction_before_the_write_fails_unwritten
     let (server, env) = flipper(Gates::on());
     // The preflight read shows 100%; then someone lowers it to 3% before the write.
     server.change_after_reads(FLAG, 1, Gates::percentage_of_actors("3"));
-    let out = run(&env, &["--json", "run", "down", "--yes", "--var", "percent=50"]);
+    let out = env.run(&["--json", "run", "down", "--yes", "--var", "percent=50"]);
     out.code(1);
     assert!(out.stderr.contains("it changed since it was shown; read again just now:"), "{}", out.stderr);
     assert!(
@@ -393,7 +390,7 @@ fn under_yes_a_flag_moved_against_the_direction_before_the_write_fails_unwritten
     // Without a direction the new state is shown and the confirmed target written from it.
     server.set(FLAG, Gates::on());
     server.change_after_reads(FLAG, 1, Gates::percentage_of_actors("3"));
-    let out = run(&env, &["--json", "run", "share", "--yes", "--var", "percent=50"]);
+    let out = env.run(&["--json", "run", "share", "--yes", "--var", "percent=50"]);
     out.code(0);
     let befores: Vec<String> = out
         .events()

@@ -7,20 +7,16 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Barrier;
 
-use rollout::config::FlagsConfig;
-use rollout::error::Precondition;
-use rollout::flags::flagd::FlagdFile;
-use rollout::flags::{FlagService, FlagTarget};
+use rollout::FlagdConfig;
+use rollout::FlagdFile;
+use rollout::Precondition;
+use rollout::{FlagService, FlagTarget};
 use serde_json::value::RawValue;
 
 use crate::support::{Env, FLAG, Outcome, bin};
 
 fn service(dir: &Path, path: &str) -> FlagdFile {
-    let config: FlagsConfig =
-        rollout::yaml::Source::new("rollout.yaml".into(), format!("{{ provider: flagd, path: \"{path}\" }}"))
-            .parse()
-            .unwrap();
-    FlagdFile::new(&config, dir).unwrap()
+    FlagdFile::new(&FlagdConfig { path: path.into() }, dir)
 }
 
 fn off() -> FlagTarget {

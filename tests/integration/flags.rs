@@ -6,29 +6,30 @@ use std::time::{Duration, Instant};
 use crate::support::flipper::{Flipper, Gates};
 use crate::support::http_server::{Fault, Server};
 use crate::support::launchdarkly::{EnvState, Fallthrough, LaunchDarkly};
-use crate::support::{Env, FLAG, Outcome};
+use crate::support::{Env, FLAG};
 
 const FLIPPER_TOKEN: &str = "flipper-secret-0b7c9e";
 const LD_TOKEN: &str = "api-ld-secret-51f2aa";
 
-/// One-step runbooks that set the flag from `--var`s; fast HTTP settings for the tests.
-fn workspace(flags: &str) -> Env {
-    let env = Env::new();
-    env.write(
-        "rollout.yaml",
-        &format!(
-            "version: 1\nflags: {flags}\nhttp: {{ timeout: 1s, connect_timeout: 1s, retries: 2, max_wait: 5s }}\n"
-        ),
-    );
+/// One-step runbooks that set the flag from `--var`s; fast HTTP settings for the tests; no
+/// tokens.
+fn tokenless_workspace(flags: &str) -> Env {
     let runbook = |name: &str, change: &str| {
         format!(
             "version: 1\ntitle: {name}\ninputs:\n  flag: {{ default: {FLAG} }}\n  percent: {{ type: percent, default: 5 }}\nsteps:\n  - id: {name}\n    name: Set the flag\n    flag: {{ name: \"{{{{ inputs.flag }}}}\", {change} }}\n"
         )
     };
-    env.write("runbooks/off.yaml", &runbook("off", "state: off"));
-    env.write("runbooks/on.yaml", &runbook("on", "state: on"));
-    env.write("runbooks/share.yaml", &runbook("share", "state: on, percent: \"{{ inputs.percent }}\""));
-    env
+    Env::workspace(&format!(
+        "version: 1\nflags: {flags}\nhttp: {{ timeout: 1s, connect_timeout: 1s, retries: 2, max_wait: 5s }}\n"
+    ))
+    .runbook("off", &runbook("off", "state: off"))
+    .runbook("on", &runbook("on", "state: on"))
+    .runbook("share", &runbook("share", "state: on, percent: \"{{ inputs.percent }}\""))
+}
+
+/// The same, with both services' tokens set for every run.
+fn workspace(flags: &str) -> Env {
+    tokenless_workspace(flags).var("FLIPPER_TOKEN", FLIPPER_TOKEN).var("LD_TOKEN", LD_TOKEN)
 }
 
 fn flipper() -> (Flipper, Env) {
@@ -48,10 +49,6 @@ fn launchdarkly() -> (LaunchDarkly, Env) {
     (server, env)
 }
 
-fn run(env: &Env, args: &[&str]) -> Outcome {
-    env.run_with(args, &[("FLIPPER_TOKEN", FLIPPER_TOKEN), ("LD_TOKEN", LD_TOKEN)])
-}
-
 fn non_get_paths(server: &Server) -> Vec<String> {
     server.requests().into_iter().filter(|r| r.method != "GET").map(|r| format!("{} {}", r.method, r.path)).collect()
 }
@@ -59,14 +56,15 @@ fn non_get_paths(server: &Server) -> Vec<String> {
 #[test]
 fn flipper_off_share_and_on_use_the_boolean_and_percentage_gates() {
     let (server, env) = flipper();
-    let out = run(&env, &["run", "off", "--yes"]);
+    server.expect("POST", &format!("/features/{FLAG}/percentage_of_actors"));
+    let out = env.run(&["run", "off", "--yes"]);
     out.code(0);
     assert!(out.stderr.contains(&format!("flag {FLAG} (Flipper {}): on, 100% -> off", server.url())), "{}", out.stderr);
     assert_eq!(server.gates(FLAG).unwrap().state(), "off");
     assert_eq!(non_get_paths(&server), [format!("DELETE /flipper/api/features/{FLAG}/boolean")]);
 
     server.clear_requests();
-    run(&env, &["run", "share", "--yes", "--var", "percent=5"]).code(0);
+    env.run(&["run", "share", "--yes", "--var", "percent=5"]).code(0);
     let gates = server.gates(FLAG).unwrap();
     assert_eq!((gates.boolean, gates.percentage_of_actors.as_deref()), (false, Some("5")));
     assert_eq!(non_get_paths(&server), [format!("POST /flipper/api/features/{FLAG}/percentage_of_actors")]);
@@ -74,14 +72,14 @@ fn flipper_off_share_and_on_use_the_boolean_and_percentage_gates() {
     assert_eq!(post.text(), "percentage=5");
     assert_eq!(post.header("authorization"), Some(format!("Bearer {FLIPPER_TOKEN}").as_str()));
 
-    run(&env, &["run", "on", "--yes"]).code(0);
+    env.run(&["run", "on", "--yes"]).code(0);
     assert!(server.gates(FLAG).unwrap().boolean);
 }
 
 #[test]
 fn flipper_lowering_from_everyone_turns_the_boolean_gate_off_before_setting_the_share() {
     let (server, env) = flipper();
-    let out = run(&env, &["run", "share", "--yes", "--var", "percent=2.5"]);
+    let out = env.run(&["run", "share", "--yes", "--var", "percent=2.5"]);
     out.code(0);
     assert!(out.stderr.contains("on, 100% -> on, 2.5%"), "{}", out.stderr);
     assert_eq!(
@@ -100,7 +98,7 @@ fn flipper_records_every_gate_before_clearing_them() {
     let mut gates = Gates { boolean: false, percentage_of_actors: Some("25".into()), ..Gates::default() };
     gates.actors.insert("User;42".into());
     server.set(FLAG, gates);
-    let out = run(&env, &["--json", "run", "off", "--yes"]);
+    let out = env.run(&["--json", "run", "off", "--yes"]);
     out.code(0);
     assert!(out.stderr.contains("on, 25% + actors (1: User;42) -> off"), "{}", out.stderr);
     let preview = out.events().into_iter().find(|e| e["event"] == "step_preview").unwrap();
@@ -113,7 +111,8 @@ fn flipper_records_every_gate_before_clearing_them() {
 #[test]
 fn launchdarkly_uses_semantic_patches_with_a_comment_naming_the_run() {
     let (server, env) = launchdarkly();
-    let out = run(&env, &["run", "share", "--yes", "--var", "percent=5"]);
+    server.expect("PATCH", &format!("/api/v2/flags/va/{FLAG}"));
+    let out = env.run(&["run", "share", "--yes", "--var", "percent=5"]);
     out.code(0);
     assert!(out.stderr.contains("LaunchDarkly va/production): on, 100% -> on, 5%"), "{}", out.stderr);
     let on_id = server.variation_id("va", FLAG, 0);
@@ -137,9 +136,9 @@ fn launchdarkly_uses_semantic_patches_with_a_comment_naming_the_run() {
     assert_eq!(body["instructions"][1]["rolloutWeights"][&on_id], 5000);
     assert_eq!(body["instructions"][1]["rolloutWeights"][&off_id], 95000);
 
-    run(&env, &["run", "off", "--yes"]).code(0);
+    env.run(&["run", "off", "--yes"]).code(0);
     assert!(!server.env("va", FLAG, "production").unwrap().on);
-    let out = run(&env, &["run", "on", "--yes"]);
+    let out = env.run(&["run", "on", "--yes"]);
     out.code(0);
     assert!(out.stderr.contains("off -> on, 100%"), "{}", out.stderr);
     let state = server.env("va", FLAG, "production").unwrap();
@@ -149,7 +148,7 @@ fn launchdarkly_uses_semantic_patches_with_a_comment_naming_the_run() {
 #[test]
 fn a_flag_already_in_the_target_state_gets_no_write() {
     let (flipper, env) = flipper();
-    let out = run(&env, &["run", "on", "--yes"]);
+    let out = env.run(&["run", "on", "--yes"]);
     out.code(0);
     assert!(out.stderr.contains("already on, 100%, nothing to change"), "{}", out.stderr);
     assert_eq!(flipper.non_get_count(), 0);
@@ -161,7 +160,7 @@ fn a_flag_already_in_the_target_state_gets_no_write() {
         "production",
         EnvState { on: true, fallthrough: Fallthrough::Rollout(vec![(0, 5000), (1, 95000)]), off_variation: 1 },
     );
-    let out = run(&env, &["run", "share", "--yes", "--var", "percent=5"]);
+    let out = env.run(&["run", "share", "--yes", "--var", "percent=5"]);
     out.code(0);
     assert!(out.stderr.contains("already on, 5%, nothing to change"), "{}", out.stderr);
     assert_eq!(ld.non_get_count(), 0);
@@ -171,7 +170,7 @@ fn a_flag_already_in_the_target_state_gets_no_write() {
 fn an_unknown_flag_fails_preflight_and_the_dry_run_sends_only_gets() {
     let (flipper, env) = flipper();
     for mode in ["--yes", "--dry-run"] {
-        let out = run(&env, &["run", "off", mode, "--var", "flag=nope"]);
+        let out = env.run(&["run", "off", mode, "--var", "flag=nope"]);
         out.code(3);
         assert!(
             out.stderr
@@ -181,14 +180,14 @@ fn an_unknown_flag_fails_preflight_and_the_dry_run_sends_only_gets() {
         );
     }
     let (ld, env) = launchdarkly();
-    let out = run(&env, &["run", "off", "--dry-run", "--var", "flag=nope"]);
+    let out = env.run(&["run", "off", "--dry-run", "--var", "flag=nope"]);
     out.code(3);
     assert!(
         out.stderr.contains("flag nope was not found in LaunchDarkly project va: Invalid resource identifier"),
         "{}",
         out.stderr
     );
-    let out = run(&env, &["run", "share", "--dry-run"]);
+    let out = env.run(&["run", "share", "--dry-run"]);
     out.code(0);
     assert!(out.stderr.contains("on, 100% -> on, 5%"), "{}", out.stderr);
     assert_eq!(flipper.non_get_count() + ld.non_get_count(), 0, "a dry run sends only GET requests");
@@ -212,7 +211,9 @@ fn a_wrong_token_names_its_variable_and_never_shows_the_token() {
 
 #[test]
 fn a_missing_token_variable_is_refused_before_the_run() {
-    let (_server, env) = flipper();
+    let server = Flipper::start(FLIPPER_TOKEN);
+    let env =
+        tokenless_workspace(&format!("{{ provider: flipper, url: \"{}\", token_env: FLIPPER_TOKEN }}", server.url()));
     let out = env.run(&["run", "off", "--yes"]);
     out.code(2);
     assert!(out.stderr.contains("FLIPPER_TOKEN is not set"), "{}", out.stderr);
@@ -257,7 +258,7 @@ fn a_server_that_is_down_gets_bounded_retries_then_exit_1() {
     ] {
         let env = workspace(&flags);
         let started = Instant::now();
-        let out = run(&env, &["run", "off", "--yes"]);
+        let out = env.run(&["run", "off", "--yes"]);
         out.code(1);
         assert!(
             out.stderr.contains(&format!("{service} did not answer GET http://127.0.0.1:{port}{path} after 3 tries")),
@@ -275,10 +276,10 @@ fn a_500_is_retried_and_the_step_succeeds() {
     for (server, env) in both() {
         server.fault(Fault::Status(500));
         server.fault(Fault::Status(503));
-        run(&env, &["run", "off", "--yes"]).code(0);
+        env.run(&["run", "off", "--yes"]).code(0);
         let gets = server.requests().iter().filter(|r| r.method == "GET").count();
         assert!(gets >= 4, "two failed reads, the preview, the read-back: {gets}");
-        let out = run(&env, &["run", "off", "--yes"]);
+        let out = env.run(&["run", "off", "--yes"]);
         assert!(out.stderr.contains("already off, nothing to change"), "the write took: {}", out.stderr);
     }
 }
@@ -288,7 +289,7 @@ fn a_429_with_retry_after_is_waited_for() {
     for (server, env) in both() {
         server.fault(Fault::RateLimited { retry_after: 1 });
         let started = Instant::now();
-        run(&env, &["run", "off", "--yes"]).code(0);
+        env.run(&["run", "off", "--yes"]).code(0);
         assert!(started.elapsed() >= Duration::from_secs(1), "waited {:?}", started.elapsed());
         let ids_read = usize::from(!server.url().ends_with("/flipper/api"));
         assert_eq!(
@@ -305,7 +306,7 @@ fn a_429_asking_for_more_than_the_wait_budget_fails_at_once() {
     for (server, env) in both() {
         server.fault(Fault::RateLimited { retry_after: 120 });
         let started = Instant::now();
-        let out = run(&env, &["run", "off", "--yes"]);
+        let out = env.run(&["run", "off", "--yes"]);
         out.code(1);
         assert!(out.stderr.contains("429 Too Many Requests"), "{}", out.stderr);
         assert!(out.stderr.contains("asked to wait 120 s, past the 5 s wait budget"), "{}", out.stderr);
@@ -319,7 +320,7 @@ fn a_slow_server_times_out() {
     for (server, env) in both() {
         server.fail_path(&read_path(&server), Fault::Delay(Duration::from_secs(3)));
         let started = Instant::now();
-        let out = run(&env, &["run", "off", "--yes"]);
+        let out = env.run(&["run", "off", "--yes"]);
         out.code(1);
         assert!(out.stderr.contains("no answer within the 1 s timeout"), "{}", out.stderr);
         assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
@@ -331,7 +332,7 @@ fn a_slow_server_times_out() {
 fn malformed_json_is_a_clear_error() {
     for (server, env) in both() {
         server.fault(Fault::MalformedJson);
-        let out = run(&env, &["run", "off", "--yes"]);
+        let out = env.run(&["run", "off", "--yes"]);
         out.code(1);
         assert!(out.stderr.contains(" answered GET "), "{}", out.stderr);
         assert!(out.stderr.contains("with malformed JSON"), "{}", out.stderr);
@@ -343,7 +344,7 @@ fn malformed_json_is_a_clear_error() {
 fn a_dropped_connection_is_retried() {
     for (server, env) in both() {
         server.fault(Fault::Close);
-        run(&env, &["run", "off", "--yes"]).code(0);
+        env.run(&["run", "off", "--yes"]).code(0);
         assert!(server.count("GET") >= 3, "the dropped read was tried again");
     }
 }
@@ -351,7 +352,7 @@ fn a_dropped_connection_is_retried() {
 #[test]
 fn plain_http_to_another_host_is_refused_unless_allowed() {
     let env = workspace("{ provider: flipper, url: \"http://flags.example.gov/api\", token_env: FLIPPER_TOKEN }");
-    let out = run(&env, &["run", "off", "--yes"]);
+    let out = env.run(&["run", "off", "--yes"]);
     out.code(2);
     assert!(out.stderr.contains("uses plain http to a host that is not this machine"), "{}", out.stderr);
 }
@@ -360,7 +361,7 @@ fn plain_http_to_another_host_is_refused_unless_allowed() {
 fn a_retry_after_of_u64_max_is_refused_never_waited_for_or_overflowed() {
     let (server, env) = flipper();
     server.fault(Fault::RateLimited { retry_after: u64::MAX });
-    let out = run(&env, &["run", "off", "--yes"]);
+    let out = env.run(&["run", "off", "--yes"]);
     assert!(out.stderr.contains("past the"), "{}", out.stderr);
     assert!(!out.stderr.contains("crashed"), "{}", out.stderr);
     out.code(1);

@@ -5,9 +5,7 @@ mod support;
 
 mod buildbot;
 mod ci;
-mod ci_emulators;
 mod contract;
-mod emulators;
 mod exposure;
 mod flagd;
 mod flags;
@@ -20,6 +18,7 @@ mod prompts;
 mod regression;
 mod remotes;
 mod revert;
+mod screens;
 mod state;
 mod unleash;
 mod walk;

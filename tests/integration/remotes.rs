@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rollout::sandbox::{IDENTITY, OFFENDING_SUBJECT};
+use rollout::{IDENTITY, OFFENDING_SUBJECT};
 use serde_json::Value;
 
 use crate::support::background::Background;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 
-use rollout::sandbox::OFFENDING_SUBJECT;
+use rollout::OFFENDING_SUBJECT;
 use tempfile::TempDir;
 
 use crate::support::{Env, git};

@@ -377,7 +377,7 @@ fn list_json_is_one_object_per_runbook() {
 
 #[test]
 fn every_prefix_of_a_real_journal_folds_and_the_whole_gives_the_tally_the_run_printed() {
-    use rollout::engine::{journal, state::RunState};
+    use rollout::{RunState, journal};
     let env = workspace();
     let out = env.run(&["incident", "--severity", "critical", "--yes"]);
     out.code(0);

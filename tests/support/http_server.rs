@@ -1,5 +1,6 @@
 //! A tiny HTTP/1.1 server for the vendor emulators: bound to 127.0.0.1:0, a thread per
-//! connection, every request recorded, injected faults, and a clean stop on Drop.
+//! connection, every request recorded, injected faults, expected calls checked, and a clean
+//! stop on Drop.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -106,6 +107,7 @@ struct Shared {
     requests: Mutex<Vec<Request>>,
     faults: Mutex<VecDeque<Fault>>,
     path_faults: Mutex<Vec<(String, Fault)>>,
+    expected: Mutex<Vec<(String, String)>>,
     stopping: AtomicBool,
 }
 
@@ -127,6 +129,7 @@ impl Server {
             requests: Mutex::default(),
             faults: Mutex::default(),
             path_faults: Mutex::default(),
+            expected: Mutex::default(),
             stopping: AtomicBool::new(false),
         });
         let accept = Arc::clone(&shared);
@@ -159,6 +162,23 @@ impl Server {
         self.shared.path_faults.lock().unwrap().push((format!("{}{path}", self.mount), fault));
     }
 
+    /// Require a `method` request to this path (relative to the mount, no query) before the
+    /// server is dropped; Drop panics naming every expected call that never arrived.
+    pub fn expect(&self, method: &str, path: &str) {
+        self.shared.expected.lock().unwrap().push((method.to_string(), format!("{}{path}", self.mount)));
+    }
+
+    /// The expected calls that have not arrived, as `METHOD /path`.
+    fn missing(&self) -> Vec<String> {
+        let requests = self.requests();
+        let expected = self.shared.expected.lock().unwrap();
+        expected
+            .iter()
+            .filter(|(method, path)| !requests.iter().any(|r| r.method == *method && r.path == *path))
+            .map(|(method, path)| format!("{method} {path}"))
+            .collect()
+    }
+
     /// Every request received so far, faulted ones included, in arrival order.
     pub fn requests(&self) -> Vec<Request> {
         self.shared.requests.lock().unwrap().clone()
@@ -180,12 +200,16 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        let missing = self.missing();
         self.shared.stopping.store(true, Ordering::SeqCst);
         // Wake the accept loop so that it sees the flag.
         if TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).is_ok()
             && let Some(thread) = self.thread.take()
         {
             let _ = thread.join();
+        }
+        if !missing.is_empty() && !std::thread::panicking() {
+            panic!("expected calls never arrived: {missing:?}");
         }
     }
 }

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use rollout::sandbox::Sandbox;
+use rollout::Sandbox;
 use sha2::{Digest, Sha256};
 
 /// The binary under test; `ROLLOUT_TEST_BIN` points the suite at another build (e.g. an
@@ -52,6 +52,8 @@ impl Outcome {
 pub struct Env {
     pub home: tempfile::TempDir,
     pub sandbox: Sandbox,
+    /// Variables (tokens, webhooks) that every run of this workspace gets.
+    vars: Vec<(String, String)>,
 }
 
 impl Env {
@@ -63,7 +65,26 @@ impl Env {
             let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks").join(format!("{name}.yaml"));
             std::fs::copy(from, sandbox.path().join("runbooks").join(format!("{name}.yaml"))).expect("copy runbook");
         }
-        Env { home: tempfile::tempdir().expect("home"), sandbox }
+        Env { home: tempfile::tempdir().expect("home"), sandbox, vars: Vec::new() }
+    }
+
+    /// `Env::new()` with this `rollout.yaml`; add runbooks and variables with the builders.
+    pub fn workspace(config_yaml: &str) -> Env {
+        let env = Env::new();
+        env.write("rollout.yaml", config_yaml);
+        env
+    }
+
+    /// Add (or replace) `runbooks/<name>.yaml`.
+    pub fn runbook(self, name: &str, yaml: &str) -> Env {
+        self.write(&format!("runbooks/{name}.yaml"), yaml);
+        self
+    }
+
+    /// Give every run of this workspace the variable `name=value`.
+    pub fn var(mut self, name: &str, value: &str) -> Env {
+        self.vars.push((name.to_string(), value.to_string()));
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -88,7 +109,7 @@ impl Env {
         std::fs::read_to_string(self.path(relative)).unwrap_or_default()
     }
 
-    /// The command, hermetic: only PATH survives from the outside environment.
+    /// The command, hermetic: only PATH and the workspace's own variables are set.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(bin());
         command
@@ -99,7 +120,8 @@ impl Env {
             .env("HOME", self.home.path())
             .env("ROLLOUT_STATE_DIR", self.state_dir())
             .env("ROLLOUT_REHEARSAL_DEPLOY_SECONDS", "0")
-            .env("NO_COLOR", "1");
+            .env("NO_COLOR", "1")
+            .envs(self.vars.iter().map(|(k, v)| (k, v)));
         command
     }
 
