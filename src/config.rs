@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::anyhow;
 use serde::Deserialize;
 
+use crate::duration;
 use crate::error::Error;
-use crate::runbook::duration;
 use crate::yaml::{Diagnostic, Diagnostics, Source};
 
 pub const FILE_NAME: &str = "rollout.yaml";

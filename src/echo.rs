@@ -49,6 +49,11 @@ fn closing(text: &str, quote: u8) -> Option<usize> {
     None
 }
 
+/// The first 7 characters of a commit id (or all of a shorter text), never cut inside a character.
+pub fn short_id(id: &str) -> &str {
+    id.char_indices().nth(7).map_or(id, |(at, _)| &id[..at])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@ mod ci;
 mod cli;
 mod commands;
 mod config;
+mod duration;
 mod echo;
 mod engine;
 mod error;
@@ -25,11 +26,14 @@ mod yaml;
 
 // What the integration tests drive directly; everything else is private to the binary.
 pub use cli::{ENVIRONMENT, FILES};
-pub use config::FlagdConfig;
+pub use config::{FlagdConfig, FlipperConfig, HttpSettings, LaunchdarklyConfig, UnleashConfig};
 pub use engine::journal;
 pub use engine::state::RunState;
 pub use error::{ExitCode, Precondition};
 pub use flags::flagd::FlagdFile;
+pub use flags::flipper::Flipper;
+pub use flags::launchdarkly::LaunchDarkly;
+pub use flags::unleash::Unleash;
 pub use flags::{FlagService, FlagTarget};
 pub use sandbox::{IDENTITY, OFFENDING_SUBJECT, Sandbox};
 

@@ -101,10 +101,33 @@ impl FromStr for Percent {
     }
 }
 
-/// In JSON a percentage is a plain number: 5, 2.5.
+/// In JSON a percentage is a plain number (5, 2.5) when a number reads back exactly, and a
+/// decimal string (`"33.333333333333333333"`) only for the shares a number cannot hold.
 impl serde::Serialize for Percent {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_f64(self.as_f64())
+        let number = self.as_f64();
+        match Percent::parse_decimal(&number.to_string()) == Some(*self) {
+            true => serializer.serialize_f64(number),
+            false => serializer.serialize_str(&self.to_string()),
+        }
+    }
+}
+
+/// Reads either form back: a number through its shortest decimal, a string exactly.
+impl<'de> serde::Deserialize<'de> for Percent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(f64),
+            Text(String),
+        }
+        let text = match Written::deserialize(deserializer)? {
+            Written::Number(number) => number.to_string(),
+            Written::Text(text) => text,
+        };
+        Percent::parse_decimal(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not a percentage from 0 to 100")))
     }
 }
 
@@ -160,5 +183,20 @@ mod tests {
         }
         assert_eq!(Percent::from_ratio(1, 3).unwrap().to_string(), "33.333333333333333333");
         assert_eq!(Percent::from_ratio(5_000, 100_000).unwrap().to_string(), "5");
+    }
+
+    #[test]
+    fn json_reads_back_exactly_and_reads_older_numbers() {
+        for text in ["0", "5", "2.5", "33.333", "100", "33.333333333333333333", "0.000000000000000001"] {
+            let percent = Percent::parse_decimal(text).unwrap();
+            let json = serde_json::to_string(&percent).unwrap();
+            assert_eq!(serde_json::from_str::<Percent>(&json).unwrap(), percent, "{text} as {json}");
+        }
+        assert_eq!(serde_json::to_string(&Percent::parse_decimal("33.333").unwrap()).unwrap(), "33.333");
+        assert_eq!(serde_json::from_str::<Percent>("5.0").unwrap().to_string(), "5");
+        assert_eq!(serde_json::from_str::<Percent>("100").unwrap(), Percent::FULL);
+        for junk in ["-1", "100.5", "\"abc\"", "null"] {
+            assert!(serde_json::from_str::<Percent>(junk).is_err(), "{junk}");
+        }
     }
 }

@@ -1,9 +1,6 @@
 //! Buildbot: a force scheduler called over JSON-RPC (its answer's shape is checked, since an
 //! unknown method is a 200 with a null result), then the build request and its build.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-
 use anyhow::{Result, anyhow};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -15,8 +12,6 @@ use crate::http::{Auth, Body, Client, Response, segment};
 
 pub struct Buildbot {
     client: Client,
-    /// Build request id -> builder id, for the web URL.
-    builders: RefCell<HashMap<String, u64>>,
 }
 
 impl Buildbot {
@@ -26,10 +21,7 @@ impl Buildbot {
             .as_deref()
             .map(|env| Auth::from_env(env, "Authorization", "Bearer {token}", "Buildbot"))
             .transpose()?;
-        Ok(Buildbot {
-            client: Client::new("Buildbot", &config.url, http, config.allow_insecure_http, auth)?,
-            builders: RefCell::default(),
-        })
+        Ok(Buildbot { client: Client::new("Buildbot", &config.url, http, config.allow_insecure_http, auth)? })
     }
 
     /// The build's page in Buildbot's web UI.
@@ -95,13 +87,10 @@ impl Pipelines for Buildbot {
                         request.pipeline
                     )
                 })?;
-            let (builder, request_id) = requests.iter().next().expect("not empty");
+            let request_id = requests.values().next().expect("not empty");
             let request_id = request_id
                 .as_u64()
                 .ok_or_else(|| anyhow!("Buildbot's build request id is not a number: {request_id}"))?;
-            if let Ok(builder) = builder.parse() {
-                self.builders.borrow_mut().insert(request_id.to_string(), builder);
-            }
             Ok(RunHandle { id: request_id.to_string(), url: None })
         };
         trigger_once(&format!("{}/#/builders", self.client.base().trim_end_matches('/')), send, read)

@@ -45,6 +45,14 @@ impl CommandPipeline {
         CommandPipeline { argv: config.argv.clone(), dir: config_dir.to_path_buf(), runs: Mutex::new(HashMap::new()) }
     }
 
+    /// What is known of a command this process did not start (its pid read back from a journal):
+    /// its output went to the rollout process that started it, so neither its end nor its log is.
+    fn gone(pid: &str) -> String {
+        format!(
+            "the ci command with pid {pid} was not started by this rollout process: its output and exit status went to the process that started it and are gone; check whether it still runs (ps -p {pid}) and what it did before going on"
+        )
+    }
+
     fn shown(&self) -> String {
         self.argv.join(" ")
     }
@@ -192,9 +200,7 @@ impl Pipelines for CommandPipeline {
 
     fn poll(&self, run: &RunHandle) -> Result<RunState> {
         let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
-        let running = runs
-            .get_mut(&run.id)
-            .ok_or_else(|| anyhow!("no ci command with pid {} was started by this run", run.id))?;
+        let running = runs.get_mut(&run.id).ok_or_else(|| anyhow!("{}", Self::gone(&run.id)))?;
         let Some(status) = running.child.try_wait()? else {
             let last = running.tail.lock().unwrap_or_else(|e| e.into_inner()).back().cloned();
             return Ok(RunState::Running(last));
@@ -250,6 +256,32 @@ mod tests {
             dir: dir.to_path_buf(),
             runs: Mutex::default(),
         }
+    }
+
+    #[test]
+    fn a_journaled_command_is_followed_by_the_process_that_started_it_and_gone_for_any_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let started = pipeline(&["sh", "-c", "echo deployed"], dir.path());
+        let request = PipelineRequest {
+            pipeline: "deploy".into(),
+            git_ref: None,
+            inputs: Default::default(),
+            run_id: "r1".into(),
+            timeout: Duration::from_secs(10),
+        };
+        let run = started.trigger(&request).unwrap();
+        let journaled = RunHandle::journaled(&run.id, run.url.as_deref().unwrap_or_default());
+        let later = pipeline(&["sh", "-c", "echo deployed"], dir.path()).poll(&journaled).unwrap_err();
+        assert!(format!("{later:#}").contains("not started by this rollout process"), "{later:#}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let verdict = loop {
+            match started.poll(&journaled).unwrap() {
+                RunState::Succeeded(verdict) => break verdict,
+                RunState::Running(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(verdict.log_tail, "deployed");
     }
 
     #[test]

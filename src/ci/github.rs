@@ -208,7 +208,7 @@ impl Pipelines for GitHub {
         }
         let sha = commit.ok()?.json::<serde_json::Value>()?["sha"]
             .as_str()
-            .map(|s| crate::git::short_id(s).to_string())
+            .map(|s| crate::echo::short_id(s).to_string())
             .unwrap_or_default();
         Ok(format!(
             "runs workflow {} ({}) on {git_ref} at {sha}",

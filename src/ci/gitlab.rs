@@ -94,7 +94,7 @@ impl Pipelines for GitLab {
         }
         let sha = commit.ok()?.json::<serde_json::Value>()?["id"]
             .as_str()
-            .map(|s| crate::git::short_id(s).to_string())
+            .map(|s| crate::echo::short_id(s).to_string())
             .unwrap_or_default();
         Ok(format!("creates a pipeline of {shown} on {git_ref} at {sha}"))
     }

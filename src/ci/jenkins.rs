@@ -17,8 +17,9 @@ pub struct Jenkins {
     client: Client,
     /// Whether a password (not an API token) authenticates: then CSRF crumbs are needed.
     password: bool,
-    /// Queue item URL -> (job path, build number once known).
-    builds: RefCell<HashMap<String, (String, Option<u64>)>>,
+    /// Queue item URL -> build URL, once the item left the queue: a cache, since the queue item
+    /// names its build, so a run re-attaches from its journaled queue URL alone.
+    builds: RefCell<HashMap<String, String>>,
 }
 
 impl Jenkins {
@@ -46,6 +47,21 @@ impl Jenkins {
     /// `folder/deploy` -> `/job/folder/job/deploy`.
     fn job(pipeline: &str) -> String {
         pipeline.split('/').filter(|s| !s.is_empty()).map(|s| format!("/job/{}", segment(s))).collect()
+    }
+
+    /// The build a queue item became (its URL, with a trailing slash), or the run's state while
+    /// it is still queued or was cancelled there.
+    fn left_queue(&self, run: &RunHandle) -> Result<Result<String, RunState>> {
+        let item: serde_json::Value = self.client.get(&format!("{}api/json", run.id), &[])?.ok()?.json()?;
+        if item["cancelled"] == serde_json::json!(true) {
+            let verdict = Verdict { conclusion: "cancelled in the queue".into(), ..Verdict::default() };
+            return Ok(Err(RunState::Cancelled(verdict)));
+        }
+        match item["executable"]["url"].as_str() {
+            Some(url) if url.ends_with('/') => Ok(Ok(url.to_string())),
+            Some(url) => Ok(Ok(format!("{url}/"))),
+            None => Ok(Err(RunState::Running(Some(format!("queued: {}", item["why"].as_str().unwrap_or("waiting")))))),
+        }
     }
 
     /// The crumb header (and session cookie) a password-authenticated POST needs.
@@ -134,48 +150,33 @@ impl Pipelines for Jenkins {
             Ok(RunHandle { id: if queue.ends_with('/') { queue } else { format!("{queue}/") }, url: None })
         };
         let look_at = format!("{}{job}/", self.client.base().trim_end_matches('/'));
-        let run = trigger_once(&look_at, send, read)?;
-        self.builds.borrow_mut().insert(run.id.clone(), (job, None));
-        Ok(run)
+        trigger_once(&look_at, send, read)
     }
 
     fn poll(&self, run: &RunHandle) -> Result<RunState> {
-        let (job, number) = self
-            .builds
-            .borrow()
-            .get(&run.id)
-            .cloned()
-            .ok_or_else(|| anyhow!("unknown Jenkins queue item {}", run.id))?;
-        let number = match number {
-            Some(number) => number,
-            None => {
-                let item: serde_json::Value = self.client.get(&format!("{}api/json", run.id), &[])?.ok()?.json()?;
-                if item["cancelled"] == serde_json::json!(true) {
-                    let verdict = Verdict { conclusion: "cancelled in the queue".into(), ..Verdict::default() };
-                    return Ok(RunState::Cancelled(verdict));
+        let cached = self.builds.borrow().get(&run.id).cloned();
+        let build_url = match cached {
+            Some(url) => url,
+            None => match self.left_queue(run)? {
+                Ok(url) => {
+                    self.builds.borrow_mut().insert(run.id.clone(), url.clone());
+                    url
                 }
-                match item["executable"]["number"].as_u64() {
-                    Some(number) => {
-                        self.builds.borrow_mut().insert(run.id.clone(), (job.clone(), Some(number)));
-                        number
-                    }
-                    None => {
-                        return Ok(RunState::Running(Some(format!(
-                            "queued: {}",
-                            item["why"].as_str().unwrap_or("waiting")
-                        ))));
-                    }
-                }
-            }
+                Err(state) => return Ok(state),
+            },
         };
-        let build: serde_json::Value =
-            self.client.get(&format!("{job}/{number}/api/json"), &[("tree", "building,result,url")])?.ok()?.json()?;
+        let build: serde_json::Value = self
+            .client
+            .get(&format!("{build_url}api/json"), &[("tree", "building,result,url,number")])?
+            .ok()?
+            .json()?;
+        let number = build["number"].as_u64().map(|n| n.to_string()).unwrap_or_else(|| "?".into());
         let result = build["result"].as_str().unwrap_or_default().to_string();
         let verdict = || Verdict {
             conclusion: result.to_ascii_lowercase(),
             log_tail: String::new(),
             commit: None,
-            id: Some(number.to_string()),
+            id: Some(number.clone()),
             url: build["url"].as_str().map(str::to_string),
         };
         Ok(match (build["building"].as_bool().unwrap_or(true), result.as_str()) {

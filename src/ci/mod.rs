@@ -39,6 +39,14 @@ pub struct RunHandle {
     pub url: Option<String>,
 }
 
+impl RunHandle {
+    /// The run as the journal records it (`step_triggered`'s `pipeline_run` and `url`, empty when
+    /// none): all a service needs to poll it, so a later rollout process can follow it too.
+    pub fn journaled(pipeline_run: &str, url: &str) -> RunHandle {
+        RunHandle { id: pipeline_run.to_string(), url: (!url.is_empty()).then(|| url.to_string()) }
+    }
+}
+
 /// The run id journaled for a trigger the service accepted without saying which run it started.
 pub const UNKNOWN_RUN: &str = "unknown";
 

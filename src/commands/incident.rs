@@ -8,15 +8,23 @@ use crate::config::Config;
 use crate::engine::{self, WalkOptions, journal};
 use crate::error::{Error, ExitCode};
 use crate::runbook::LoadedRunbook;
+use crate::steps::Services;
 use crate::ui::Ui;
 
 fn options(args: &WalkArgs) -> WalkOptions {
-    WalkOptions { vars: args.vars.clone(), dry_run: args.dry_run, yes: args.yes, from: args.from.clone() }
+    WalkOptions {
+        vars: args.vars.clone(),
+        dry_run: args.dry_run,
+        yes: args.yes,
+        from: args.from.clone(),
+        ..WalkOptions::default()
+    }
 }
 
 fn walk(ui: &Ui, config: &Config, runbook: &LoadedRunbook, args: &WalkArgs) -> Result<ExitCode, Error> {
     crate::interrupt::install();
-    engine::walk(ui, config, runbook, &options(args), &journal::state_dir()).map(|finished| finished.code)
+    let services = Services::new(config);
+    engine::walk(ui, config, &services, runbook, &options(args), &journal::state_dir()).map(|finished| finished.code)
 }
 
 pub fn incident(ui: &Ui, config: Option<&Path>, cwd: &Path, args: &IncidentArgs) -> Result<ExitCode, Error> {

@@ -15,6 +15,7 @@ use crate::runbook::inputs;
 use crate::runbook::resolve::{self, Action, Scope};
 use crate::runbook::{InputType, LoadedRunbook, shipped};
 use crate::sandbox::Sandbox;
+use crate::steps::Services;
 use crate::ui::Ui;
 
 /// Flags the runbook touches whose names are known from its inputs alone.
@@ -78,10 +79,10 @@ pub fn rehearse(ui: &Ui, config: Option<&Path>, cwd: &Path, args: &RehearseArgs)
     let flags_before = read_flags();
 
     crate::interrupt::install();
-    let options = WalkOptions { vars, dry_run: false, yes: args.yes, from: None };
+    let options = WalkOptions { vars, yes: args.yes, ..WalkOptions::default() };
     // Journaled with the real runs, so that `rollout runs` lists rehearsals (marked as such).
     let state = journal::rehearsals_dir(&journal::state_dir());
-    let finished = engine::walk(ui, &config, &runbook, &options, &state);
+    let finished = engine::walk(ui, &config, &Services::new(&config), &runbook, &options, &state);
     // The lock was this sandbox's alone, and the sandbox is going.
     let _ = std::fs::remove_file(lock::path(&state, &config.path, &runbook));
 
@@ -100,7 +101,7 @@ pub fn rehearse(ui: &Ui, config: Option<&Path>, cwd: &Path, args: &RehearseArgs)
                 Some(outputs) => ui.always(format!(
                     "  pipeline {pipeline} (step {id}): {} at {}",
                     outputs.get("conclusion").map(String::as_str).unwrap_or("?"),
-                    outputs.get("commit").map(|c| crate::git::short_id(c)).unwrap_or("?")
+                    outputs.get("commit").map(|c| crate::echo::short_id(c)).unwrap_or("?")
                 )),
                 None => ui.always(format!("  pipeline {pipeline} (step {id}): not run")),
             }

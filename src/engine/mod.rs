@@ -5,6 +5,8 @@ pub mod event;
 pub mod journal;
 pub mod lock;
 pub mod state;
+#[cfg(test)]
+mod tests;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 
+use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::error::{Error, ExitCode, Interrupted, Precondition, Started};
 use crate::interrupt;
@@ -20,7 +23,7 @@ use crate::runbook::inputs::{self, Inputs};
 use crate::runbook::resolve::{self, Outputs, Scope, Unresolved};
 use crate::runbook::template::Ref;
 use crate::runbook::{LoadedRunbook, validate};
-use crate::steps::{Context, Preview, Projection, Services, Step};
+use crate::steps::{Context, Preview, Projection, Step, StepFactory};
 use crate::ui::Ui;
 use crate::ui::prompt::{Answer, NoAnswer};
 use crate::yaml::Diagnostics;
@@ -35,6 +38,8 @@ pub struct WalkOptions {
     pub dry_run: bool,
     pub yes: bool,
     pub from: Option<String>,
+    /// The pause before retrying a failed step (default `Backoff::STEP_RETRY`).
+    pub retry_pause: Option<Backoff>,
 }
 
 /// The end of a run: its exit code and its state, as its records tell it.
@@ -86,7 +91,7 @@ fn check_before_start(
     config: &Config,
     runbook: &LoadedRunbook,
     options: &WalkOptions,
-    services: &Services,
+    services: &dyn StepFactory,
 ) -> Result<(Inputs, usize), Error> {
     let inputs = inputs::resolve(runbook, &options.vars)?;
     let from = match &options.from {
@@ -128,16 +133,16 @@ fn check_before_start(
     Ok((inputs, from))
 }
 
-/// Walk `runbook` against the services of `config`.
+/// Walk `runbook` against `services` (built from `config` by the commands, fakes in tests).
 pub fn walk(
     ui: &Ui,
     config: &Config,
+    services: &dyn StepFactory,
     runbook: &LoadedRunbook,
     options: &WalkOptions,
     state_dir: &Path,
 ) -> Result<Finished, Error> {
-    let services = Services::new(config);
-    let (inputs, from) = check_before_start(ui, config, runbook, options, &services)?;
+    let (inputs, from) = check_before_start(ui, config, runbook, options, services)?;
     let run_id = new_run_id(&runbook.name);
     let journal = match Journal::create(state_dir, &run_id) {
         Ok(journal) => journal,
@@ -151,13 +156,14 @@ pub fn walk(
         ui,
         config,
         runbook,
-        services: &services,
+        services,
         inputs,
         run_id,
         journal,
         state: RefCell::default(),
         started: Instant::now(),
         yes: options.yes,
+        retry_pause: options.retry_pause.unwrap_or(Backoff::STEP_RETRY),
     };
     run.record(Event::RunStarted {
         runbook: runbook.name.clone(),
@@ -235,7 +241,7 @@ struct Run<'a> {
     ui: &'a Ui,
     config: &'a Config,
     runbook: &'a LoadedRunbook,
-    services: &'a Services<'a>,
+    services: &'a dyn StepFactory,
     inputs: Inputs,
     run_id: String,
     journal: Journal,
@@ -243,6 +249,7 @@ struct Run<'a> {
     state: RefCell<RunState>,
     started: Instant,
     yes: bool,
+    retry_pause: Backoff,
 }
 
 impl<'a> Run<'a> {
@@ -532,7 +539,7 @@ impl<'a> Run<'a> {
                     if attempt < spec.common.retries && !Interrupted::is_in(&error) && !Started::is_in(&error) =>
                 {
                     attempt += 1;
-                    let pause = crate::backoff::Backoff::STEP_RETRY.pause(attempt - 1);
+                    let pause = self.retry_pause.pause(attempt - 1);
                     ui.warn(format!(
                         "attempt {attempt} failed: {error:#}; retrying in {} s ({} left)",
                         pause.as_secs(),

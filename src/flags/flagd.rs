@@ -133,6 +133,32 @@ impl FlagdFile {
             .into()),
         }
     }
+
+    /// Change flag `name`'s entry with `edit` (given the on and off variants) and write the
+    /// file back. The file flagd reads is locked against other writers and read again under the
+    /// lock: the change applies to what is there now, not to what a preview saw.
+    fn rewrite(
+        &self,
+        name: &str,
+        edit: impl FnOnce(&mut Map<String, Value>, (String, String)) -> Result<()>,
+    ) -> Result<()> {
+        let file = self.resolved()?;
+        let _lock = lock_beside(&file)?;
+        let text = self.text(&file)?;
+        let mut document = self.parse(&text, &file)?;
+        let variants = self.variants(name, self.flag(&document, name)?)?;
+        edit(document["flags"][name].as_object_mut().expect("checked by flag()"), variants)?;
+        let entry = document["flags"][name].as_object().expect("checked by flag()");
+        let new_text = splice_flag(&text, name, entry)
+            .with_context(|| format!("cannot locate flag {name}'s entry in {}", file.display()))?;
+        // The splice may change nothing but this entry: the new file must read as the old
+        // document with just this change, or nothing is written.
+        if serde_json::from_str::<Value>(&new_text).ok().as_ref() != Some(&document) {
+            bail!("rewriting flag {name}'s entry in {} went wrong; the file is unchanged", file.display());
+        }
+        refuse_read_only(&file)?;
+        write_atomically(&file, &new_text)
+    }
 }
 
 /// The folder a file is in (`.` for a bare name).
@@ -503,45 +529,42 @@ impl FlagService for FlagdFile {
     }
 
     fn write(&self, name: &str, target: FlagTarget, _note: &str) -> Result<()> {
-        // The file flagd reads, locked against other writers, read again under the lock: the
-        // change applies to what is there now, not to what a preview saw.
-        let file = self.resolved()?;
-        let _lock = lock_beside(&file)?;
-        let text = self.text(&file)?;
-        let mut document = self.parse(&text, &file)?;
-        let (on, off) = self.variants(name, self.flag(&document, name)?)?;
-        let flag = document["flags"][name].as_object_mut().expect("checked by flag()");
-        flag.insert("state".into(), json!("ENABLED"));
-        match (target.is_on(), target.partial()) {
-            (false, _) => {
-                flag.insert("defaultVariant".into(), json!(off));
-                flag.shift_remove("targeting");
+        self.rewrite(name, |flag, (on, off)| {
+            flag.insert("state".into(), json!("ENABLED"));
+            match (target.is_on(), target.partial()) {
+                (false, _) => {
+                    flag.insert("defaultVariant".into(), json!(off));
+                    flag.shift_remove("targeting");
+                }
+                (true, None) => {
+                    flag.insert("defaultVariant".into(), json!(on));
+                    flag.shift_remove("targeting");
+                }
+                (true, Some(share)) => {
+                    let h =
+                        share.hundredths().ok_or_else(|| anyhow!("{share}% is finer than a flag file's hundredths"))?;
+                    let (on_weight, off_weight) = if h % 100 == 0 { (h / 100, 100 - h / 100) } else { (h, 10_000 - h) };
+                    flag.insert("defaultVariant".into(), json!(off));
+                    flag.insert("targeting".into(), json!({ "fractional": [[on, on_weight], [off, off_weight]] }));
+                }
             }
-            (true, None) => {
-                flag.insert("defaultVariant".into(), json!(on));
-                flag.shift_remove("targeting");
-            }
-            (true, Some(share)) => {
-                let h = share.hundredths().ok_or_else(|| anyhow!("{share}% is finer than a flag file's hundredths"))?;
-                let (on_weight, off_weight) = if h % 100 == 0 { (h / 100, 100 - h / 100) } else { (h, 10_000 - h) };
-                flag.insert("defaultVariant".into(), json!(off));
-                flag.insert("targeting".into(), json!({ "fractional": [[on, on_weight], [off, off_weight]] }));
-            }
-        }
-        let entry = document["flags"][name].as_object().expect("checked by flag()");
-        let new_text = splice_flag(&text, name, entry)
-            .with_context(|| format!("cannot locate flag {name}'s entry in {}", file.display()))?;
-        // The splice may change nothing but this entry: the new file must read as the old
-        // document with just this change, or nothing is written.
-        if serde_json::from_str::<Value>(&new_text).ok().as_ref() != Some(&document) {
-            bail!("rewriting flag {name}'s entry in {} went wrong; the file is unchanged", file.display());
-        }
-        refuse_read_only(&file)?;
-        write_atomically(&file, &new_text)
+            Ok(())
+        })
     }
 
     fn check_writable(&self, _flag: &str) -> Result<()> {
         self.writable()
+    }
+
+    /// Put back a state read earlier (for `undo`): the flag's entry becomes the recorded one,
+    /// member for member, with every byte outside the entry kept.
+    fn restore(&self, name: &str, state: &FlagState, _note: &str) -> Result<()> {
+        let recorded =
+            state.raw.as_object().with_context(|| format!("the recorded state of flag {name} is not an entry"))?;
+        self.rewrite(name, |flag, _| {
+            *flag = recorded.clone();
+            Ok(())
+        })
     }
 }
 
@@ -578,8 +601,25 @@ mod tests {
             let state = flags.read("t").unwrap();
             assert_eq!(state.summary(), shown);
             assert_eq!(state.share, target.share());
+            crate::flags::assert_reads_back(&state);
         }
         assert_eq!(flags.read("other").unwrap().summary(), "on, 100%", "other flags are left alone");
+    }
+
+    #[test]
+    fn a_recorded_entry_is_put_back_byte_for_byte() {
+        let mut split = toggle();
+        split["defaultVariant"] = json!("off");
+        split["targeting"] = json!({ "fractional": [["on", 33], ["off", 67]] });
+        let (dir, flags) = file(json!({ "t": split, "other": toggle() }));
+        let original = std::fs::read_to_string(dir.path().join("flags.json")).unwrap();
+        let recorded = flags.read("t").unwrap();
+        for target in [FlagTarget::OFF, FlagTarget::new(true, None)] {
+            flags.write("t", target, "test").unwrap();
+            flags.restore("t", &recorded, "undo").unwrap();
+            assert_eq!(std::fs::read_to_string(dir.path().join("flags.json")).unwrap(), original);
+        }
+        assert_eq!(flags.read("t").unwrap(), recorded);
     }
 
     #[test]
@@ -600,6 +640,7 @@ mod tests {
         let state = flags.read("t").unwrap();
         assert!(state.summary().starts_with(r#"on for some: targeting {"if":"#), "{}", state.summary());
         assert!(state.is_on());
+        crate::flags::assert_reads_back(&state);
     }
 
     fn service(dir: &Path, path: &str) -> FlagdFile {

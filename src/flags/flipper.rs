@@ -66,6 +66,11 @@ impl Feature {
         self.gates.iter().find(|g| g.key == key).map(|g| &g.value)
     }
 
+    /// The ids of the actors gate or the names of the groups gate.
+    fn members(&self, gate: &str) -> Vec<String> {
+        self.gate(gate).map(list).unwrap_or_default()
+    }
+
     fn boolean(&self) -> bool {
         self.gate("boolean").is_some_and(is_set)
     }
@@ -131,6 +136,29 @@ impl Flipper {
         self.client.send(method, &Self::path(name, gate), &[], body, &[])?.ok().map(drop)
     }
 
+    /// Disable the members of an actors or groups gate that are not `wanted`, enable the rest.
+    fn put_members(&self, name: &str, gate: &str, param: &str, was: &[String], wanted: &[String]) -> Result<()> {
+        let form = |member: &String| Body::Form(vec![(param.into(), member.clone())]);
+        for member in was.iter().filter(|m| !wanted.contains(m)) {
+            self.call(Method::DELETE, name, &format!("/{gate}"), Some(&form(member)))?;
+        }
+        for member in wanted.iter().filter(|m| !was.contains(m)) {
+            self.call(Method::POST, name, &format!("/{gate}"), Some(&form(member)))?;
+        }
+        Ok(())
+    }
+
+    /// Enable a gate with `body`, or disable it when there is none and it is set now.
+    fn put_gate(&self, name: &str, gate: &str, body: Option<Body>, current: &Feature) -> Result<()> {
+        match body {
+            Some(body) => self.call(Method::POST, name, &format!("/{gate}"), Some(&body)),
+            None if current.gate(gate).is_some_and(is_set) => {
+                self.call(Method::DELETE, name, &format!("/{gate}"), None)
+            }
+            None => Ok(()),
+        }
+    }
+
     fn feature(&self, name: &str) -> Result<(Feature, Value)> {
         let response = self.client.get(&Self::path(name, ""), &[])?;
         if response.status == reqwest::StatusCode::NOT_FOUND {
@@ -178,6 +206,32 @@ impl FlagService for Flipper {
             }
         }
     }
+
+    /// Put back a state read earlier (for `undo`), gate by gate: what the recorded gates lack
+    /// is disabled, what they hold is enabled, and the boolean gate comes last (enabling it
+    /// clears every other gate, disabling it clears them all, so that one goes first).
+    fn restore(&self, name: &str, state: &FlagState, _note: &str) -> Result<()> {
+        let recorded: Feature = serde_json::from_value(state.raw.clone())?;
+        let mut current = self.feature(name)?.0;
+        if current.boolean() && !recorded.boolean() {
+            self.call(Method::DELETE, name, "/boolean", None)?;
+            current = Feature { state: None, gates: Vec::new() };
+        }
+        for (gate, param) in [("actors", "flipper_id"), ("groups", "name")] {
+            self.put_members(name, gate, param, &current.members(gate), &recorded.members(gate))?;
+        }
+        for gate in ["percentage_of_actors", "percentage_of_time"] {
+            let share = recorded.gate(gate).filter(|v| is_set(v)).and_then(gate_percent);
+            let form = share.map(|share| Body::Form(vec![("percentage".into(), share.to_string())]));
+            self.put_gate(name, gate, form, &current)?;
+        }
+        let expression = recorded.gate("expression").filter(|v| is_set(v)).map(|e| Body::Json(e.clone()));
+        self.put_gate(name, "expression", expression, &current)?;
+        if recorded.boolean() && !current.boolean() {
+            self.call(Method::POST, name, "/boolean", None)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -207,6 +261,7 @@ mod tests {
             state.summary(),
             r#"on, 33.333% + expression {"Equal":[{"Property":["plan"]},"basic"]}; actors (4: User;1, User;2, User;3, …); groups (admins)"#
         );
+        crate::flags::assert_reads_back(&state);
     }
 
     #[test]

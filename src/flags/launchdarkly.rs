@@ -1,7 +1,7 @@
 //! LaunchDarkly's REST API v2: read a flag's environment, change it with a semantic patch
 //! (`turnFlagOff`, `turnFlagOn`, fallthrough rollout weights) whose comment names the run.
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
@@ -140,6 +140,14 @@ impl LaunchDarkly {
         response.json_and_raw()
     }
 
+    fn patch(&self, name: &str, note: &str, instructions: serde_json::Value) -> Result<()> {
+        let body = json!({ "environmentKey": self.environment, "comment": note, "instructions": instructions });
+        self.client
+            .send(Method::PATCH, &self.path(name), &[], Some(&Body::JsonAs(SEMANTIC_PATCH, body)), &[])?
+            .ok()
+            .map(drop)
+    }
+
     /// The ids of the `true` and `false` variations of a boolean flag.
     fn boolean(&self, name: &str, flag: &Flag) -> Result<(usize, usize)> {
         let find = |wanted: bool| flag.variations.iter().position(|v| v.value.as_bool() == Some(wanted));
@@ -206,11 +214,35 @@ impl FlagService for LaunchDarkly {
                 ])
             }
         };
-        let body = json!({ "environmentKey": self.environment, "comment": note, "instructions": instructions });
-        self.client
-            .send(Method::PATCH, &self.path(name), &[], Some(&Body::JsonAs(SEMANTIC_PATCH, body)), &[])?
-            .ok()
-            .map(drop)
+        self.patch(name, note, instructions)
+    }
+
+    /// Put back a state read earlier (for `undo`): the environment's on/off and its
+    /// fallthrough (one variation or the recorded weights), in one semantic patch.
+    fn restore(&self, name: &str, state: &FlagState, note: &str) -> Result<()> {
+        let recorded: Flag = serde_json::from_value(state.raw.clone())?;
+        let environment = self.environment(name, &recorded)?;
+        let id = |index: usize| {
+            recorded
+                .variations
+                .get(index)
+                .map(|v| v.id.clone())
+                .ok_or_else(|| anyhow!("flag {name} has no variation {index}"))
+        };
+        let fallthrough = match (&environment.fallthrough.variation, &environment.fallthrough.rollout) {
+            (Some(index), _) => json!({ "kind": "updateFallthroughVariationOrRollout", "variationId": id(*index)? }),
+            (None, Some(rollout)) => {
+                let weights: serde_json::Map<String, serde_json::Value> = rollout
+                    .variations
+                    .iter()
+                    .map(|w| Ok((id(w.variation)?, json!(w.weight))))
+                    .collect::<Result<_>>()?;
+                json!({ "kind": "updateFallthroughVariationOrRollout", "rolloutWeights": weights })
+            }
+            (None, None) => bail!("the recorded state of flag {name} has no fallthrough to put back"),
+        };
+        let switch = json!({ "kind": if environment.on { "turnFlagOn" } else { "turnFlagOff" } });
+        self.patch(name, note, json!([fallthrough, switch]))
     }
 }
 
@@ -245,5 +277,8 @@ mod tests {
         assert_eq!(rollout.summary(), "on, 33.333%");
         let off = state(json!({ "on": false, "offVariation": 1, "fallthrough": { "variation": 0 } }));
         assert_eq!(off.summary(), "off");
+        for state in [rules, rollout, off] {
+            crate::flags::assert_reads_back(&state);
+        }
     }
 }

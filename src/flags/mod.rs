@@ -9,14 +9,14 @@ pub mod unleash;
 use std::path::Path;
 
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{FlagsConfig, HttpSettings};
 use crate::percent::Percent;
 
 /// Targeting rollout does not model (Flipper actors, an Unleash strategy it cannot read, a
 /// LaunchDarkly rule, flagd rules): shown as it is, and always counted as on for someone.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Targeting {
     /// What it is, for the operator: `actors (3: User;1, User;2, User;3)`.
     pub shown: String,
@@ -32,7 +32,7 @@ impl Targeting {
 }
 
 /// Who gets a feature, as the service reports it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlagState {
     /// The share of users the modelled rollout gives the feature: 0 is none, 100 all (of `scope`).
     pub share: Percent,
@@ -84,8 +84,15 @@ impl FlagState {
     }
 }
 
+/// A state written to the journal and read back: equal whole, raw representation included.
+#[cfg(test)]
+pub(crate) fn assert_reads_back(state: &FlagState) {
+    let json = serde_json::to_string(state).unwrap();
+    assert_eq!(&serde_json::from_str::<FlagState>(&json).unwrap(), state, "{json}");
+}
+
 /// What a change does to the set of users who get the feature.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Reach {
     Fewer,
@@ -142,23 +149,11 @@ impl Reach {
     }
 }
 
-/// Which way a `flag` step may move a feature: `down` never gives more users the feature,
-/// `up` never fewer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    Down,
-    Up,
-}
+// `FlagTarget` and `Direction` are the model's (runbook/kinds/flag.rs); what they mean
+// for a flag's state and reach is worked out here.
+pub use crate::runbook::kinds::flag::{Direction, FlagTarget};
 
 impl Direction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Down => "down",
-            Direction::Up => "up",
-        }
-    }
-
     /// The reach that goes against this direction.
     pub fn forbids(self) -> Reach {
         match self {
@@ -168,34 +163,7 @@ impl Direction {
     }
 }
 
-/// What a `flag` step asks for: off, on for everyone, or on for a share of users.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FlagTarget {
-    share: Percent,
-}
-
 impl FlagTarget {
-    pub const OFF: FlagTarget = FlagTarget { share: Percent::ZERO };
-
-    /// 100% is the same as everyone; 0% is the same as off.
-    pub fn new(enabled: bool, percent: Option<Percent>) -> FlagTarget {
-        FlagTarget { share: if enabled { percent.unwrap_or(Percent::FULL) } else { Percent::ZERO } }
-    }
-
-    pub fn is_on(&self) -> bool {
-        !self.share.is_zero()
-    }
-
-    /// 0 for off, 100 for everyone.
-    pub fn share(&self) -> Percent {
-        self.share
-    }
-
-    /// The share, when it is neither off nor everyone.
-    pub fn partial(&self) -> Option<Percent> {
-        (!self.share.is_zero() && !self.share.is_full()).then_some(self.share)
-    }
-
     pub fn summary(&self) -> String {
         FlagState::plain(*self, serde_json::Value::Null).summary()
     }
@@ -242,6 +210,9 @@ pub trait FlagService {
     }
     /// Change the flag to the target state; `note` names the run for the service's audit log.
     fn write(&self, flag: &str, target: FlagTarget, note: &str) -> Result<()>;
+    /// Put back a state `read` returned earlier, exactly, from the service's own representation
+    /// kept in it (for `undo`); `note` names the run for the audit log.
+    fn restore(&self, flag: &str, state: &FlagState, note: &str) -> Result<()>;
 }
 
 /// The configured flag service.

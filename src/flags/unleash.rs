@@ -53,6 +53,17 @@ impl Strategy {
         }
     }
 
+    /// What restoring a strategy puts back, field by field.
+    fn settings(&self) -> Vec<(&'static str, serde_json::Value)> {
+        let mut settings = vec![
+            ("parameters", serde_json::Value::Object(self.parameters.clone())),
+            ("constraints", serde_json::Value::Array(self.constraints.clone())),
+            ("variants", serde_json::Value::Array(self.variants.clone())),
+        ];
+        settings.extend(self.disabled.map(|disabled| ("disabled", serde_json::Value::Bool(disabled))));
+        settings
+    }
+
     fn is_rollout(&self) -> bool {
         matches!(self.name.as_str(), "flexibleRollout" | "default") && self.disabled != Some(true)
     }
@@ -244,5 +255,61 @@ impl FlagService for Unleash {
             Err(why) => return Err(why),
         }
         if environment.enabled { Ok(()) } else { self.post(name, "/on", None) }
+    }
+
+    /// Put back a state read earlier (for `undo`): each recorded strategy's parameters,
+    /// constraints and variants by JSON Patch (a recorded strategy since deleted is added
+    /// again), strategies added since deleted, and the environment's switch, off first or on last.
+    fn restore(&self, name: &str, state: &FlagState, _note: &str) -> Result<()> {
+        let recorded: Environment = serde_json::from_value(state.raw.clone())?;
+        let (current, _) = self.environment(name)?;
+        if !recorded.enabled && current.enabled {
+            self.post(name, "/off", None)?;
+        }
+        for added in current.strategies.iter().filter(|s| !recorded.strategies.iter().any(|r| r.id == s.id)) {
+            let path = self.path(name, &format!("/strategies/{}", segment(&added.id)));
+            self.client.send(Method::DELETE, &path, &[], None, &[])?.ok()?;
+        }
+        for strategy in &recorded.strategies {
+            match current.strategies.iter().find(|s| s.id == strategy.id) {
+                Some(now) if now.settings() == strategy.settings() => {}
+                Some(_) => {
+                    let patch: Vec<_> = strategy
+                        .settings()
+                        .into_iter()
+                        .map(|(field, value)| serde_json::json!({ "op": "add", "path": format!("/{field}"), "value": value }))
+                        .collect();
+                    let path = self.path(name, &format!("/strategies/{}", segment(&strategy.id)));
+                    self.client.send(Method::PATCH, &path, &[], Some(&Body::Json(patch.into())), &[])?.ok()?;
+                }
+                None => {
+                    let mut body = serde_json::Map::from_iter([("name".to_string(), serde_json::json!(strategy.name))]);
+                    body.extend(strategy.settings().into_iter().map(|(field, value)| (field.to_string(), value)));
+                    self.post(name, "/strategies", Some(&Body::Json(body.into())))?;
+                }
+            }
+        }
+        if recorded.enabled && !current.enabled { self.post(name, "/on", None) } else { Ok(()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_journaled_state_reads_back_with_its_strategies() {
+        let raw = json!({ "enabled": true, "strategies": [
+            { "id": "a", "name": "flexibleRollout", "parameters": { "rollout": "33", "stickiness": "default" },
+              "constraints": [{ "contextName": "region", "operator": "IN", "values": ["eu"] }] },
+            { "id": "b", "name": "userWithId", "parameters": { "userIds": "1,2" } },
+        ] });
+        let state = serde_json::from_value::<Environment>(raw.clone()).unwrap().when_on(raw);
+        assert_eq!(
+            state.summary(),
+            r#"on, 33% of users matching 1 constraint + strategy userWithId {"userIds":"1,2"}"#
+        );
+        crate::flags::assert_reads_back(&state);
     }
 }

@@ -39,12 +39,7 @@ pub enum PushError {
 }
 
 pub fn short(oid: Oid) -> String {
-    short_id(&oid.to_string()).to_string()
-}
-
-/// The first 7 characters of a commit id (or all of a shorter text), never cut inside a character.
-pub fn short_id(id: &str) -> &str {
-    id.char_indices().nth(7).map_or(id, |(at, _)| &id[..at])
+    crate::echo::short_id(&oid.to_string()).to_string()
 }
 
 /// The most of the remote's `remote:` output kept, and the lines of it a message shows.

@@ -1,7 +1,6 @@
 //! Runbooks: the YAML model, loading with locations, validation, typed inputs and templates.
 //! A loaded runbook has passed every check that needs no service.
 
-pub mod duration;
 pub mod inputs;
 pub mod kinds;
 pub mod resolve;
@@ -17,6 +16,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer};
 
 mod severity;
+use crate::duration;
 use crate::yaml::{Diagnostic, Diagnostics, Source};
 pub use kinds::{CiSpec, FlagSpec, ManualSpec, NotifySpec, RevertSpec, Service, StepKind, StepKindSpec};
 pub use severity::Severity;

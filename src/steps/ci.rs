@@ -4,13 +4,15 @@
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
-use serde_json::json;
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
 
 use super::wait::{self, Ended, Policy, Poll, Progress};
-use super::{Context, Preview, Step, snapshot};
+use super::{Context, Preview, Step, journaled};
 use crate::ci::{PipelineRequest, Pipelines, RunHandle, RunState, UNKNOWN_RUN, UnknownRun, Verdict};
+use crate::echo::short_id;
 use crate::error::{Interrupted, Started};
-use crate::git::{GitRemote, short_id};
+use crate::git::GitRemote;
 use crate::runbook::kinds::ci::CiRequest;
 use crate::runbook::resolve::Outputs;
 
@@ -24,7 +26,28 @@ pub struct CiStep<'s> {
     pub request: CiRequest,
 }
 
+/// A pipeline as the step journals it: the step's `before` (not triggered: no `run`) and its
+/// `after` (the run asked for). The run itself is journaled when triggered (`step_triggered`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CiState {
+    pub pipeline: String,
+    #[serde(flatten)]
+    pub run: Option<CiRun>,
+}
+
+/// The run a `ci` step asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CiRun {
+    #[serde(rename = "ref")]
+    pub git_ref: Option<String>,
+    pub inputs: IndexMap<String, String>,
+}
+
 impl CiStep<'_> {
+    fn state(&self, run: Option<CiRun>) -> CiState {
+        CiState { pipeline: self.request.pipeline.clone(), run }
+    }
+
     fn pipeline_request(&self, run_id: &str) -> PipelineRequest {
         PipelineRequest {
             pipeline: self.request.pipeline.clone(),
@@ -156,13 +179,11 @@ impl Step for CiStep<'_> {
         };
         let mut details = vec![format!("{} {runs}", self.pipelines.describe())];
         details.extend(self.request.inputs.iter().map(|(k, v)| format!("  input {k} = {v}")));
+        let run = CiRun { git_ref: self.request.git_ref.clone(), inputs: self.request.inputs.clone() };
         Ok(Preview {
             effect: format!("{} via {}, {wait}", self.target(), self.pipelines.describe()),
-            before: snapshot("not triggered", json!({ "pipeline": self.request.pipeline })),
-            after: snapshot(
-                format!("{} run", self.title()),
-                json!({ "pipeline": self.request.pipeline, "ref": self.request.git_ref, "inputs": self.request.inputs }),
-            ),
+            before: journaled("not triggered", &self.state(None)),
+            after: journaled(format!("{} run", self.title()), &self.state(Some(run))),
             details,
             unchanged: None,
             projection: None,
@@ -172,10 +193,13 @@ impl Step for CiStep<'_> {
 
     fn apply(&self, cx: &Context, _preview: &Preview) -> Result<Outputs> {
         let commit = self.ref_commit().unwrap_or_else(|_| self.request.git_ref.clone().unwrap_or_default());
-        let run =
+        let started =
             self.pipelines.trigger(&self.pipeline_request(cx.run_id)).map_err(|e| Self::journal_unknown_run(cx, e))?;
+        let url = started.url.unwrap_or_default();
         // Journaled before anything else can fail or hang: the run must never be started twice.
-        (cx.triggered)(&run.id, run.url.as_deref().unwrap_or_default()).map_err(Started)?;
+        (cx.triggered)(&started.id, &url).map_err(Started)?;
+        // Followed from what the journal holds only, as a later rollout process would follow it.
+        let run = RunHandle::journaled(&started.id, &url);
         let mut outputs = Outputs::from([
             ("run_id".to_string(), run.id.clone()),
             ("url".to_string(), run.url.clone().unwrap_or_default()),
@@ -221,4 +245,25 @@ impl Step for CiStep<'_> {
 
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("    | {l}")).collect::<Vec<_>>().join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ci_states_read_back_from_the_journal_shape_they_are_written_in() {
+        let before = CiState { pipeline: "deploy.yml".into(), run: None };
+        let written = journaled("not triggered", &before);
+        assert_eq!(written.to_string(), r#"{"summary":"not triggered","pipeline":"deploy.yml"}"#);
+        assert_eq!(serde_json::from_value::<CiState>(written).unwrap(), before);
+        let run = CiRun { git_ref: None, inputs: IndexMap::from([("env".to_string(), "prod".to_string())]) };
+        let after = CiState { pipeline: "deploy.yml".into(), run: Some(run) };
+        let written = journaled("pipeline deploy.yml run", &after);
+        assert_eq!(
+            written.to_string(),
+            r#"{"summary":"pipeline deploy.yml run","pipeline":"deploy.yml","ref":null,"inputs":{"env":"prod"}}"#
+        );
+        assert_eq!(serde_json::from_value::<CiState>(written).unwrap(), after);
+    }
 }

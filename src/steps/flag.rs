@@ -2,12 +2,34 @@
 //! users or more, read again right before writing, write only if it differs, read it back.
 
 use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
 
 use super::{Context, Preview, Projected, Step, snapshot};
 use crate::error::Precondition;
 use crate::flags::{Direction, FlagPlan, FlagService, FlagState, FlagTarget, Reach};
 use crate::runbook::kinds::flag::{FlagChange, FlagGoal};
 use crate::runbook::resolve::Outputs;
+
+/// What a flag step journals as its `before` and `after` (beside the snapshot's `summary`):
+/// `{"flag": "checkout", "state": {…}}`, read back whole for `undo`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlagStepState {
+    pub flag: String,
+    pub state: FlagState,
+}
+
+impl FlagStepState {
+    /// The snapshot a preview journals: `summary` first, then the typed state.
+    fn snapshot(flag: &str, state: &FlagState) -> serde_json::Value {
+        let typed = FlagStepState { flag: flag.to_string(), state: state.clone() };
+        snapshot(state.summary(), serde_json::to_value(typed).unwrap_or_default())
+    }
+
+    /// A journaled or previewed snapshot read back.
+    pub fn read(snapshot: &serde_json::Value) -> Result<FlagStepState> {
+        Ok(FlagStepState::deserialize(snapshot)?)
+    }
+}
 
 pub struct FlagStep<'s> {
     pub service: &'s dyn FlagService,
@@ -20,11 +42,6 @@ fn outputs(before: &str, after: &str, changed: bool) -> Outputs {
         ("after".to_string(), after.to_string()),
         ("changed".to_string(), changed.to_string()),
     ])
-}
-
-/// A snapshot's one-line summary.
-fn summary(snapshot: &serde_json::Value) -> &str {
-    snapshot.get("summary").and_then(|s| s.as_str()).unwrap_or_default()
 }
 
 impl FlagStep<'_> {
@@ -64,8 +81,8 @@ impl FlagStep<'_> {
         let shown = current.summary();
         Ok(Preview {
             effect: format!("{}: {shown}, as expected (only read, never written)", self.place()),
-            before: snapshot(&shown, serde_json::json!({ "flag": self.name(), "state": current })),
-            after: snapshot(&shown, serde_json::json!({ "flag": self.name(), "state": current })),
+            before: FlagStepState::snapshot(self.name(), current),
+            after: FlagStepState::snapshot(self.name(), current),
             details: self.details(current),
             unchanged: Some(outputs(&shown, &shown, false)),
             reach: Some(Reach::Same),
@@ -140,14 +157,15 @@ impl FlagStep<'_> {
         let ends = if writes { &plan.after } else { current };
         Ok(Preview {
             effect,
-            before: snapshot(&before, serde_json::json!({ "flag": self.name(), "state": current })),
-            after: snapshot(ends.summary(), serde_json::json!({ "flag": self.name(), "state": ends })),
+            before: FlagStepState::snapshot(self.name(), current),
+            after: FlagStepState::snapshot(self.name(), ends),
             details: self.details(current),
             unchanged: (!writes).then(|| outputs(&before, &before, false)),
             projection: writes.then(|| Projected::Flag { name: self.name().to_string(), state: plan.after.clone() }),
             notes,
             reach: Some(if writes { reach } else { Reach::Same }),
             against_direction: against.is_some(),
+            ..Preview::default()
         })
     }
 
@@ -167,14 +185,17 @@ impl Step for FlagStep<'_> {
 
     fn recheck(&self, _cx: &Context, confirmed: &Preview) -> Result<Option<Preview>> {
         let fresh = self.preview_from(&self.service.read(self.name())?, true)?;
-        let moved = summary(&fresh.before) != summary(&confirmed.before) || fresh.effect != confirmed.effect;
+        let moved = FlagStepState::read(&fresh.before)?.state.summary()
+            != FlagStepState::read(&confirmed.before)?.state.summary()
+            || fresh.effect != confirmed.effect;
         Ok(moved.then_some(fresh))
     }
 
     fn apply(&self, cx: &Context, preview: &Preview) -> Result<Outputs> {
         let FlagGoal::Set { target, .. } = self.change.goal else { bail!("a flag check writes nothing") };
+        let (before, after) = (FlagStepState::read(&preview.before)?, FlagStepState::read(&preview.after)?);
         self.service.write(self.name(), target, &format!("rollout run {}", cx.run_id))?;
-        Ok(outputs(summary(&preview.before), summary(&preview.after), true))
+        Ok(outputs(&before.state.summary(), &after.state.summary(), true))
     }
 
     fn verify(&self, _cx: &Context, outputs: &Outputs) -> Result<()> {
@@ -189,5 +210,27 @@ impl Step for FlagStep<'_> {
     fn outcome(&self, outputs: &Outputs) -> String {
         let said = |key: &str| outputs.get(key).map(String::as_str).unwrap_or_default();
         format!("flag {}: {} -> {} (read back)", self.name(), said("before"), said("after"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flags::Targeting;
+
+    #[test]
+    fn the_journaled_shape_is_kept_and_reads_back() {
+        let state = FlagState {
+            share: crate::percent::Percent::from_ratio(1, 3).unwrap(),
+            scope: Some("users matching 1 constraint".into()),
+            targeting: vec![Targeting::new("groups (admins)", &serde_json::json!(["admins"]))],
+            raw: serde_json::json!({ "gates": [] }),
+        };
+        let snapshot = FlagStepState::snapshot("checkout", &state);
+        let keys: Vec<&String> = snapshot.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["summary", "flag", "state"]);
+        assert_eq!(snapshot["summary"], state.summary());
+        let read = FlagStepState::read(&snapshot).unwrap();
+        assert_eq!(read, FlagStepState { flag: "checkout".into(), state });
     }
 }

@@ -18,6 +18,7 @@ use crate::ci::Pipelines;
 use crate::config::Config;
 use crate::flags::{FlagService, FlagState, Reach};
 use crate::git::GitRemote;
+use crate::git::revert::Plan;
 use crate::notify::Webhook;
 use crate::runbook::resolve::{Action, Outputs};
 use crate::runbook::{Service, StepKind};
@@ -44,6 +45,19 @@ pub struct Preview {
     pub reach: Option<Reach>,
     /// The step's direction forbids this change (the flag already went further): not written.
     pub against_direction: bool,
+    /// What `apply` carries out, exactly as this preview worked it out.
+    pub change: Change,
+}
+
+/// The change a preview planned, typed per kind: `apply` consumes it instead of working it out
+/// again, so the write is the one the operator confirmed.
+#[derive(Debug, Clone, Default)]
+pub enum Change {
+    /// Nothing planned beyond the preview's own fields: `apply` reads what it needs.
+    #[default]
+    None,
+    /// The revert commits to make, onto the tip the preview read.
+    Revert(Plan),
 }
 
 /// A change later previews should assume (a dry run never makes it).
@@ -107,6 +121,17 @@ pub trait Step {
     fn question(&self) -> &'static str {
         "Apply?"
     }
+}
+
+/// What the walk needs of the services: the step for an action, and a look at the service
+/// of each kind of step. The real one is `Services`; engine tests pass fakes.
+pub trait StepFactory {
+    /// The step that carries out `action`; fails when its service cannot be set up.
+    fn step(&self, action: Action) -> Result<Box<dyn Step + '_>>;
+    /// Set up the service a kind of step uses, so that a config problem shows before the run.
+    fn prepare(&self, kind: StepKind) -> Result<()>;
+    /// Where a kind of step acts, for the run header.
+    fn describe(&self, kind: StepKind) -> Option<(&'static str, String)>;
 }
 
 /// The configured services, each built on first use.
@@ -176,9 +201,10 @@ impl<'c> Services<'c> {
         }
         Ok(self.webhook.get().expect("set above"))
     }
+}
 
-    /// The step that carries out `action`; fails when its service cannot be set up.
-    pub fn step(&self, action: Action) -> Result<Box<dyn Step + '_>> {
+impl StepFactory for Services<'_> {
+    fn step(&self, action: Action) -> Result<Box<dyn Step + '_>> {
         Ok(match action {
             Action::Flag(change) => Box::new(flag::FlagStep { service: self.flags()?, change }),
             Action::Revert(request) => Box::new(revert::RevertStep::new(self.git()?, request)),
@@ -186,6 +212,26 @@ impl<'c> Services<'c> {
             Action::Manual(request) => Box::new(manual::ManualStep { request }),
             Action::Notify(request) => Box::new(notify::NotifyStep { webhook: self.webhook()?, request }),
         })
+    }
+
+    /// None for steps that touch no service and for notify, whose webhook the header does not show.
+    fn describe(&self, kind: StepKind) -> Option<(&'static str, String)> {
+        match kind.service()? {
+            Service::Flags => self.flags().ok().map(|f| ("flags", f.location())),
+            Service::Git => self.git().ok().map(|g| ("git", g.describe())),
+            Service::Ci => self.pipelines().ok().map(|p| ("ci", p.describe())),
+            Service::Notify => None,
+        }
+    }
+
+    fn prepare(&self, kind: StepKind) -> Result<()> {
+        match kind.service() {
+            Some(Service::Flags) => self.flags().map(drop),
+            Some(Service::Git) => self.git().map(drop),
+            Some(Service::Ci) => self.pipelines().map(drop),
+            Some(Service::Notify) => self.webhook().map(drop),
+            None => Ok(()),
+        }
     }
 }
 
@@ -199,26 +245,7 @@ pub fn snapshot(summary: impl Into<String>, data: serde_json::Value) -> serde_js
     serde_json::Value::Object(object)
 }
 
-impl Services<'_> {
-    /// Where a kind of step acts, for the run header; None for steps that touch no service
-    /// and for notify, whose webhook the header does not show.
-    pub fn describe(&self, kind: StepKind) -> Option<(&'static str, String)> {
-        match kind.service()? {
-            Service::Flags => self.flags().ok().map(|f| ("flags", f.location())),
-            Service::Git => self.git().ok().map(|g| ("git", g.describe())),
-            Service::Ci => self.pipelines().ok().map(|p| ("ci", p.describe())),
-            Service::Notify => None,
-        }
-    }
-
-    /// Set up the service a kind of step uses, so that a config problem shows before the run.
-    pub fn prepare(&self, kind: StepKind) -> Result<()> {
-        match kind.service() {
-            Some(Service::Flags) => self.flags().map(drop),
-            Some(Service::Git) => self.git().map(drop),
-            Some(Service::Ci) => self.pipelines().map(drop),
-            Some(Service::Notify) => self.webhook().map(drop),
-            None => Ok(()),
-        }
-    }
+/// A typed step state as the journal holds it: `snapshot` of its fields.
+pub fn journaled(summary: impl Into<String>, state: &impl serde::Serialize) -> serde_json::Value {
+    snapshot(summary, serde_json::to_value(state).expect("a step state is plain data and always serialises"))
 }

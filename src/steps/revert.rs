@@ -1,27 +1,53 @@
 //! The `revert` step: the offending commits reverted in memory onto the remote branch, committed
 //! with git's own messages, pushed (prepared again if the branch moved), and read back.
 
-use std::cell::RefCell;
-
 use anyhow::{Result, bail};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
-use super::{Context, Preview, Step, snapshot};
+use super::{Change, Context, Preview, Step, journaled};
+use crate::echo::short_id;
 use crate::error::Precondition;
 use crate::git::revert::{self, Plan};
-use crate::git::{GitRemote, PushError, identity, short, short_id};
+use crate::git::{GitRemote, PushError, identity, short};
 use crate::runbook::kinds::revert::RevertRequest;
 use crate::runbook::resolve::Outputs;
+
+/// The branch as a revert finds it: the step's journaled `before`, and its `after` when there is
+/// nothing to change. `commit` is null for a branch the revert would create.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevertState {
+    pub remote: String,
+    pub branch: String,
+    pub commit: Option<String>,
+}
+
+/// What a revert leads to, the step's journaled `after`: commits reverting `reverts` on `parent`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevertResult {
+    pub remote: String,
+    pub branch: String,
+    pub parent: String,
+    pub reverts: Vec<String>,
+    pub pushed: bool,
+}
 
 pub struct RevertStep<'s> {
     pub git: &'s GitRemote,
     pub request: RevertRequest,
-    plan: RefCell<Option<Plan>>,
 }
 
 impl<'s> RevertStep<'s> {
     pub fn new(git: &'s GitRemote, request: RevertRequest) -> Self {
-        RevertStep { git, request, plan: RefCell::new(None) }
+        RevertStep { git, request }
+    }
+
+    /// The branch `branch` as the preview found it: at `commit`, or not there yet.
+    fn found(&self, branch: &str, commit: Option<git2::Oid>) -> RevertState {
+        RevertState {
+            remote: self.git.remote.clone(),
+            branch: branch.to_string(),
+            commit: commit.map(|c| c.to_string()),
+        }
     }
 
     fn destination(&self) -> &str {
@@ -92,14 +118,8 @@ impl Step for RevertStep<'_> {
             let outputs = self.outputs(&plan, &[], self.request.push);
             return Ok(Preview {
                 effect: format!("revert onto {base}: {}, nothing to change", already.join(", ")),
-                before: snapshot(
-                    format!("{base} at {}", short(tip)),
-                    json!({ "remote": self.git.remote, "branch": self.git.branch, "commit": tip.to_string() }),
-                ),
-                after: snapshot(
-                    format!("{base} at {}", short(tip)),
-                    json!({ "remote": self.git.remote, "branch": self.git.branch, "commit": tip.to_string() }),
-                ),
+                before: journaled(format!("{base} at {}", short(tip)), &self.found(&self.git.branch, Some(tip))),
+                after: journaled(format!("{base} at {}", short(tip)), &self.found(&self.git.branch, Some(tip))),
                 details: already,
                 unchanged: Some(outputs),
                 projection: None,
@@ -139,36 +159,31 @@ impl Step for RevertStep<'_> {
             details.push("message:".into());
             details.extend(message.lines().map(|l| format!("  {l}")));
         }
-        let before = snapshot(
-            if branch_mode {
-                format!("{} does not exist", self.git.target(destination))
-            } else {
-                format!("{base} at {}", short(tip))
-            },
-            json!({ "remote": self.git.remote, "branch": destination, "commit": (!branch_mode).then(|| tip.to_string()) }),
-        );
+        let found = if branch_mode {
+            format!("{} does not exist", self.git.target(destination))
+        } else {
+            format!("{base} at {}", short(tip))
+        };
+        let before = journaled(found, &self.found(destination, (!branch_mode).then_some(tip)));
         let subjects: Vec<String> =
             plan.messages().iter().map(|m| crate::git::message::subject(m).to_string()).collect();
-        let after = snapshot(
-            format!("{} at {}", self.git.target(destination), subjects.join(", then ")),
-            json!({
-                "remote": self.git.remote,
-                "branch": destination,
-                "parent": tip.to_string(),
-                "reverts": plan.originals.iter().map(|o| o.id.to_string()).collect::<Vec<_>>(),
-                "pushed": self.request.push,
-            }),
-        );
-        *self.plan.borrow_mut() = Some(plan);
-        Ok(Preview { effect, before, after, details, ..Preview::default() })
+        let result = RevertResult {
+            remote: self.git.remote.clone(),
+            branch: destination.to_string(),
+            parent: tip.to_string(),
+            reverts: plan.originals.iter().map(|o| o.id.to_string()).collect(),
+            pushed: self.request.push,
+        };
+        let after = journaled(format!("{} at {}", self.git.target(destination), subjects.join(", then ")), &result);
+        Ok(Preview { effect, before, after, details, change: Change::Revert(plan), ..Preview::default() })
     }
 
-    fn apply(&self, cx: &Context, _preview: &Preview) -> Result<Outputs> {
+    fn apply(&self, cx: &Context, preview: &Preview) -> Result<Outputs> {
         let repo = self.git.open()?;
         let base = self.git.target(&self.git.branch);
-        let mut plan = match self.plan.borrow().clone() {
-            Some(plan) => plan,
-            None => self.plan(&repo, self.git.remote_tip(&repo, &self.git.branch)?)?,
+        let mut plan = match &preview.change {
+            Change::Revert(plan) => plan.clone(),
+            Change::None => self.plan(&repo, self.git.remote_tip(&repo, &self.git.branch)?)?,
         };
         let attempts = self.git.push_attempts;
         for attempt in 1..=attempts {
@@ -263,5 +278,32 @@ impl Step for RevertStep<'_> {
             (_, branch) if branch == self.git.branch => format!("pushed {what} onto {base} (was {previous})"),
             (_, branch) => format!("pushed branch {} at {commit} (from {base} at {previous})", self.git.target(branch)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revert_states_read_back_from_the_journal_shape_they_are_written_in() {
+        let before = RevertState { remote: "origin".into(), branch: "revert-x".into(), commit: None };
+        let written = journaled("origin/revert-x does not exist", &before);
+        assert_eq!(
+            written.to_string(),
+            r#"{"summary":"origin/revert-x does not exist","remote":"origin","branch":"revert-x","commit":null}"#
+        );
+        assert_eq!(serde_json::from_value::<RevertState>(written).unwrap(), before);
+        let after = RevertResult {
+            remote: "origin".into(),
+            branch: "main".into(),
+            parent: "a3593e9".into(),
+            reverts: vec!["69a913a".into()],
+            pushed: true,
+        };
+        let written = journaled("origin/main at Revert \"x\"", &after);
+        let keys: Vec<&String> = written.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["summary", "remote", "branch", "parent", "reverts", "pushed"]);
+        assert_eq!(serde_json::from_value::<RevertResult>(written).unwrap(), after);
     }
 }

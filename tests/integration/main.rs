@@ -17,6 +17,7 @@ mod output;
 mod prompts;
 mod regression;
 mod remotes;
+mod restore;
 mod revert;
 mod screens;
 mod state;

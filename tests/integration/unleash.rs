@@ -5,22 +5,22 @@ use serde_json::{Value, json};
 
 use crate::support::{Env, Outcome};
 
-const NEEDS: &str = "needs unleash: run scripts/test";
+pub(crate) const NEEDS: &str = "needs unleash: run scripts/test";
 
 /// The running Unleash, set up by scripts/services (UNLEASH_URL, UNLEASH_ADMIN_TOKEN).
-struct Unleash {
-    url: String,
+pub(crate) struct Unleash {
+    pub(crate) url: String,
     token: String,
     http: reqwest::blocking::Client,
 }
 
 impl Unleash {
-    fn from_env() -> Unleash {
+    pub(crate) fn from_env() -> Unleash {
         let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: {NEEDS}"));
         Unleash { url: var("UNLEASH_URL"), token: var("UNLEASH_ADMIN_TOKEN"), http: reqwest::blocking::Client::new() }
     }
 
-    fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    pub(crate) fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let mut request =
             self.http.request(method.clone(), format!("{}{path}", self.url)).header("Authorization", &self.token);
         if let Some(body) = body {
@@ -33,12 +33,12 @@ impl Unleash {
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
-    fn feature_path(name: &str) -> String {
+    pub(crate) fn feature_path(name: &str) -> String {
         format!("/api/admin/projects/default/features/{name}/environments/development")
     }
 
     /// A new kill switch, unique to the test, on for `rollout`% with an optional constraint.
-    fn feature(&self, test: &str, rollout: &str, constraints: Value) -> String {
+    pub(crate) fn feature(&self, test: &str, rollout: &str, constraints: Value) -> String {
         let name = format!("{test}_{:08x}", rand_suffix());
         self.call(
             reqwest::Method::POST,
@@ -51,7 +51,7 @@ impl Unleash {
         name
     }
 
-    fn read(&self, name: &str) -> Value {
+    pub(crate) fn read(&self, name: &str) -> Value {
         self.call(reqwest::Method::GET, &Self::feature_path(name), None)
     }
 

@@ -203,11 +203,6 @@ impl GitDaemon {
         refs.sort();
         refs
     }
-
-    /// What the daemon logged so far (connections, services run, errors).
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.base.path().join("daemon.log")).unwrap_or_default()
-    }
 }
 
 impl Drop for GitDaemon {

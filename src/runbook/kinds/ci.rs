@@ -9,9 +9,10 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 
 use super::{Kind, Service, yes};
+use crate::duration;
 use crate::runbook::resolve::{Renderer, Unresolved};
 use crate::runbook::validate::{Checker, LiteralCheck};
-use crate::runbook::{StepCommon, Text, duration};
+use crate::runbook::{StepCommon, Text};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,11 +1,10 @@
 //! The `flag` step kind: its YAML fields, checks and rendering into a [`FlagChange`].
 //! Its service is the flag service of the config's `flags` section.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Kind, Service};
 use crate::echo;
-use crate::flags::{Direction, FlagTarget};
 use crate::percent::Percent;
 use crate::runbook::resolve::{Renderer, Unresolved};
 use crate::runbook::validate::{Checker, LiteralCheck};
@@ -101,5 +100,52 @@ impl Kind for FlagSpec {
         let percent = self.percent.as_ref().map(|p| r.typed("percent", p, |v| v.parse::<Percent>())).transpose()?;
         let target = flag_target(state, percent).map_err(|why| r.invalid(&r.path, why))?;
         Ok(FlagChange { flag: name, goal: FlagGoal::Set { target, direction: self.direction } })
+    }
+}
+
+/// Which way a `flag` step may move a feature: `down` never gives more users the feature,
+/// `up` never fewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Down,
+    Up,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Down => "down",
+            Direction::Up => "up",
+        }
+    }
+}
+
+/// What a `flag` step asks for: off, on for everyone, or on for a share of users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlagTarget {
+    share: Percent,
+}
+
+impl FlagTarget {
+    pub const OFF: FlagTarget = FlagTarget { share: Percent::ZERO };
+
+    /// 100% is the same as everyone; 0% is the same as off.
+    pub fn new(enabled: bool, percent: Option<Percent>) -> FlagTarget {
+        FlagTarget { share: if enabled { percent.unwrap_or(Percent::FULL) } else { Percent::ZERO } }
+    }
+
+    pub fn is_on(&self) -> bool {
+        !self.share.is_zero()
+    }
+
+    /// 0 for off, 100 for everyone.
+    pub fn share(&self) -> Percent {
+        self.share
+    }
+
+    /// The share, when it is neither off nor everyone.
+    pub fn partial(&self) -> Option<Percent> {
+        (!self.share.is_zero() && !self.share.is_full()).then_some(self.share)
     }
 }

@@ -1,0 +1,220 @@
+//! The walk in-process, against scripted steps: retries, `on_failure`, `--from`, never
+//! triggering twice, unchanged steps, rechecks and interruption, in milliseconds.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+use clap::Parser;
+
+use super::event::{Event, RunStatus};
+use super::{Finished, WalkOptions, journal, walk};
+use crate::backoff::Backoff;
+use crate::cli::Cli;
+use crate::config::Config;
+use crate::error::{ExitCode, Interrupted, Started};
+use crate::runbook::resolve::{Action, Outputs};
+use crate::runbook::{LoadedRunbook, StepKind};
+use crate::steps::{Context, Preview, Step, StepFactory};
+use crate::ui::Ui;
+
+/// What one attempt of `apply` does.
+#[derive(Clone, Copy)]
+enum Apply {
+    Fail,
+    /// Triggers a pipeline run, then fails: the run started and must not be triggered again.
+    TriggerThenFail,
+    Interrupt,
+}
+
+/// A step's script: what its preview says, what its applies do (then succeed), and what happened.
+#[derive(Default)]
+struct Script {
+    unchanged: bool,
+    /// The preview read again right before the write, once.
+    moved: RefCell<Option<Preview>>,
+    applies: RefCell<VecDeque<Apply>>,
+    applied: Cell<u32>,
+    verified: Cell<u32>,
+    triggers: Cell<u32>,
+}
+
+impl Script {
+    fn applying(attempts: &[Apply]) -> Rc<Script> {
+        Rc::new(Script { applies: RefCell::new(attempts.iter().copied().collect()), ..Script::default() })
+    }
+}
+
+struct FakeStep(Rc<Script>);
+
+impl Step for FakeStep {
+    fn preview(&self, _cx: &Context) -> Result<Preview> {
+        let unchanged = self.0.unchanged.then(Outputs::new);
+        Ok(Preview { effect: "change it".into(), unchanged, ..Preview::default() })
+    }
+
+    fn recheck(&self, _cx: &Context, _confirmed: &Preview) -> Result<Option<Preview>> {
+        Ok(self.0.moved.borrow_mut().take())
+    }
+
+    fn apply(&self, cx: &Context, _preview: &Preview) -> Result<Outputs> {
+        self.0.applied.set(self.0.applied.get() + 1);
+        match self.0.applies.borrow_mut().pop_front() {
+            None => Ok(Outputs::from([("done".to_string(), "yes".to_string())])),
+            Some(Apply::Fail) => Err(anyhow!("the service said no")),
+            Some(Apply::TriggerThenFail) => {
+                self.0.triggers.set(self.0.triggers.get() + 1);
+                (cx.triggered)("4812", "https://ci.example/4812")?;
+                Err(anyhow!(Started(anyhow!("lost the run while polling"))))
+            }
+            Some(Apply::Interrupt) => Err(anyhow!(Interrupted("while waiting".into()))),
+        }
+    }
+
+    fn verify(&self, _cx: &Context, _outputs: &Outputs) -> Result<()> {
+        self.0.verified.set(self.0.verified.get() + 1);
+        Ok(())
+    }
+}
+
+/// Steps by their manual instructions, which the runbooks below set to the step's id.
+#[derive(Default)]
+struct FakeServices(HashMap<String, Rc<Script>>);
+
+impl StepFactory for FakeServices {
+    fn step(&self, action: Action) -> Result<Box<dyn Step + '_>> {
+        let Action::Manual(request) = action else { return Err(anyhow!("only manual steps here")) };
+        let script = self.0.get(&request.instructions).cloned().unwrap_or_default();
+        Ok(Box::new(FakeStep(script)))
+    }
+
+    fn prepare(&self, _kind: StepKind) -> Result<()> {
+        Ok(())
+    }
+
+    fn describe(&self, _kind: StepKind) -> Option<(&'static str, String)> {
+        None
+    }
+}
+
+/// A runbook of manual steps `ids`, each with the extra YAML lines given for it.
+fn runbook_yaml(steps: &[(&str, &str)]) -> String {
+    let mut yaml = String::from("version: 1\ntitle: Test\nsteps:\n");
+    for (id, extra) in steps {
+        yaml.push_str(&format!("  - id: {id}\n    name: {id}\n    manual: {{ instructions: {id} }}\n"));
+        for line in extra.lines() {
+            yaml.push_str(&format!("    {line}\n"));
+        }
+    }
+    yaml
+}
+
+/// Walk `steps` with `--yes` (and `from`) against `services`; the end and the journal's events.
+fn walk_with(steps: &[(&str, &str)], services: &FakeServices, from: Option<&str>) -> (Finished, Vec<Event>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("runbooks")).expect("runbooks dir");
+    std::fs::write(dir.path().join("rollout.yaml"), "version: 1\n").expect("config");
+    let runbook_path = dir.path().join("runbooks/test.yaml");
+    std::fs::write(&runbook_path, runbook_yaml(steps)).expect("runbook");
+    let config = Config::load(&dir.path().join("rollout.yaml")).expect("config loads");
+    let runbook = LoadedRunbook::load(&runbook_path).expect("runbook loads");
+    let ui = Ui::new(&Cli::parse_from(["rollout", "--quiet", "run", "test"]));
+    let no_pause = Backoff { first: Duration::ZERO, ..Backoff::STEP_RETRY };
+    let options =
+        WalkOptions { yes: true, from: from.map(String::from), retry_pause: Some(no_pause), ..WalkOptions::default() };
+    let state = dir.path().join("state");
+    let finished = walk(&ui, &config, services, &runbook, &options, &state).expect("the walk ends");
+    let journal = journal::runs_dir(&state).join(format!("{}.jsonl", finished.state.run_id));
+    let events = journal::read(&journal).expect("journal").records.into_iter().map(|r| r.event).collect();
+    (finished, events)
+}
+
+fn services(scripts: &[(&str, &Rc<Script>)]) -> FakeServices {
+    FakeServices(scripts.iter().map(|(id, script)| (id.to_string(), Rc::clone(script))).collect())
+}
+
+fn last_status(events: &[Event]) -> Option<RunStatus> {
+    match events.last() {
+        Some(Event::RunFinished { status, .. }) => Some(*status),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_failing_apply_is_retried_then_succeeds() {
+    let flaky = Script::applying(&[Apply::Fail, Apply::Fail]);
+    let (finished, events) = walk_with(&[("a", "retries: 2")], &services(&[("a", &flaky)]), None);
+    assert_eq!(finished.code, ExitCode::Success);
+    assert_eq!((flaky.applied.get(), flaky.verified.get()), (3, 1));
+    assert_eq!(last_status(&events), Some(RunStatus::Succeeded));
+}
+
+#[test]
+fn retries_run_out_and_the_run_stops() {
+    let broken = Script::applying(&[Apply::Fail, Apply::Fail]);
+    let after = Script::applying(&[]);
+    let (finished, _) = walk_with(&[("a", "retries: 1"), ("b", "")], &services(&[("a", &broken), ("b", &after)]), None);
+    assert_eq!(finished.code, ExitCode::StepFailed);
+    assert_eq!((broken.applied.get(), after.applied.get()), (2, 0));
+}
+
+#[test]
+fn on_failure_continue_goes_on_and_the_run_fails() {
+    let broken = Script::applying(&[Apply::Fail]);
+    let after = Script::applying(&[]);
+    let steps = [("a", "on_failure: continue"), ("b", "")];
+    let (finished, events) = walk_with(&steps, &services(&[("a", &broken), ("b", &after)]), None);
+    assert_eq!(finished.code, ExitCode::StepFailed);
+    assert_eq!(after.applied.get(), 1);
+    assert_eq!(last_status(&events), Some(RunStatus::Failed));
+}
+
+#[test]
+fn from_skips_the_earlier_steps() {
+    let (first, second) = (Script::applying(&[]), Script::applying(&[]));
+    let (finished, events) = walk_with(&[("a", ""), ("b", "")], &services(&[("a", &first), ("b", &second)]), Some("b"));
+    assert_eq!(finished.code, ExitCode::Success);
+    assert_eq!((first.applied.get(), second.applied.get()), (0, 1));
+    assert!(events.iter().any(|e| matches!(e, Event::StepSkipped { step, .. } if step == "a")));
+}
+
+#[test]
+fn a_started_run_is_never_triggered_again() {
+    let pipeline = Script::applying(&[Apply::TriggerThenFail]);
+    let (finished, events) = walk_with(&[("a", "retries: 3")], &services(&[("a", &pipeline)]), None);
+    assert_eq!(finished.code, ExitCode::StepFailed);
+    assert_eq!(pipeline.triggers.get(), 1);
+    assert_eq!(events.iter().filter(|e| matches!(e, Event::StepTriggered { .. })).count(), 1);
+}
+
+#[test]
+fn an_unchanged_step_is_not_applied() {
+    let done = Rc::new(Script { unchanged: true, ..Script::default() });
+    let (finished, events) = walk_with(&[("a", "")], &services(&[("a", &done)]), None);
+    assert_eq!(finished.code, ExitCode::Success);
+    assert_eq!(done.applied.get(), 0);
+    assert!(!events.iter().any(|e| matches!(e, Event::StepConfirmed { .. })));
+}
+
+#[test]
+fn a_preview_that_moved_before_the_write_is_shown_again() {
+    let moved = Preview { effect: "change it, from elsewhere".into(), ..Preview::default() };
+    let script = Rc::new(Script { moved: RefCell::new(Some(moved)), ..Script::default() });
+    let (finished, events) = walk_with(&[("a", "")], &services(&[("a", &script)]), None);
+    assert_eq!(finished.code, ExitCode::Success);
+    assert_eq!(events.iter().filter(|e| matches!(e, Event::StepPreview { .. })).count(), 2);
+    assert_eq!(script.applied.get(), 1);
+}
+
+#[test]
+fn an_interruption_ends_the_run_with_130() {
+    let stopped = Script::applying(&[Apply::Interrupt]);
+    let after = Script::applying(&[]);
+    let steps = [("a", "retries: 2"), ("b", "")];
+    let (finished, events) = walk_with(&steps, &services(&[("a", &stopped), ("b", &after)]), None);
+    assert_eq!(finished.code.code(), 130);
+    assert_eq!((stopped.applied.get(), after.applied.get()), (1, 0));
+    assert_eq!(last_status(&events), Some(RunStatus::Interrupted));
+}
