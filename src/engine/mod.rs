@@ -530,9 +530,9 @@ impl<'a> Run<'a> {
                 self.record(event).map_err(|e| anyhow!("{e}"))
             };
             let cx = self.context(&projection, deadline, &triggered);
-            let result = step.apply(&cx, &preview).and_then(|outputs| {
-                step.verify(&cx, &outputs).map_err(|e| e.context("the change was made but did not verify"))?;
-                Ok(outputs)
+            let result = step.apply(&cx, &preview).and_then(|applied| {
+                step.verify(&cx, &applied).map_err(|e| e.context("the change was made but did not verify"))?;
+                Ok(applied.outputs)
             });
             match result {
                 Err(error)

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::error::{ExitCode, Interrupted, Started};
 use crate::runbook::resolve::{Action, Outputs};
 use crate::runbook::{LoadedRunbook, StepKind};
-use crate::steps::{Context, Preview, Step, StepFactory};
+use crate::steps::{Applied, Context, Preview, Step, StepFactory};
 use crate::ui::Ui;
 
 /// What one attempt of `apply` does.
@@ -59,10 +59,10 @@ impl Step for FakeStep {
         Ok(self.0.moved.borrow_mut().take())
     }
 
-    fn apply(&self, cx: &Context, _preview: &Preview) -> Result<Outputs> {
+    fn apply(&self, cx: &Context, _preview: &Preview) -> Result<Applied> {
         self.0.applied.set(self.0.applied.get() + 1);
         match self.0.applies.borrow_mut().pop_front() {
-            None => Ok(Outputs::from([("done".to_string(), "yes".to_string())])),
+            None => Ok(Applied::outputs(Outputs::from([("done".to_string(), "yes".to_string())]))),
             Some(Apply::Fail) => Err(anyhow!("the service said no")),
             Some(Apply::TriggerThenFail) => {
                 self.0.triggers.set(self.0.triggers.get() + 1);
@@ -73,7 +73,7 @@ impl Step for FakeStep {
         }
     }
 
-    fn verify(&self, _cx: &Context, _outputs: &Outputs) -> Result<()> {
+    fn verify(&self, _cx: &Context, _applied: &Applied) -> Result<()> {
         self.0.verified.set(self.0.verified.get() + 1);
         Ok(())
     }

@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use super::wait::{self, Ended, Policy, Poll, Progress};
-use super::{Context, Preview, Step, journaled};
+use super::{Applied, Context, Preview, Services, Step, journaled};
 use crate::ci::{PipelineRequest, Pipelines, RunHandle, RunState, UNKNOWN_RUN, UnknownRun, Verdict};
 use crate::echo::short_id;
 use crate::error::{Interrupted, Started};
@@ -20,10 +20,16 @@ use crate::runbook::resolve::Outputs;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
 pub struct CiStep<'s> {
-    pub pipelines: &'s dyn Pipelines,
+    pipelines: &'s dyn Pipelines,
     /// Used to check that the ref exists on the remote, when git is configured.
-    pub git: Option<&'s GitRemote>,
-    pub request: CiRequest,
+    git: Option<&'s GitRemote>,
+    request: CiRequest,
+}
+
+/// The step that runs `request`'s pipeline on the configured CI, checking its ref with git if
+/// git is configured.
+pub fn build<'s>(services: &'s Services, request: CiRequest) -> Result<Box<dyn Step + 's>> {
+    Ok(Box::new(CiStep { pipelines: services.pipelines()?, git: services.git().ok(), request }))
 }
 
 /// A pipeline as the step journals it: the step's `before` (not triggered: no `run`) and its
@@ -191,7 +197,7 @@ impl Step for CiStep<'_> {
         })
     }
 
-    fn apply(&self, cx: &Context, _preview: &Preview) -> Result<Outputs> {
+    fn apply(&self, cx: &Context, _preview: &Preview) -> Result<Applied> {
         let commit = self.ref_commit().unwrap_or_else(|_| self.request.git_ref.clone().unwrap_or_default());
         let started =
             self.pipelines.trigger(&self.pipeline_request(cx.run_id)).map_err(|e| Self::journal_unknown_run(cx, e))?;
@@ -207,7 +213,7 @@ impl Step for CiStep<'_> {
             ("commit".to_string(), commit),
         ]);
         if !self.request.wait {
-            return Ok(outputs);
+            return Ok(Applied::outputs(outputs));
         }
         let verdict = self.wait(cx, &run)?;
         cx.ui.detail(indent(&verdict.log_tail));
@@ -222,10 +228,10 @@ impl Step for CiStep<'_> {
             outputs.insert("url".into(), url);
         }
         outputs.insert("log_tail".into(), verdict.log_tail);
-        Ok(outputs)
+        Ok(Applied::outputs(outputs))
     }
 
-    fn verify(&self, _cx: &Context, _outputs: &Outputs) -> Result<()> {
+    fn verify(&self, _cx: &Context, _applied: &Applied) -> Result<()> {
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
-use super::{Context, Preview, Projected, Step, snapshot};
+use super::{Applied, Change, Context, Landed, Preview, Projected, Services, Step, snapshot};
 use crate::error::Precondition;
 use crate::flags::{Direction, FlagPlan, FlagService, FlagState, FlagTarget, Reach};
 use crate::runbook::kinds::flag::{FlagChange, FlagGoal};
@@ -24,16 +24,33 @@ impl FlagStepState {
         let typed = FlagStepState { flag: flag.to_string(), state: state.clone() };
         snapshot(state.summary(), serde_json::to_value(typed).unwrap_or_default())
     }
+}
 
-    /// A journaled or previewed snapshot read back.
-    pub fn read(snapshot: &serde_json::Value) -> Result<FlagStepState> {
-        Ok(FlagStepState::deserialize(snapshot)?)
+/// The write a flag preview planned: the state it starts from and the one it leads to.
+#[derive(Debug, Clone)]
+pub struct FlagWrite {
+    pub before: FlagState,
+    pub after: FlagState,
+}
+
+impl FlagWrite {
+    /// The write a flag step's preview planned.
+    fn of(preview: &Preview) -> Result<&FlagWrite> {
+        match &preview.change {
+            Change::Flag(write) => Ok(write),
+            Change::None | Change::Revert(_) => bail!("a flag preview plans a flag write"),
+        }
     }
 }
 
 pub struct FlagStep<'s> {
-    pub service: &'s dyn FlagService,
-    pub change: FlagChange,
+    service: &'s dyn FlagService,
+    change: FlagChange,
+}
+
+/// The step that makes or checks `change`, on the configured flag service.
+pub fn build<'s>(services: &'s Services, change: FlagChange) -> Result<Box<dyn Step + 's>> {
+    Ok(Box::new(FlagStep { service: services.flags()?, change }))
 }
 
 fn outputs(before: &str, after: &str, changed: bool) -> Outputs {
@@ -86,6 +103,7 @@ impl FlagStep<'_> {
             details: self.details(current),
             unchanged: Some(outputs(&shown, &shown, false)),
             reach: Some(Reach::Same),
+            change: Change::Flag(FlagWrite { before: current.clone(), after: current.clone() }),
             ..Preview::default()
         })
     }
@@ -165,7 +183,7 @@ impl FlagStep<'_> {
             notes,
             reach: Some(if writes { reach } else { Reach::Same }),
             against_direction: against.is_some(),
-            ..Preview::default()
+            change: Change::Flag(FlagWrite { before: current.clone(), after: ends.clone() }),
         })
     }
 
@@ -185,24 +203,24 @@ impl Step for FlagStep<'_> {
 
     fn recheck(&self, _cx: &Context, confirmed: &Preview) -> Result<Option<Preview>> {
         let fresh = self.preview_from(&self.service.read(self.name())?, true)?;
-        let moved = FlagStepState::read(&fresh.before)?.state.summary()
-            != FlagStepState::read(&confirmed.before)?.state.summary()
+        let moved = FlagWrite::of(&fresh)?.before.summary() != FlagWrite::of(confirmed)?.before.summary()
             || fresh.effect != confirmed.effect;
         Ok(moved.then_some(fresh))
     }
 
-    fn apply(&self, cx: &Context, preview: &Preview) -> Result<Outputs> {
+    fn apply(&self, cx: &Context, preview: &Preview) -> Result<Applied> {
         let FlagGoal::Set { target, .. } = self.change.goal else { bail!("a flag check writes nothing") };
-        let (before, after) = (FlagStepState::read(&preview.before)?, FlagStepState::read(&preview.after)?);
+        let write = FlagWrite::of(preview)?;
         self.service.write(self.name(), target, &format!("rollout run {}", cx.run_id))?;
-        Ok(outputs(&before.state.summary(), &after.state.summary(), true))
+        let outputs = outputs(&write.before.summary(), &write.after.summary(), true);
+        Ok(Applied { outputs, landed: Landed::Flag(write.after.clone()) })
     }
 
-    fn verify(&self, _cx: &Context, outputs: &Outputs) -> Result<()> {
-        let now = self.service.read(self.name())?;
-        let wanted = outputs.get("after").map(String::as_str).unwrap_or_default();
-        if now.summary() != wanted {
-            bail!("{} was written but now reports {}, not {wanted}", self.place(), now.summary());
+    fn verify(&self, _cx: &Context, applied: &Applied) -> Result<()> {
+        let Landed::Flag(wanted) = &applied.landed else { return Ok(()) };
+        let (now, wanted) = (self.service.read(self.name())?.summary(), wanted.summary());
+        if now != wanted {
+            bail!("{} was written but now reports {now}, not {wanted}", self.place());
         }
         Ok(())
     }
@@ -230,7 +248,7 @@ mod tests {
         let keys: Vec<&String> = snapshot.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["summary", "flag", "state"]);
         assert_eq!(snapshot["summary"], state.summary());
-        let read = FlagStepState::read(&snapshot).unwrap();
+        let read = FlagStepState::deserialize(&snapshot).unwrap();
         assert_eq!(read, FlagStepState { flag: "checkout".into(), state });
     }
 }

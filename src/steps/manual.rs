@@ -3,12 +3,17 @@
 
 use anyhow::Result;
 
-use super::{Context, Preview, Step, snapshot};
+use super::{Applied, Context, Preview, Step, snapshot};
 use crate::runbook::kinds::manual::ManualRequest;
 use crate::runbook::resolve::Outputs;
 
 pub struct ManualStep {
-    pub request: ManualRequest,
+    request: ManualRequest,
+}
+
+/// The step that shows `request`'s instructions; it needs no service.
+pub fn build(request: ManualRequest) -> Result<Box<dyn Step>> {
+    Ok(Box::new(ManualStep { request }))
 }
 
 impl Step for ManualStep {
@@ -24,11 +29,11 @@ impl Step for ManualStep {
         })
     }
 
-    fn apply(&self, _cx: &Context, _preview: &Preview) -> Result<Outputs> {
-        Ok(Outputs::new())
+    fn apply(&self, _cx: &Context, _preview: &Preview) -> Result<Applied> {
+        Ok(Applied::outputs(Outputs::new()))
     }
 
-    fn verify(&self, _cx: &Context, _outputs: &Outputs) -> Result<()> {
+    fn verify(&self, _cx: &Context, _applied: &Applied) -> Result<()> {
         Ok(())
     }
 

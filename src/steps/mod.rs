@@ -56,8 +56,35 @@ pub enum Change {
     /// Nothing planned beyond the preview's own fields: `apply` reads what it needs.
     #[default]
     None,
+    /// The flag state the write starts from and the one it leads to.
+    Flag(flag::FlagWrite),
     /// The revert commits to make, onto the tip the preview read.
     Revert(Plan),
+}
+
+/// What `apply` did: the step's outputs, and what `verify` reads back, typed.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub outputs: Outputs,
+    pub landed: Landed,
+}
+
+impl Applied {
+    /// Outputs with nothing for `verify` to read back.
+    pub fn outputs(outputs: Outputs) -> Applied {
+        Applied { outputs, landed: Landed::Nothing }
+    }
+}
+
+/// What a write left in the service, for `verify` to read back.
+#[derive(Debug, Clone)]
+pub enum Landed {
+    /// Nothing to read back: a check, a message, a pipeline already followed to its end.
+    Nothing,
+    /// The state the flag should now report.
+    Flag(FlagState),
+    /// The commit the destination branch should now point at.
+    Pushed(git2::Oid),
 }
 
 /// A change later previews should assume (a dry run never makes it).
@@ -109,9 +136,9 @@ pub trait Step {
         Ok(None)
     }
     /// Make the change the preview described.
-    fn apply(&self, cx: &Context, preview: &Preview) -> Result<Outputs>;
+    fn apply(&self, cx: &Context, preview: &Preview) -> Result<Applied>;
     /// Read the result back and confirm it holds.
-    fn verify(&self, cx: &Context, outputs: &Outputs) -> Result<()>;
+    fn verify(&self, cx: &Context, applied: &Applied) -> Result<()>;
     /// What the step did, one line for the operator once it verified:
     /// `pushed 69a913a onto origin/main (was a3593e9)`, `run 4812 succeeded at 69a913a`.
     fn outcome(&self, _outputs: &Outputs) -> String {
@@ -205,13 +232,13 @@ impl<'c> Services<'c> {
 
 impl StepFactory for Services<'_> {
     fn step(&self, action: Action) -> Result<Box<dyn Step + '_>> {
-        Ok(match action {
-            Action::Flag(change) => Box::new(flag::FlagStep { service: self.flags()?, change }),
-            Action::Revert(request) => Box::new(revert::RevertStep::new(self.git()?, request)),
-            Action::Ci(request) => Box::new(ci::CiStep { pipelines: self.pipelines()?, git: self.git().ok(), request }),
-            Action::Manual(request) => Box::new(manual::ManualStep { request }),
-            Action::Notify(request) => Box::new(notify::NotifyStep { webhook: self.webhook()?, request }),
-        })
+        match action {
+            Action::Flag(change) => flag::build(self, change),
+            Action::Revert(request) => revert::build(self, request),
+            Action::Ci(request) => ci::build(self, request),
+            Action::Manual(request) => manual::build(request),
+            Action::Notify(request) => notify::build(self, request),
+        }
     }
 
     /// None for steps that touch no service and for notify, whose webhook the header does not show.

@@ -4,14 +4,19 @@
 use anyhow::Result;
 use serde_json::json;
 
-use super::{Context, Preview, Step, snapshot};
+use super::{Applied, Context, Preview, Services, Step, snapshot};
 use crate::notify::Webhook;
 use crate::runbook::kinds::notify::NotifyRequest;
 use crate::runbook::resolve::Outputs;
 
 pub struct NotifyStep<'s> {
-    pub webhook: &'s Webhook,
-    pub request: NotifyRequest,
+    webhook: &'s Webhook,
+    request: NotifyRequest,
+}
+
+/// The step that posts `request`'s message to the configured webhook.
+pub fn build<'s>(services: &'s Services, request: NotifyRequest) -> Result<Box<dyn Step + 's>> {
+    Ok(Box::new(NotifyStep { webhook: services.webhook()?, request }))
 }
 
 impl NotifyStep<'_> {
@@ -34,18 +39,18 @@ impl Step for NotifyStep<'_> {
         })
     }
 
-    fn apply(&self, cx: &Context, _preview: &Preview) -> Result<Outputs> {
+    fn apply(&self, cx: &Context, _preview: &Preview) -> Result<Applied> {
         match self.webhook.post(&self.text(cx)) {
-            Ok(()) => Ok(Outputs::from([("delivered".to_string(), "true".to_string())])),
+            Ok(()) => Ok(Applied::outputs(Outputs::from([("delivered".to_string(), "true".to_string())]))),
             Err(error) if !self.request.required => {
                 cx.ui.warn(format!("the notification was not delivered ({error:#}); the run goes on"));
-                Ok(Outputs::from([("delivered".to_string(), "false".to_string())]))
+                Ok(Applied::outputs(Outputs::from([("delivered".to_string(), "false".to_string())])))
             }
             Err(error) => Err(error.context(format!("the notification to {} failed", self.webhook.describe()))),
         }
     }
 
-    fn verify(&self, _cx: &Context, _outputs: &Outputs) -> Result<()> {
+    fn verify(&self, _cx: &Context, _applied: &Applied) -> Result<()> {
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
-use super::{Change, Context, Preview, Step, journaled};
+use super::{Applied, Change, Context, Landed, Preview, Services, Step, journaled};
 use crate::echo::short_id;
 use crate::error::Precondition;
 use crate::git::revert::{self, Plan};
@@ -32,15 +32,16 @@ pub struct RevertResult {
 }
 
 pub struct RevertStep<'s> {
-    pub git: &'s GitRemote,
-    pub request: RevertRequest,
+    git: &'s GitRemote,
+    request: RevertRequest,
 }
 
-impl<'s> RevertStep<'s> {
-    pub fn new(git: &'s GitRemote, request: RevertRequest) -> Self {
-        RevertStep { git, request }
-    }
+/// The step that reverts `request`'s commits on the configured git remote.
+pub fn build<'s>(services: &'s Services, request: RevertRequest) -> Result<Box<dyn Step + 's>> {
+    Ok(Box::new(RevertStep { git: services.git()?, request }))
+}
 
+impl RevertStep<'_> {
     /// The branch `branch` as the preview found it: at `commit`, or not there yet.
     fn found(&self, branch: &str, commit: Option<git2::Oid>) -> RevertState {
         RevertState {
@@ -77,6 +78,16 @@ impl<'s> RevertStep<'s> {
             // The tip the revert went on top of: what the branch was before.
             ("previous".to_string(), plan.tip.to_string()),
         ])
+    }
+
+    /// What `apply` leaves: the outputs, and the commit the destination now has if it pushed one.
+    fn applied(&self, plan: &Plan, made: &[git2::Oid], pushed: bool) -> Applied {
+        let outputs = self.outputs(plan, made, pushed);
+        let landed = match made.last() {
+            Some(newest) if pushed => Landed::Pushed(*newest),
+            _ => Landed::Nothing,
+        };
+        Applied { outputs, landed }
     }
 
     fn what(plan: &Plan) -> String {
@@ -178,18 +189,18 @@ impl Step for RevertStep<'_> {
         Ok(Preview { effect, before, after, details, change: Change::Revert(plan), ..Preview::default() })
     }
 
-    fn apply(&self, cx: &Context, preview: &Preview) -> Result<Outputs> {
+    fn apply(&self, cx: &Context, preview: &Preview) -> Result<Applied> {
         let repo = self.git.open()?;
         let base = self.git.target(&self.git.branch);
         let mut plan = match &preview.change {
             Change::Revert(plan) => plan.clone(),
-            Change::None => self.plan(&repo, self.git.remote_tip(&repo, &self.git.branch)?)?,
+            Change::None | Change::Flag(_) => self.plan(&repo, self.git.remote_tip(&repo, &self.git.branch)?)?,
         };
         let attempts = self.git.push_attempts;
         for attempt in 1..=attempts {
             if plan.originals.is_empty() {
                 cx.ui.say(format!("  {base} already has the revert: nothing to push"));
-                return Ok(self.outputs(&plan, &[], self.request.push));
+                return Ok(self.applied(&plan, &[], self.request.push));
             }
             self.git.keep_fetched(&repo)?;
             let made = revert::commit(&repo, &plan)?;
@@ -200,14 +211,14 @@ impl Step for RevertStep<'_> {
                     self.git.remote,
                     self.destination()
                 ));
-                return Ok(self.outputs(&plan, &made, false));
+                return Ok(self.applied(&plan, &made, false));
             }
             match self.git.push(&repo, newest, self.destination()) {
                 Ok(warning) => {
                     if let Some(warning) = warning {
                         cx.ui.warn(warning);
                     }
-                    return Ok(self.outputs(&plan, &made, true));
+                    return Ok(self.applied(&plan, &made, true));
                 }
                 Err(PushError::Moved(what)) if attempt < attempts => {
                     if self.destination() != self.git.branch {
@@ -242,25 +253,17 @@ impl Step for RevertStep<'_> {
         unreachable!("the loop returns on its last attempt")
     }
 
-    fn verify(&self, _cx: &Context, outputs: &Outputs) -> Result<()> {
-        let expected = outputs.get("commit").map(String::as_str).unwrap_or_default();
-        if !self.request.push || outputs.get("commits").is_some_and(|c| c.is_empty()) {
-            return Ok(());
-        }
+    fn verify(&self, _cx: &Context, applied: &Applied) -> Result<()> {
+        let Landed::Pushed(expected) = applied.landed else { return Ok(()) };
         let repo = self.git.open()?;
         let destination = self.destination();
         match self.git.remote_head(&repo, destination)? {
-            Some(head) if head.to_string() == expected => Ok(()),
+            Some(head) if head == expected => Ok(()),
             Some(head) => {
-                bail!(
-                    "pushed {} but {} now points at {}",
-                    short_id(expected),
-                    self.git.target(destination),
-                    short(head)
-                )
+                bail!("pushed {} but {} now points at {}", short(expected), self.git.target(destination), short(head))
             }
             None => {
-                bail!("pushed {} but {} does not exist on the remote", short_id(expected), self.git.target(destination))
+                bail!("pushed {} but {} does not exist on the remote", short(expected), self.git.target(destination))
             }
         }
     }

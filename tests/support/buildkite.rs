@@ -3,7 +3,7 @@
 
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -139,16 +139,6 @@ impl Buildkite {
         self.api.state.lock().unwrap().script = Script::For(outcome, duration);
     }
 
-    /// Change the script of a build already created.
-    pub fn rescript(&self, org: &str, pipeline: &str, number: u64, script: Script) {
-        let mut state = self.api.state.lock().unwrap();
-        let rec = state
-            .recs
-            .iter_mut()
-            .find(|r| r.build.org == org && r.build.pipeline == pipeline && r.build.number == number);
-        rec.expect("build").life.script = script;
-    }
-
     /// Requests a minute: the organization's (default 200) and the user's (default 50).
     pub fn set_rate_limits(&self, org: u64, user: u64) {
         let mut state = self.api.state.lock().unwrap();
@@ -159,17 +149,6 @@ impl Buildkite {
     /// Every build created so far, oldest first.
     pub fn runs(&self) -> Vec<Build> {
         self.api.state.lock().unwrap().recs.iter().map(|r| r.build.clone()).collect()
-    }
-
-    /// How many times `GET .../builds/{number}` of that pipeline was answered.
-    pub fn poll_count(&self, pipeline: &str, number: u64) -> usize {
-        self.poll_times(pipeline, number).len()
-    }
-
-    pub fn poll_times(&self, pipeline: &str, number: u64) -> Vec<Instant> {
-        let state = self.api.state.lock().unwrap();
-        let rec = state.recs.iter().find(|r| r.build.pipeline == pipeline && r.build.number == number);
-        rec.map(|r| r.life.polls.clone()).unwrap_or_default()
     }
 }
 

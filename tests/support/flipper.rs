@@ -40,11 +40,6 @@ impl Gates {
         Gates { percentage_of_actors: Some(percentage.to_string()), ..Gates::default() }
     }
 
-    /// Only the actors gate set, to these flipper ids.
-    pub fn with_actors(ids: &[&str]) -> Gates {
-        Gates { actors: ids.iter().map(|id| id.to_string()).collect(), ..Gates::default() }
-    }
-
     /// Only the groups gate set, to these group names.
     pub fn with_groups(names: &[&str]) -> Gates {
         Gates { groups: names.iter().map(|name| name.to_string()).collect(), ..Gates::default() }
@@ -141,11 +136,6 @@ impl Flipper {
             pending: Mutex::default(),
         });
         Flipper { server: Server::start(api.clone(), MOUNT), api }
-    }
-
-    /// Add a feature with every gate clear (state "off").
-    pub fn add(&self, name: &str) {
-        self.set(name, Gates::default());
     }
 
     /// Seed a feature's gates.

@@ -121,12 +121,6 @@ pub fn epoch_seconds() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// A 40-hex fake commit id derived from `seed`.
-pub fn fake_sha(seed: &str) -> String {
-    let digest = Sha256::digest(seed.as_bytes());
-    digest.iter().take(20).map(|b| format!("{b:02x}")).collect()
-}
-
 // ---------------------------------------------------------------------------------------------
 // GitHub.
 
@@ -318,10 +312,6 @@ impl GitHub {
         state.default_branch.entry(repo.into()).or_insert_with(|| name.into());
     }
 
-    pub fn add_tag(&self, repo: &str, name: &str, sha: &str) {
-        self.api.state.lock().unwrap().refs.insert((repo.into(), name.into()), (sha.into(), true));
-    }
-
     pub fn set_mode(&self, mode: Mode) {
         self.api.state.lock().unwrap().mode = mode;
     }
@@ -331,41 +321,9 @@ impl GitHub {
         self.api.state.lock().unwrap().script = Script::Polls(outcome, polls);
     }
 
-    /// Like [`GitHub::script`], timed on the wall clock from the trigger.
-    pub fn script_for(&self, outcome: Outcome, duration: Duration) {
-        self.api.state.lock().unwrap().script = Script::For(outcome, duration);
-    }
-
-    /// Change the script of a run already triggered (its poll count is kept).
-    pub fn rescript(&self, run: u64, script: Script) {
-        let mut state = self.api.state.lock().unwrap();
-        state.runs.iter_mut().find(|r| r.run.id == run).expect("run").life.script = script;
-    }
-
     /// Runs triggered from now on never show up in run listings (they still answer by id).
     pub fn hide_new_runs(&self) {
         self.api.state.lock().unwrap().hide_new = true;
-    }
-
-    /// Runs triggered from now on are missing from the first `reads` listings that would show
-    /// them (GitHub takes a few seconds to list a dispatched run).
-    pub fn listing_delay(&self, reads: usize) {
-        self.api.state.lock().unwrap().listing_delay = reads;
-    }
-
-    /// The primary rate limit (default 5000 an hour).
-    pub fn set_rate_limit(&self, limit: u64) {
-        self.api.state.lock().unwrap().limit = limit;
-    }
-
-    /// The status of a primary-limit refusal: 403 (default) or 429.
-    pub fn primary_limit_status(&self, status: u16) {
-        self.api.state.lock().unwrap().primary_status = status;
-    }
-
-    /// The status of an injected `Fault::RateLimited` (secondary limit): 429 (default) or 403.
-    pub fn secondary_limit_status(&self, status: u16) {
-        self.api.state.lock().unwrap().secondary_status = status;
     }
 
     /// Every run triggered so far, oldest first.
@@ -373,20 +331,10 @@ impl GitHub {
         self.api.state.lock().unwrap().runs.iter().map(|r| r.run.clone()).collect()
     }
 
-    /// How many times `GET .../actions/runs/{run}` was answered (304s included).
-    pub fn poll_count(&self, run: u64) -> usize {
-        self.poll_times(run).len()
-    }
-
     /// When each of those reads arrived.
     pub fn poll_times(&self, run: u64) -> Vec<Instant> {
         let state = self.api.state.lock().unwrap();
         state.runs.iter().find(|r| r.run.id == run).map(|r| r.life.polls.clone()).unwrap_or_default()
-    }
-
-    /// Requests counted against the primary rate limit so far.
-    pub fn rate_used(&self) -> u64 {
-        self.api.state.lock().unwrap().used
     }
 }
 

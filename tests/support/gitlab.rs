@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -134,11 +133,6 @@ impl GitLab {
         GitLab { server, api }
     }
 
-    /// The API base: `url()` + `/api/v4`.
-    pub fn api_url(&self) -> String {
-        format!("{}{MOUNT}", self.server.url())
-    }
-
     /// Add a project (`group/project`) with its numeric id.
     pub fn add_project(&self, path: &str, id: u64) {
         self.api.state.lock().unwrap().projects.push(Project {
@@ -159,12 +153,6 @@ impl GitLab {
         project.default_branch.get_or_insert_with(|| name.into());
     }
 
-    pub fn add_tag(&self, path: &str, name: &str, sha: &str) {
-        let mut state = self.api.state.lock().unwrap();
-        let project = state.projects.iter_mut().find(|p| p.path == path).expect("project added");
-        project.refs.insert(name.into(), (sha.into(), true));
-    }
-
     /// A pipeline trigger token of the project.
     pub fn add_trigger_token(&self, path: &str, token: &str) {
         let mut state = self.api.state.lock().unwrap();
@@ -177,34 +165,9 @@ impl GitLab {
         self.api.state.lock().unwrap().script = Script::Polls(outcome, polls);
     }
 
-    pub fn script_for(&self, outcome: Outcome, duration: Duration) {
-        self.api.state.lock().unwrap().script = Script::For(outcome, duration);
-    }
-
-    /// Change the script of a pipeline already created.
-    pub fn rescript(&self, pipeline: u64, script: Script) {
-        let mut state = self.api.state.lock().unwrap();
-        state.pipelines.iter_mut().find(|r| r.pipeline.id == pipeline).expect("pipeline").life.script = script;
-    }
-
-    /// Requests allowed a minute (default 2000, GitLab.com's authenticated API limit).
-    pub fn set_rate_limit(&self, limit: u64) {
-        self.api.state.lock().unwrap().limit = limit;
-    }
-
     /// Every pipeline created so far, oldest first.
     pub fn runs(&self) -> Vec<Pipeline> {
         self.api.state.lock().unwrap().pipelines.iter().map(|r| r.pipeline.clone()).collect()
-    }
-
-    /// How many times `GET .../pipelines/{id}` was answered.
-    pub fn poll_count(&self, pipeline: u64) -> usize {
-        self.poll_times(pipeline).len()
-    }
-
-    pub fn poll_times(&self, pipeline: u64) -> Vec<Instant> {
-        let state = self.api.state.lock().unwrap();
-        state.pipelines.iter().find(|r| r.pipeline.id == pipeline).map(|r| r.life.polls.clone()).unwrap_or_default()
     }
 }
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -158,11 +158,6 @@ impl Jenkins {
         self.push_job(path, None);
     }
 
-    /// Add a job declaring these string parameters: others are dropped, as Jenkins does.
-    pub fn add_job_with_params(&self, path: &str, params: &[&str]) {
-        self.push_job(path, Some(params.iter().map(|p| p.to_string()).collect()));
-    }
-
     fn push_job(&self, path: &str, declared: Option<Vec<String>>) {
         let job = Job { path: path.trim_matches('/').into(), buildable: true, declared, next_number: 1 };
         self.api.state.lock().unwrap().jobs.push(job);
@@ -179,10 +174,6 @@ impl Jenkins {
         self.api.state.lock().unwrap().script = Script::Polls(outcome, polls);
     }
 
-    pub fn script_for(&self, outcome: Outcome, duration: Duration) {
-        self.api.state.lock().unwrap().script = Script::For(outcome, duration);
-    }
-
     /// How many queue-item reads answer "waiting" before the item leaves, and how it leaves
     /// (default 1, Starts). Applies to items queued from now on.
     pub fn queue_script(&self, polls: u32, end: QueueEnd) {
@@ -197,33 +188,6 @@ impl Jenkins {
     /// Every queue item created so far, oldest first.
     pub fn runs(&self) -> Vec<Build> {
         self.api.state.lock().unwrap().recs.iter().map(|r| r.build.clone()).collect()
-    }
-
-    /// Status reads of the item and its build: queue-item reads plus build reads.
-    pub fn poll_count(&self, queue_id: u64) -> usize {
-        self.poll_times(queue_id).len()
-    }
-
-    pub fn queue_poll_count(&self, queue_id: u64) -> usize {
-        self.with_rec(queue_id, |r| r.queue_reads.len())
-    }
-
-    pub fn build_poll_count(&self, queue_id: u64) -> usize {
-        self.with_rec(queue_id, |r| r.life.polls.len())
-    }
-
-    /// When each status read (queue item or build) arrived, in order.
-    pub fn poll_times(&self, queue_id: u64) -> Vec<Instant> {
-        self.with_rec(queue_id, |r| {
-            let mut all: Vec<Instant> = r.queue_reads.iter().chain(r.life.polls.iter()).copied().collect();
-            all.sort();
-            all
-        })
-    }
-
-    fn with_rec<T: Default>(&self, queue_id: u64, f: impl Fn(&Rec) -> T) -> T {
-        let state = self.api.state.lock().unwrap();
-        state.recs.iter().find(|r| r.build.queue_id == queue_id).map(f).unwrap_or_default()
     }
 }
 

@@ -111,11 +111,6 @@ impl LaunchDarkly {
         flags.get(&(project.into(), key.into()))?.environments.get(env).map(|e| e.state.clone())
     }
 
-    /// The flag's `_version`.
-    pub fn version(&self, project: &str, key: &str) -> Option<u64> {
-        self.api.flags.lock().unwrap().get(&(project.into(), key.into())).map(|f| f.version)
-    }
-
     /// The `_id` of variation `index` (0 = true, 1 = false for `add_flag`).
     pub fn variation_id(&self, project: &str, key: &str, index: usize) -> String {
         let flags = self.api.flags.lock().unwrap();

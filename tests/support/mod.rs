@@ -1,8 +1,6 @@
 //! The hermetic test harness: the built binary run with a cleared environment, a temp HOME
 //! and state dir, in a sandbox workspace (git clone and remote, flagd file, deploy script).
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
