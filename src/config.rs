@@ -4,11 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::anyhow;
 use serde::Deserialize;
 
 use crate::duration;
-use crate::error::Error;
 use crate::yaml::{Diagnostic, Diagnostics, Source};
 
 pub const FILE_NAME: &str = "rollout.yaml";
@@ -347,6 +345,20 @@ pub struct Config {
     pub http: HttpSettings,
 }
 
+/// Why no config could be loaded; the edge maps it to an exit code and hints.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// No `-C` and no rollout.yaml in `cwd` (the path) or any folder above it.
+    #[error("no {FILE_NAME} in {} or any folder above it", .0.display())]
+    NotFound(PathBuf),
+    /// `-C FILE` names a file that does not exist.
+    #[error("config file {} does not exist", .0.display())]
+    NoSuchFile(PathBuf),
+    /// The file is there but does not load.
+    #[error(transparent)]
+    Invalid(#[from] Diagnostics),
+}
+
 impl Config {
     /// `-C FILE` if given, else the nearest rollout.yaml from `cwd` upwards.
     pub fn find(explicit: Option<&Path>, cwd: &Path) -> Option<PathBuf> {
@@ -356,16 +368,15 @@ impl Config {
         cwd.ancestors().map(|dir| dir.join(FILE_NAME)).find(|candidate| candidate.is_file())
     }
 
-    /// Find and load the config, or explain how to give one (exit 2).
-    pub fn discover(explicit: Option<&Path>, cwd: &Path) -> Result<Config, Error> {
+    /// Find and load the config: `-C FILE`, else the nearest rollout.yaml from `cwd` upwards.
+    pub fn discover(explicit: Option<&Path>, cwd: &Path) -> Result<Config, ConfigError> {
         let Some(path) = Self::find(explicit, cwd) else {
-            return Err(Error::invalid(anyhow!("no {FILE_NAME} in {} or any folder above it", cwd.display()))
-                .with_hint("pass -C path/to/rollout.yaml, or try `rollout rehearse --severity critical` to see the shipped runbooks work"));
+            return Err(ConfigError::NotFound(cwd.to_path_buf()));
         };
         if !path.is_file() {
-            return Err(Error::invalid(anyhow!("config file {} does not exist", path.display())));
+            return Err(ConfigError::NoSuchFile(path));
         }
-        Config::load(&path).map_err(Error::invalid)
+        Ok(Config::load(&path)?)
     }
 
     pub fn load(path: &Path) -> Result<Config, Diagnostics> {

@@ -3,6 +3,10 @@
 
 use std::fmt;
 
+use crate::config::ConfigError;
+use crate::runbook::inputs::InputError;
+use crate::yaml::Diagnostics;
+
 /// The documented exit codes (see the README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitCode {
@@ -86,6 +90,53 @@ impl From<anyhow::Error> for Error {
     }
 }
 
+// The model layers (runbook, config, yaml) report their own errors; they become exit codes and
+// hints here, and only here.
+
+/// Problems found in a runbook or config file (exit 2).
+impl From<Diagnostics> for Error {
+    fn from(found: Diagnostics) -> Self {
+        Error::invalid(found)
+    }
+}
+
+/// No config to load (exit 2), with how to give one.
+impl From<ConfigError> for Error {
+    fn from(error: ConfigError) -> Self {
+        match error {
+            ConfigError::Invalid(found) => found.into(),
+            ConfigError::NotFound(_) => Error::invalid(error).with_hint(
+                "pass -C path/to/rollout.yaml, or try `rollout rehearse --severity critical` to see the shipped runbooks work",
+            ),
+            ConfigError::NoSuchFile(_) => Error::invalid(error),
+        }
+    }
+}
+
+/// Inputs that cannot be settled (exit 2), with what to pass instead.
+impl From<InputError> for Error {
+    fn from(error: InputError) -> Self {
+        let hint = match &error {
+            InputError::Unknown { runbook, known, .. } if known.is_empty() => {
+                Some(format!("runbook {runbook} takes no inputs"))
+            }
+            InputError::Unknown { runbook, known, .. } => {
+                Some(format!("runbook {runbook} takes: {}", known.join(", ")))
+            }
+            InputError::Missing { names, .. } => Some(format!(
+                "pass {}",
+                names.iter().map(|name| format!("--var {name}=...")).collect::<Vec<_>>().join(" ")
+            )),
+            InputError::NotKeyValue(_) | InputError::BadValue { .. } => None,
+        };
+        let error = Error::invalid(error);
+        match hint {
+            Some(hint) => error.with_hint(hint),
+            None => error,
+        }
+    }
+}
+
 /// A read-only check found that a step cannot succeed (exit 3 before anything changed).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -119,5 +170,93 @@ pub struct Interrupted(pub String);
 impl Interrupted {
     pub fn is_in(error: &anyhow::Error) -> bool {
         error.chain().any(|cause| cause.is::<Interrupted>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::runbook::{LoadedRunbook, inputs};
+    use crate::yaml::Source;
+
+    fn shown(error: impl Into<Error>) -> (ExitCode, String, Vec<String>) {
+        let error = error.into();
+        (error.code, error.to_string(), error.hints)
+    }
+
+    fn runbook(inputs: &str) -> LoadedRunbook {
+        let text = format!(
+            "version: 1\ntitle: T\n{inputs}steps:\n  - id: a\n    name: A\n    manual: {{ instructions: go }}\n"
+        );
+        LoadedRunbook::from_source(Source::new(PathBuf::from("/rb/fix.yaml"), text)).unwrap()
+    }
+
+    fn resolved(runbook: &LoadedRunbook, vars: &[&str]) -> (ExitCode, String, Vec<String>) {
+        let vars: Vec<String> = vars.iter().map(|v| v.to_string()).collect();
+        shown(inputs::resolve(runbook, &vars).unwrap_err())
+    }
+
+    #[test]
+    fn input_errors_keep_their_messages_hints_and_exit_code() {
+        let none = runbook("");
+        let some = runbook("inputs:\n  share: { type: percent }\n  flag: { type: string }\n");
+        let no_hint = |message: &str| (ExitCode::Invalid, message.to_string(), Vec::<String>::new());
+        let hint = |message: &str, hint: &str| (ExitCode::Invalid, message.to_string(), vec![hint.to_string()]);
+        assert_eq!(
+            resolved(&none, &["oops"]),
+            no_hint("--var oops: expected K=V, like --var flag=travel_pay_claim_status")
+        );
+        assert_eq!(
+            resolved(&none, &["x=1"]),
+            hint("--var x: runbook fix has no input `x`", "runbook fix takes no inputs")
+        );
+        assert_eq!(
+            resolved(&some, &[" y =1"]),
+            hint("--var y: runbook fix has no input `y`", "runbook fix takes: share, flag")
+        );
+        assert_eq!(
+            resolved(&some, &["share=150"]).1,
+            format!(
+                "input `share` (percent, from --var): {}",
+                inputs::check_value(crate::runbook::InputType::Percent, "150").unwrap_err()
+            )
+        );
+        assert_eq!(
+            resolved(&runbook("inputs:\n  share: { type: percent }\n  flag: { type: string }\n"), &[]),
+            hint(
+                "missing variables: runbook fix needs share, flag and has no default",
+                "pass --var share=... --var flag=..."
+            )
+        );
+        assert_eq!(
+            resolved(&runbook("inputs:\n  flag: { type: string }\n"), &[]),
+            hint("missing variable: runbook fix needs flag and has no default", "pass --var flag=...")
+        );
+    }
+
+    #[test]
+    fn config_errors_keep_their_messages_hints_and_exit_code() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            shown(Config::discover(None, dir.path()).unwrap_err()),
+            (
+                ExitCode::Invalid,
+                format!("no rollout.yaml in {} or any folder above it", dir.path().display()),
+                vec!["pass -C path/to/rollout.yaml, or try `rollout rehearse --severity critical` to see the shipped runbooks work".to_string()]
+            )
+        );
+        let missing = dir.path().join("nope.yaml");
+        assert_eq!(
+            shown(Config::discover(Some(Path::new("nope.yaml")), dir.path()).unwrap_err()),
+            (ExitCode::Invalid, format!("config file {} does not exist", missing.display()), Vec::new())
+        );
+        std::fs::write(dir.path().join("rollout.yaml"), "version: 7\n").unwrap();
+        let error = Error::from(Config::discover(None, dir.path()).unwrap_err());
+        assert_eq!(error.code, ExitCode::Invalid);
+        assert!(error.hints.is_empty());
+        assert!(error.error.downcast_ref::<Diagnostics>().is_some(), "{error}");
     }
 }

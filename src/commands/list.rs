@@ -82,14 +82,14 @@ pub fn list(ui: &Ui, config: Option<&Path>, cwd: &Path) -> Result<ExitCode, Erro
     let shipped_only = found.is_none();
     let (loaded, problems) = match found {
         Some(path) => {
-            let config = Config::load(&path).map_err(Error::invalid)?;
+            let config = Config::load(&path)?;
             runbook::load_all(&config.runbooks).map_err(|e| {
                 Error::invalid(anyhow::anyhow!("cannot read the runbooks folder {}: {e}", config.runbooks.display()))
             })?
         }
         None => {
             ui.say("no rollout.yaml found: these are the runbooks shipped with rollout (rollout rehearse runs them)");
-            (shipped::all().map_err(Error::invalid)?, Vec::new())
+            (shipped::all()?, Vec::new())
         }
     };
     for (i, runbook) in loaded.iter().enumerate() {
@@ -105,7 +105,7 @@ pub fn list(ui: &Ui, config: Option<&Path>, cwd: &Path) -> Result<ExitCode, Erro
     if problems.is_empty() {
         Ok(ExitCode::Success)
     } else {
-        Err(Error::invalid(Diagnostics(problems))
+        Err(Error::from(Diagnostics(problems))
             .with_hint("these runbooks are not listed; `rollout validate` checks them all"))
     }
 }

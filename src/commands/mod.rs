@@ -44,7 +44,7 @@ pub fn runbook_for_severity(dir: &Path, severity: Severity) -> Result<LoadedRunb
         loaded.into_iter().filter(|r| r.runbook.severity == Some(severity)).collect();
     match matching.len() {
         1 => Ok(matching.remove(0)),
-        0 if !problems.is_empty() => Err(Error::invalid(Diagnostics(problems))
+        0 if !problems.is_empty() => Err(Error::from(Diagnostics(problems))
             .with_hint(format!("no valid runbook has severity: {}; fix the errors above", severity.as_str()))),
         0 => Err(Error::invalid(anyhow!("no runbook in {} has severity: {}", dir.display(), severity.as_str()))
             .with_hint("add `severity: <level>` to the runbook for this level, or use `rollout run NAME`")),
@@ -64,7 +64,7 @@ pub fn runbook_named(config: &Config, name: &str) -> Result<LoadedRunbook, Error
         .map_err(Error::invalid)?;
     let stem = |path: &PathBuf| path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     if let Some(path) = files.iter().find(|path| stem(path) == name) {
-        return LoadedRunbook::load(path).map_err(Error::invalid);
+        return Ok(LoadedRunbook::load(path)?);
     }
     let known: Vec<String> = files.iter().map(stem).collect();
     let hint = if known.is_empty() {

@@ -36,13 +36,13 @@ fn flag_names(runbook: &LoadedRunbook, vars: &[String]) -> Result<Vec<String>, E
 pub fn rehearse(ui: &Ui, config: Option<&Path>, cwd: &Path, args: &RehearseArgs) -> Result<ExitCode, Error> {
     let runbook = match Config::find(config, cwd) {
         Some(path) => {
-            let team = Config::load(&path).map_err(Error::invalid)?;
+            let team = Config::load(&path)?;
             ui.say(format!("Rehearsing the {} runbook of {}", args.severity.as_str(), path.display()));
             super::runbook_for_severity(&team.runbooks, args.severity)?
         }
         None => {
             ui.say(format!("Rehearsing the shipped {} runbook (no rollout.yaml found)", args.severity.as_str()));
-            shipped::for_severity(args.severity).map_err(Error::invalid)?
+            shipped::for_severity(args.severity)?
         }
     };
     let sandbox = Sandbox::create().map_err(Error::from)?;
@@ -58,7 +58,7 @@ pub fn rehearse(ui: &Ui, config: Option<&Path>, cwd: &Path, args: &RehearseArgs)
     std::fs::write(sandbox.path().join("runbooks").join(format!("{}.yaml", runbook.name)), &runbook.source.text)
         .context("cannot copy the runbook into the sandbox")
         .map_err(Error::from)?;
-    let config = Config::load(&sandbox.config_file()).map_err(Error::invalid)?;
+    let config = Config::load(&sandbox.config_file())?;
     ui.say(ui.dim(format!(
         "  sandbox {}: clone app/ of remote.git (offending commit {} \"{}\"), flags.json, deploy.sh",
         sandbox.path().display(),

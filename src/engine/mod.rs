@@ -125,7 +125,7 @@ fn check_before_start(
         }
     }
     if !problems.is_empty() {
-        return Err(Error::invalid(Diagnostics(problems)));
+        return Err(Diagnostics(problems).into());
     }
     for index in from..runbook.runbook.steps.len() {
         services.prepare(runbook.runbook.steps[index].kind()).map_err(Error::invalid)?;
@@ -340,7 +340,7 @@ impl<'a> Run<'a> {
                 resolve::action(self.runbook, index, Scope { inputs: &self.inputs, outputs: &self.scope_outputs() });
             let planned = match action {
                 Err(Unresolved::Waiting(reference)) => Planned::Deferred(reference),
-                Err(Unresolved::Invalid(diagnostic)) => return Err(Error::invalid(Diagnostics(vec![diagnostic]))),
+                Err(Unresolved::Invalid(diagnostic)) => return Err(Diagnostics(vec![diagnostic]).into()),
                 Ok(action) => {
                     let step = services.step(action).map_err(Error::invalid)?;
                     match step.preview(&self.context(&projection, None, &quiet)) {

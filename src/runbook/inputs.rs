@@ -1,12 +1,10 @@
 //! Typed runbook inputs: defaults, `--var K=V`, and the checks that run
 //! before the first step (unknown name, wrong type, missing value).
 
-use anyhow::anyhow;
 use indexmap::IndexMap;
 
 use super::{InputType, LoadedRunbook};
 use crate::echo;
-use crate::error::Error;
 use crate::percent::Percent;
 
 /// Input values after checking, in their canonical text form (`5` for 5%, `true`).
@@ -53,31 +51,42 @@ fn one_line(raw: &str) -> Result<(), String> {
     }
 }
 
+/// Why the inputs of a run could not be settled; the edge maps it to an exit code and hints.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// A `--var` without `=`.
+    #[error("--var {}: expected K=V, like --var flag=travel_pay_claim_status", echo::clip(.0))]
+    NotKeyValue(String),
+    /// A `--var` naming an input the runbook does not declare; `known` are the ones it does.
+    #[error("--var {}: runbook {runbook} has no input `{}`", echo::clip(.key), echo::clip(.key))]
+    Unknown { key: String, runbook: String, known: Vec<String> },
+    /// A value (given or default) that does not fit the input's type.
+    #[error("input `{name}` ({}, from {origin}): {why}", .kind.as_str())]
+    BadValue { name: String, kind: InputType, origin: &'static str, why: String },
+    /// Inputs with neither a `--var` nor a default.
+    #[error(
+        "missing variable{}: runbook {runbook} needs {} and has no default",
+        if .names.len() > 1 { "s" } else { "" },
+        .names.join(", ")
+    )]
+    Missing { runbook: String, names: Vec<String> },
+}
+
 /// Defaults overlaid with `--var K=V`; every input must end up with a valid value.
-pub fn resolve(runbook: &LoadedRunbook, vars: &[String]) -> Result<Inputs, Error> {
+pub fn resolve(runbook: &LoadedRunbook, vars: &[String]) -> Result<Inputs, InputError> {
     let specs = &runbook.runbook.inputs;
-    let known = || specs.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
     let mut given: IndexMap<String, String> = IndexMap::new();
     for var in vars {
         let Some((key, value)) = var.split_once('=') else {
-            return Err(Error::invalid(anyhow!(
-                "--var {}: expected K=V, like --var flag=travel_pay_claim_status",
-                echo::clip(var)
-            )));
+            return Err(InputError::NotKeyValue(var.clone()));
         };
         let key = key.trim();
         if !specs.contains_key(key) {
-            let hint = if specs.is_empty() {
-                format!("runbook {} takes no inputs", runbook.name)
-            } else {
-                format!("runbook {} takes: {}", runbook.name, known())
-            };
-            return Err(Error::invalid(anyhow!(
-                "--var {key}: runbook {} has no input `{key}`",
-                runbook.name,
-                key = echo::clip(key)
-            ))
-            .with_hint(hint));
+            return Err(InputError::Unknown {
+                key: key.to_string(),
+                runbook: runbook.name.clone(),
+                known: specs.keys().cloned().collect(),
+            });
         }
         given.insert(key.to_string(), value.to_string());
     }
@@ -89,23 +98,20 @@ pub fn resolve(runbook: &LoadedRunbook, vars: &[String]) -> Result<Inputs, Error
             (Some(value), _) => (value.clone(), "--var"),
             (None, Some(default)) => (default.0.clone(), "default"),
             (None, None) => {
-                missing.push(name.as_str());
+                missing.push(name.clone());
                 continue;
             }
         };
-        let value = check_value(spec.kind, &raw)
-            .map_err(|why| Error::invalid(anyhow!("input `{name}` ({}, from {origin}): {why}", spec.kind.as_str())))?;
+        let value = check_value(spec.kind, &raw).map_err(|why| InputError::BadValue {
+            name: name.clone(),
+            kind: spec.kind,
+            origin,
+            why,
+        })?;
         inputs.insert(name.clone(), value);
     }
     if !missing.is_empty() {
-        let example = missing.iter().map(|name| format!("--var {name}=...")).collect::<Vec<_>>().join(" ");
-        return Err(Error::invalid(anyhow!(
-            "missing variable{}: runbook {} needs {} and has no default",
-            if missing.len() > 1 { "s" } else { "" },
-            runbook.name,
-            missing.join(", ")
-        ))
-        .with_hint(format!("pass {example}")));
+        return Err(InputError::Missing { runbook: runbook.name.clone(), names: missing });
     }
     Ok(inputs)
 }

@@ -11,6 +11,7 @@ mod flagd;
 mod flags;
 mod github_openapi;
 mod inputs;
+mod launchdarkly_api;
 mod leaks;
 mod notify;
 mod output;
