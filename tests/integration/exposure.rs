@@ -191,11 +191,16 @@ fn launchdarkly_rules_and_a_true_off_variation_count_as_on() {
 // ---------------------------------------------------------------------------------------------
 // Directions and reach (flagd)
 
-fn flagd_share(env: &Env, percent: u32) {
+/// The flag file with the toggle's default off and this targeting.
+fn flagd_targeting(env: &Env, targeting: serde_json::Value) {
     let flags = serde_json::json!({ "flags": { FLAG: {
         "state": "ENABLED", "variants": { "on": true, "off": false }, "defaultVariant": "off",
-        "targeting": { "fractional": [["on", percent], ["off", 100 - percent]] } } } });
+        "targeting": targeting } } });
     env.write("flags.json", &serde_json::to_string_pretty(&flags).unwrap());
+}
+
+fn flagd_share(env: &Env, percent: u32) {
+    flagd_targeting(env, serde_json::json!({ "fractional": [["on", percent], ["off", 100 - percent]] }));
 }
 
 #[test]
@@ -233,10 +238,7 @@ fn an_up_step_never_lowers_and_reach_is_marked_in_prompt_plan_and_event() {
 #[test]
 fn a_direction_with_targeting_rollout_cannot_compare_fails_preflight_naming_it() {
     let env = workspace("{ provider: flagd, path: flags.json }");
-    let flags = serde_json::json!({ "flags": { FLAG: {
-        "state": "ENABLED", "variants": { "on": true, "off": false }, "defaultVariant": "off",
-        "targeting": { "if": [{ "in": ["@va.gov", { "var": "email" }] }, "on", "off"] } } } });
-    env.write("flags.json", &serde_json::to_string_pretty(&flags).unwrap());
+    flagd_targeting(&env, serde_json::json!({ "if": [{ "in": ["@va.gov", { "var": "email" }] }, "on", "off"] }));
     let before = env.read("flags.json");
     let out = env.run(&["run", "down", "--yes", "--var", "percent=5"]);
     out.code(3);
