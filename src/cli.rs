@@ -94,8 +94,16 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Show the runbooks, their inputs and steps
     List,
-    /// Show past runs from the journal
-    Runs,
+    /// Show past runs from the journal, or one run's story
+    Runs(RunsArgs),
+    /// Take an interrupted, failed or aborted run up again where it stopped
+    Resume(ResumeArgs),
+    /// Put back what a run changed, its steps in reverse
+    Undo(UndoArgs),
+    /// A postmortem-ready record of one or more runs of an incident
+    Timeline(TimelineArgs),
+    /// Remove a runbook's lock that a run left behind (asks to type the runbook's name)
+    Unlock(UnlockArgs),
     /// Print shell completions
     Completions(CompletionsArgs),
     /// Print the man page (roff)
@@ -170,4 +178,70 @@ pub struct ValidateArgs {
 pub struct CompletionsArgs {
     /// The shell to print completions for
     pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// One run's story: every step with its time, who confirmed it, before -> after, outputs
+    pub run: Option<String>,
+
+    /// Show dry runs too
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The run to take up again (`rollout runs` lists them)
+    pub run: String,
+
+    /// Answer yes to every prompt (for scripts); drift found by the re-check still stops it
+    #[arg(long)]
+    pub yes: bool,
+
+    /// Go on although the runbook or config changed since the run started, or a done step
+    /// no longer holds
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UndoArgs {
+    /// The run whose changes to put back
+    pub run: String,
+
+    /// Answer yes to every prompt (for scripts)
+    #[arg(long)]
+    pub yes: bool,
+
+    /// Put a flag back even if someone changed it since the run left it
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TimelineFormat {
+    Markdown,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct TimelineArgs {
+    /// The runs of the incident, in any order (the critical run, then its undo, ...)
+    #[arg(required = true)]
+    pub runs: Vec<String>,
+
+    /// Markdown for the postmortem document, or JSON
+    #[arg(long, value_enum, default_value_t = TimelineFormat::Markdown)]
+    pub format: TimelineFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// The runbook whose lock to remove
+    pub runbook: String,
+
+    /// Do not ask to type the runbook's name (for scripts)
+    #[arg(long)]
+    pub yes: bool,
 }

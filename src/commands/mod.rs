@@ -4,8 +4,13 @@
 pub mod completions;
 pub mod incident;
 pub mod list;
+pub mod recorded;
 pub mod rehearse;
+pub mod resume;
 pub mod runs;
+pub mod timeline;
+pub mod undo;
+pub mod unlock;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
@@ -29,7 +34,11 @@ pub fn dispatch(cli: Cli, ui: &Ui) -> Result<ExitCode, Error> {
         Command::Rehearse(args) => rehearse::rehearse(ui, config, &cwd, &args),
         Command::Validate(args) => validate::validate(ui, config, &cwd, &args),
         Command::List => list::list(ui, config, &cwd),
-        Command::Runs => runs::runs(ui),
+        Command::Runs(args) => runs::runs(ui, &args),
+        Command::Resume(args) => resume::resume(ui, &args),
+        Command::Undo(args) => undo::undo(ui, &args),
+        Command::Timeline(args) => timeline::timeline(ui, &args),
+        Command::Unlock(args) => unlock::unlock(ui, config, &cwd, &args),
         Command::Completions(args) => completions::completions(ui, args.shell),
         Command::Man => completions::man(ui),
     }

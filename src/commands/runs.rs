@@ -1,21 +1,36 @@
-//! `rollout runs`: past runs and rehearsals from their journals, oldest first, with how each
-//! ended; a table, or with `--json` one object per run. Reads `<state dir>` and nothing else.
+//! `rollout runs`: past runs and rehearsals from their journals, oldest first, with who ran them
+//! and how each ended; or `rollout runs RUN`, one run's story. Reads `<state dir>` and nothing else.
 
 use std::path::{Path, PathBuf};
 
+use jiff::fmt::friendly::{Designator, FractionalUnit, Spacing, SpanPrinter};
 use serde::Serialize;
 
-use crate::engine::event::RunStatus;
+use crate::cli::RunsArgs;
+use crate::engine::event::{Purpose, RunStatus};
 use crate::engine::journal;
+use crate::engine::lock::{self, Holder};
 use crate::engine::state::RunState;
+use crate::engine::story::{Moment, Story};
 use crate::error::{Error, ExitCode};
 use crate::ui::Ui;
+use crate::untrusted::printable;
+
+/// One run's story with the journal it was read from.
+#[derive(Debug)]
+pub struct Told {
+    pub story: Story,
+    pub journal: PathBuf,
+    pub rehearsal: bool,
+    /// What `rollout runs` keeps of the engine's own fold: the steps done, the step count.
+    steps: (usize, usize),
+}
 
 /// One run as its journal tells it; also the `--json` object.
 #[derive(Debug, Serialize)]
-struct Summary {
-    run_id: String,
-    runbook: String,
+struct Summary<'a> {
+    run_id: &'a str,
+    runbook: &'a str,
     rehearsal: bool,
     dry_run: bool,
     started: jiff::Timestamp,
@@ -24,37 +39,86 @@ struct Summary {
     exit_code: Option<i32>,
     steps_done: usize,
     steps_total: usize,
-    journal: PathBuf,
+    journal: &'a Path,
+    purpose: Option<&'a Purpose>,
+    who: &'a str,
+    finished: Option<jiff::Timestamp>,
+    duration_ms: Option<u64>,
+    /// `status`, or for a run not finished: `running`, `crashed`, `running or crashed on HOST`.
+    state: String,
+    step_reached: Option<String>,
+    time_to_mitigate_ms: Option<u64>,
 }
 
-impl Summary {
-    fn new(state: RunState, journal: &Path, rehearsal: bool) -> Summary {
+impl Told {
+    fn summary(&self, holders: &[Holder]) -> Summary<'_> {
+        let story = &self.story;
         Summary {
-            steps_done: state.done().len(),
-            run_id: state.run_id,
-            runbook: state.runbook,
-            rehearsal,
-            dry_run: state.dry_run,
-            started: state.started.unwrap_or_default(),
-            status: state.status,
-            exit_code: state.exit_code,
-            steps_total: state.total,
-            journal: journal.to_path_buf(),
+            run_id: &story.run_id,
+            runbook: &story.runbook,
+            rehearsal: self.rehearsal,
+            dry_run: story.dry_run,
+            started: story.started,
+            status: story.status,
+            exit_code: story.exit_code,
+            steps_done: self.steps.0,
+            steps_total: self.steps.1,
+            journal: &self.journal,
+            purpose: story.purpose.as_ref(),
+            who: &story.who,
+            finished: story.finished,
+            duration_ms: story.duration_ms,
+            state: story.standing(holders).short(),
+            step_reached: story.reached(),
+            time_to_mitigate_ms: story.mitigated.as_ref().map(|m| m.after_ms),
         }
     }
 }
 
+/// `340 msecs`, `12.5 secs`, `2 mins 14 secs`.
+pub fn human(ms: u64) -> String {
+    let duration = jiff::SignedDuration::from_millis(i64::try_from(ms).unwrap_or(i64::MAX));
+    let printer = SpanPrinter::new()
+        .designator(Designator::Short)
+        .spacing(Spacing::BetweenUnitsAndDesignators)
+        .zero_unit(jiff::Unit::Millisecond);
+    match ms {
+        0..1_000 => printer.duration_to_string(&duration),
+        1_000..60_000 => {
+            printer.fractional(Some(FractionalUnit::Second)).precision(Some(1)).duration_to_string(&duration)
+        }
+        _ => printer.duration_to_string(&duration.round(jiff::Unit::Second).unwrap_or(duration)),
+    }
+}
+
+/// `2026-12-02 03:12:09`, UTC.
+fn moment(ts: jiff::Timestamp) -> String {
+    ts.strftime("%Y-%m-%d %H:%M:%S").to_string()
+}
+
 /// Read one journal; its unreadable lines are skipped with a warning, not the whole run.
-fn summarize(ui: &Ui, journal: &Path, rehearsal: bool) -> Option<Summary> {
+fn read(ui: &Ui, journal: &Path, rehearsal: bool) -> Option<Told> {
     let read = journal::read(journal).map_err(|e| ui.warn(format!("{e:#}"))).ok()?;
     for warning in read.warnings {
         ui.warn(warning);
     }
-    let state = RunState::fold(&read.records);
-    if state.is_none() {
+    let (story, state) = (Story::fold(&read.records), RunState::fold(&read.records));
+    let (Some(story), Some(state)) = (story, state) else {
         ui.warn(format!("{} is not a readable journal", journal.display()));
-    }
-    Some(Summary::new(state?, journal, rehearsal))
+        return None;
+    };
+    Some(Told { story, journal: journal.to_path_buf(), rehearsal, steps: (state.done().len(), state.total) })
+}
+
+/// The story of `run` (its id, or the start of one), real or rehearsal; exit 2 if there is none.
+pub fn open(ui: &Ui, state_dir: &Path, run: &str) -> Result<Told, Error> {
+    let runs = journal::runs_dir(state_dir);
+    let no_run = || {
+        let shown = crate::echo::clip(run);
+        Error::invalid(anyhow::anyhow!("no run {shown} in {}; `rollout runs` lists them", runs.display()))
+    };
+    let (path, rehearsal) = journal::find(state_dir, run).map_err(Error::invalid)?.ok_or_else(no_run)?;
+    read(ui, &path, rehearsal).ok_or_else(no_run)
 }
 
 /// The journals in `dir`; anything that is not a regular file (a FIFO would block) is skipped.
@@ -74,46 +138,149 @@ fn journals(ui: &Ui, dir: &Path, rehearsal: bool) -> Vec<(PathBuf, bool)> {
     files
 }
 
-fn row(summary: &Summary) -> String {
-    let mut status = summary.status.map_or("running or crashed", RunStatus::as_str).to_string();
-    if summary.dry_run {
-        status.push_str(" (dry run)");
-    }
-    if summary.rehearsal {
-        status.push_str(" (rehearsal)");
-    }
-    format!(
-        "{:40}  {:10}  {:18}  {:>6}  {}",
-        summary.run_id,
-        summary.runbook,
-        status,
-        format!("{}/{}", summary.steps_done, summary.steps_total),
-        summary.started
-    )
+/// Rows of cells (made printable) as columns as wide as their widest cell, two spaces apart.
+fn table(rows: &[Vec<String>]) -> Vec<String> {
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| printable(c).into_owned()).collect()).collect();
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> =
+        (0..columns).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let line = |row: &Vec<String>| {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        cells.join("  ").trim_end().to_string()
+    };
+    rows.iter().map(line).collect()
 }
 
-pub fn runs(ui: &Ui) -> Result<ExitCode, Error> {
-    let state = journal::state_dir();
-    let dir = journal::runs_dir(&state);
+fn row(told: &Told, holders: &[Holder]) -> Vec<String> {
+    let story = &told.story;
+    let mut status = story.standing(holders).short();
+    if story.dry_run {
+        status.push_str(" (dry run)");
+    }
+    if told.rehearsal {
+        status.push_str(" (rehearsal)");
+    }
+    let runbook = match &story.purpose {
+        None => story.runbook.clone(),
+        Some(Purpose::Undo { .. }) => format!("{} (undo)", story.runbook),
+        Some(Purpose::Unlock) => format!("{} (unlock)", story.runbook),
+    };
+    let duration = story.duration_ms.map_or_else(|| "-".into(), human);
+    let reached = story.reached().unwrap_or_else(|| "-".into());
+    vec![story.run_id.clone(), runbook, story.who.clone(), moment(story.started), duration, status, reached]
+}
+
+/// Every run and rehearsal, by time; dry runs only with `--all`, in the table and in `--json`.
+fn list(ui: &Ui, state: &Path, all: bool) -> Result<ExitCode, Error> {
+    let dir = journal::runs_dir(state);
     let mut files = journals(ui, &dir, false);
-    files.extend(journals(ui, &journal::runs_dir(&journal::rehearsals_dir(&state)), true));
+    files.extend(journals(ui, &journal::runs_dir(&journal::rehearsals_dir(state)), true));
     if files.is_empty() {
         ui.say(format!("no runs yet in {}", dir.display()));
         return Ok(ExitCode::Success);
     }
-    if !ui.json() {
-        ui.stdout(format!("{:40}  {:10}  {:18}  {:6}  STARTED", "RUN", "RUNBOOK", "STATUS", "STEPS"));
-    }
-    let mut summaries: Vec<Summary> =
-        files.into_iter().filter_map(|(file, rehearsal)| summarize(ui, &file, rehearsal)).collect();
+    let mut told: Vec<Told> = files.into_iter().filter_map(|(file, rehearsal)| read(ui, &file, rehearsal)).collect();
     // By time, runs and rehearsals together; run ids start with their second only.
-    summaries.sort_by(|a, b| (a.started, &a.run_id).cmp(&(b.started, &b.run_id)));
-    for summary in summaries {
-        if ui.json() {
-            ui.stdout(serde_json::to_string(&summary).unwrap_or_default());
-        } else {
-            ui.stdout(row(&summary));
+    told.sort_by(|a, b| (a.story.started, &a.story.run_id).cmp(&(b.story.started, &b.story.run_id)));
+    let holders: Vec<Holder> = lock::holders(state).into_iter().map(|(_, holder)| holder).collect();
+    let hidden = if all { 0 } else { told.iter().filter(|t| t.story.dry_run).count() };
+    let shown = told.iter().filter(|t| all || !t.story.dry_run);
+    if ui.json() {
+        for run in shown {
+            ui.stdout(serde_json::to_string(&run.summary(&holders)).unwrap_or_default());
+        }
+    } else {
+        let header = ["RUN", "RUNBOOK", "WHO", "STARTED (UTC)", "DURATION", "STATUS", "STEP REACHED"];
+        let mut rows = vec![header.map(String::from).to_vec()];
+        rows.extend(shown.map(|t| row(t, &holders)));
+        for line in table(&rows) {
+            ui.stdout(line);
         }
     }
+    if hidden > 0 {
+        let runs = if hidden == 1 { "dry run" } else { "dry runs" };
+        ui.say(format!("{hidden} {runs} not shown; `rollout runs --all` shows them"));
+    }
     Ok(ExitCode::Success)
+}
+
+/// The lines of one moment of the story.
+fn told_moment(story: &Story, ts: jiff::Timestamp, moment: Moment<'_>) -> Vec<String> {
+    let time = ts.strftime("%H:%M:%S");
+    match moment {
+        Moment::Started => vec![format!("{time}  run started by {}", story.who)],
+        Moment::Resumed(resume) => {
+            let forced = if resume.forced { " (--force)" } else { "" };
+            let mut lines = vec![format!("{time}  resumed by {} at {}{forced}", resume.who, resume.at)];
+            lines.extend(resume.drift.iter().map(|d| format!("          drift: {d}")));
+            lines
+        }
+        Moment::Lock(event) => vec![format!("{time}  {}", event.what)],
+        Moment::Finished(end) => vec![format!("{time}  run {} (exit {})", end.status.as_str(), end.exit_code)],
+        Moment::Step(attempt) => {
+            let index = attempt.index.zip(attempt.total).map_or_else(String::new, |(i, n)| format!("{i}/{n} "));
+            let kind = attempt.kind.as_ref().map_or_else(String::new, |kind| format!(" ({kind})"));
+            let by = attempt.confirmed().map(|how| format!("by {how}"));
+            let took = attempt.duration_ms.map(human);
+            let notes: Vec<String> = by.into_iter().chain(took).collect();
+            let notes = if notes.is_empty() { String::new() } else { format!("  [{}]", notes.join(", ")) };
+            let mut lines = vec![format!("{time}  {index}{}{kind}: {}{notes}", attempt.step, attempt.what())];
+            if let Some(link) = attempt.link() {
+                lines.push(format!("          {link}"));
+            }
+            lines
+        }
+    }
+}
+
+/// The story of one run: its header, every moment in time order, then what takes it further.
+fn show(ui: &Ui, state: &Path, run: &str) -> Result<ExitCode, Error> {
+    let told = open(ui, state, run)?;
+    let story = &told.story;
+    if ui.json() {
+        ui.stdout(serde_json::to_string(story).unwrap_or_default());
+        return Ok(ExitCode::Success);
+    }
+    let holders: Vec<Holder> = lock::holders(state).into_iter().map(|(_, holder)| holder).collect();
+    let kind = match (story.dry_run, told.rehearsal) {
+        (true, _) => " (dry run)",
+        (false, true) => " (rehearsal)",
+        (false, false) => "",
+    };
+    let mut header = vec![
+        ("run", format!("{}{kind}", story.run_id)),
+        ("runbook", story.purpose_text()),
+        ("who", story.who.clone()),
+        ("started", format!("{} UTC", moment(story.started))),
+        ("duration", story.duration_ms.map_or_else(|| "-".into(), human)),
+        ("status", story.standing(&holders).long(&story.run_id)),
+        ("journal", told.journal.display().to_string()),
+    ];
+    if let Some(mitigated) = &story.mitigated {
+        header.push(("mitigated", format!("{} after the start, by {}", human(mitigated.after_ms), mitigated.step)));
+    }
+    for (label, value) in header {
+        ui.stdout(format!("{label:<9} {}", printable(&value)));
+    }
+    ui.stdout("");
+    for (ts, moment) in story.moments() {
+        for line in told_moment(story, ts, moment) {
+            ui.stdout(printable(&line));
+        }
+    }
+    if !story.next.is_empty() {
+        ui.stdout("");
+    }
+    for next in &story.next {
+        ui.stdout(format!("next: {next}"));
+    }
+    Ok(ExitCode::Success)
+}
+
+pub fn runs(ui: &Ui, args: &RunsArgs) -> Result<ExitCode, Error> {
+    let state = journal::state_dir();
+    match &args.run {
+        Some(run) => show(ui, &state, run),
+        None => list(ui, &state, args.all),
+    }
 }

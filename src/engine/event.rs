@@ -14,6 +14,8 @@ use crate::runbook::resolve::Outputs;
 pub enum By {
     Operator,
     YesFlag,
+    /// Rollout decided, for the reason the event gives (a step an undo cannot take back).
+    Rollout,
 }
 
 /// How a run ended.
@@ -53,7 +55,30 @@ pub enum Event {
         inputs: Inputs,
         /// What a later run needs to take this one up again; absent in older journals.
         #[serde(flatten)]
-        origin: Option<Origin>,
+        origin: Option<Box<Origin>>,
+        /// Set for a run that is not a runbook's walk: an undo, an unlock.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        purpose: Option<Purpose>,
+    },
+    /// `rollout resume` took the run up again, in the same journal, at step `at`.
+    RunResumed {
+        user: String,
+        host: String,
+        version: String,
+        at: String,
+        /// `--force`: the runbook or config changed since, or a done step no longer holds.
+        forced: bool,
+        /// What no longer holds of the steps done, as the re-check found it.
+        drift: Vec<String>,
+    },
+    /// The lock was left by a run whose process is gone: this run took it over.
+    LockTakenOver {
+        holder: String,
+    },
+    /// `rollout unlock` removed a lock, held or not.
+    LockBroken {
+        lock: String,
+        holder: String,
     },
     StepStarted {
         step: String,
@@ -76,6 +101,10 @@ pub enum Event {
     StepSkipped {
         step: String,
         by: By,
+        /// Why, when the operator did not choose it at the prompt: `--from`, a step undo cannot
+        /// take back.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// A pipeline run was started: journaled at once, so a run is never triggered twice.
     StepTriggered {
@@ -98,6 +127,10 @@ pub enum Event {
         /// and counts as not run.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         unanswered: bool,
+        /// What the step started may still be going: a pipeline run it stopped following (a
+        /// timeout, Ctrl-C, lost track). A resumed run follows that run instead of another.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        unsettled: bool,
     },
     RunFinished {
         status: RunStatus,
@@ -118,6 +151,21 @@ pub struct Origin {
     pub host: String,
     pub version: String,
     pub from: Option<String>,
+    /// The runbook and config as they were read, so that `resume` can show what changed since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runbook_text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_text: Option<String>,
+}
+
+/// What a run that walks no runbook of its own is for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Purpose {
+    /// Puts back what run `run` changed.
+    Undo { run: String },
+    /// Records `rollout unlock`.
+    Unlock,
 }
 
 /// An event stamped with its run and time: one line of the journal and of `--json`.
@@ -183,8 +231,10 @@ mod tests {
 
     #[test]
     fn a_line_reads_back_as_the_record_it_was() {
-        let record =
-            Record::now("r1", Event::StepFailed { step: "disable".into(), error: "refused".into(), unanswered: true });
+        let record = Record::now(
+            "r1",
+            Event::StepFailed { step: "disable".into(), error: "refused".into(), unanswered: true, unsettled: false },
+        );
         let read: Record = serde_json::from_str(&record.to_line()).unwrap();
         assert_eq!(read, record);
     }

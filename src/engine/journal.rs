@@ -71,6 +71,28 @@ impl Journal {
         Ok(Journal { file: Some((path, file)) })
     }
 
+    /// The journal of an earlier run, to go on appending to (`rollout resume`). A last line cut
+    /// short by a crash is ended first, so that the next record starts a line of its own.
+    pub fn reopen(state_dir: &Path, run_id: &str) -> Result<Journal> {
+        let path = runs_dir(state_dir).join(format!("{run_id}.jsonl"));
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(&path)
+            .with_context(|| format!("cannot open the journal {}", path.display()))?;
+        let torn = std::fs::read(&path).is_ok_and(|bytes| bytes.last().is_some_and(|b| *b != b'\n'));
+        let journal = Journal { file: Some((path, file)) };
+        if torn {
+            let (path, file) = journal.file.as_ref().expect("just opened");
+            (&*file)
+                .write_all(b"\n")
+                .and_then(|()| file.sync_data())
+                .with_context(|| format!("cannot write the journal {}", path.display()))?;
+        }
+        Ok(journal)
+    }
+
     /// No journal: events go to the terminal (and `--json`) only. For dry runs, which change
     /// nothing and so may go on when the state folder is read-only.
     pub fn unwritten() -> Journal {
@@ -128,4 +150,35 @@ pub fn read(path: &Path) -> Result<Read> {
         }
     }
     Ok(read)
+}
+
+/// A run's journal, real or rehearsal, with `rehearsal` telling which; `run` is its id, or the
+/// start of one id. `None` when no journal matches; an `Err` when several do.
+pub fn find(state_dir: &Path, run: &str) -> Result<Option<(PathBuf, bool)>> {
+    if run.is_empty() || run.contains(['/', '\\']) || run.starts_with('.') {
+        anyhow::bail!("`{}` is not a run id: `rollout runs` lists them", crate::echo::clip(run));
+    }
+    let mut found = Vec::new();
+    for (dir, rehearsal) in [(runs_dir(state_dir), false), (runs_dir(&rehearsals_dir(state_dir)), true)] {
+        let exact = dir.join(format!("{run}.jsonl"));
+        if exact.is_file() {
+            return Ok(Some((exact, rehearsal)));
+        }
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if name.starts_with(run) && name.ends_with(".jsonl") && path.is_file() {
+                found.push((path, rehearsal));
+            }
+        }
+    }
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(found.pop()),
+        n => {
+            let ids: Vec<String> =
+                found.iter().filter_map(|(p, _)| p.file_stem().map(|s| s.to_string_lossy().into_owned())).collect();
+            anyhow::bail!("{n} runs start with `{}`: {}", crate::echo::clip(run), ids.join(", "))
+        }
+    }
 }

@@ -16,19 +16,72 @@ use super::journal;
 use crate::error::{Error, ExitCode};
 use crate::runbook::LoadedRunbook;
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Holder {
-    user: String,
-    host: String,
-    pid: u32,
-    started: String,
-    run_id: String,
+/// Who holds a lock, as it names itself in the lock file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Holder {
+    pub user: String,
+    pub host: String,
+    pub pid: u32,
+    pub started: String,
+    pub run_id: String,
+}
+
+/// `run R by user@host (pid N) since T`.
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "run {} by {}@{} (pid {}) since {}", self.run_id, self.user, self.host, self.pid, self.started)
+    }
+}
+
+/// Whether the process a lock names is still there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Liveness {
+    /// On this host, and running.
+    Running,
+    /// On this host, and gone: the run crashed (or was killed) without releasing its lock.
+    Gone,
+    /// On another host: rollout cannot look.
+    Elsewhere(String),
+}
+
+impl Holder {
+    /// Look for the holder's process: only a process on this host can be seen.
+    pub fn liveness(&self) -> Liveness {
+        if self.host != host() {
+            return Liveness::Elsewhere(self.host.clone());
+        }
+        let Ok(pid) = i32::try_from(self.pid) else { return Liveness::Gone };
+        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+            Ok(()) | Err(nix::errno::Errno::EPERM) => Liveness::Running,
+            Err(_) => Liveness::Gone,
+        }
+    }
+}
+
+/// Every lock in the state folder that names a holder, read without locking anything: a run
+/// releases its lock by emptying it, so a holder named is a run going on or one that crashed.
+pub fn holders(state_dir: &Path) -> Vec<(PathBuf, Holder)> {
+    let Ok(entries) = std::fs::read_dir(state_dir.join("locks")) else { return Vec::new() };
+    let mut found = Vec::new();
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        if path.extension().is_none_or(|e| e != "lock") || !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file())
+        {
+            continue;
+        }
+        if let Some(holder) = std::fs::read(&path).ok().and_then(|text| serde_json::from_slice::<Holder>(&text).ok()) {
+            found.push((path, holder));
+        }
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
 }
 
 /// Held for the length of a run; released (and emptied) when dropped.
 #[derive(Debug)]
 pub struct RunLock {
     file: File,
+    /// The holder the lock still named when it was taken: a run whose process is gone.
+    pub taken_over: Option<Holder>,
 }
 
 /// The lock of `runbook` run with the config at `config`: the runbook's name to read, and a
@@ -89,7 +142,7 @@ fn refusal(error: TryLockError, file: &mut File, path: &Path, runbook: &str) -> 
             let mut text = String::new();
             let _ = file.read_to_string(&mut text);
             let holder = serde_json::from_str::<Holder>(&text)
-                .map(|h| format!("run {} by {}@{} (pid {}) since {}", h.run_id, h.user, h.host, h.pid, h.started))
+                .map(|h| h.to_string())
                 .unwrap_or_else(|_| "another rollout process".into());
             Error::new(ExitCode::Locked, anyhow!("runbook {runbook} is locked by {holder}"))
                 .with_hint(format!("wait for that run to finish, or ask its holder; the lock is {}", path.display()))
@@ -100,17 +153,21 @@ fn refusal(error: TryLockError, file: &mut File, path: &Path, runbook: &str) -> 
     }
 }
 
-/// Rollout writes nothing but holders into its locks: anything else there is left alone.
-fn check_is_a_lock(file: &mut File, path: &Path) -> anyhow::Result<()> {
+/// Rollout writes nothing but holders into its locks: anything else there is left alone. The
+/// holder a lock still names was a run that ended without releasing it.
+fn left_behind(file: &mut File, path: &Path) -> anyhow::Result<Option<Holder>> {
     let mut text = Vec::new();
     file.read_to_end(&mut text).with_context(|| format!("cannot read the lock {}", path.display()))?;
-    if !text.trim_ascii().is_empty() && serde_json::from_slice::<Holder>(&text).is_err() {
-        bail!(
+    if text.trim_ascii().is_empty() {
+        return Ok(None);
+    }
+    match serde_json::from_slice::<Holder>(&text) {
+        Ok(holder) => Ok(Some(holder)),
+        Err(_) => bail!(
             "{} is not a rollout lock (it holds something else): left as it is; move it away if it is not needed",
             path.display()
-        );
+        ),
     }
-    Ok(())
 }
 
 impl RunLock {
@@ -121,9 +178,7 @@ impl RunLock {
         if let Err(error) = file.try_lock() {
             return Err(refusal(error, &mut file, &path, &runbook.name));
         }
-        if !created {
-            check_is_a_lock(&mut file, &path)?;
-        }
+        let taken_over = if created { None } else { left_behind(&mut file, &path)? };
         let holder = Holder {
             user: user(),
             host: host(),
@@ -136,8 +191,42 @@ impl RunLock {
             .and_then(|()| file.rewind())
             .and_then(|()| file.write_all(text.as_bytes()))
             .with_context(|| format!("cannot write the lock {}", path.display()))?;
-        Ok(RunLock { file })
+        Ok(RunLock { file, taken_over })
     }
+}
+
+/// What `rollout unlock` found at a runbook's lock.
+#[derive(Debug)]
+pub enum Found {
+    /// No lock file, or one that names no holder: nothing to remove.
+    Free,
+    /// A holder named, and whether its process still holds the OS lock.
+    Holder { holder: Holder, held: bool },
+}
+
+/// Look at `path` without taking it for long: the OS lock is tried and, if free, let go at once.
+pub fn inspect(path: &Path) -> Result<Found, Error> {
+    if !std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
+        return Ok(Found::Free);
+    }
+    let (mut file, _) = open(path)?;
+    let Some(holder) = left_behind(&mut file, path)? else { return Ok(Found::Free) };
+    let held = match file.try_lock() {
+        Ok(()) => {
+            let _ = file.unlock();
+            false
+        }
+        Err(TryLockError::WouldBlock) => true,
+        Err(error) => return Err(refusal(error, &mut file, path, "")),
+    };
+    Ok(Found::Holder { holder, held })
+}
+
+/// Remove the lock file: a run still holding the old one keeps it, and the next run creates a
+/// new one. For `rollout unlock`, once the operator has confirmed.
+pub fn remove(path: &Path) -> Result<(), Error> {
+    std::fs::remove_file(path).with_context(|| format!("cannot remove the lock {}", path.display()))?;
+    Ok(())
 }
 
 impl Drop for RunLock {

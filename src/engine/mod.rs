@@ -5,6 +5,7 @@ pub mod event;
 pub mod journal;
 pub mod lock;
 pub mod state;
+pub mod story;
 #[cfg(test)]
 mod tests;
 
@@ -20,17 +21,17 @@ use crate::config::Config;
 use crate::error::{Error, ExitCode, Interrupted, Precondition, Started};
 use crate::interrupt;
 use crate::runbook::inputs::{self, Inputs};
-use crate::runbook::resolve::{self, Outputs, Scope, Unresolved};
+use crate::runbook::resolve::{self, Action, Outputs, Scope, Unresolved};
 use crate::runbook::template::Ref;
 use crate::runbook::{LoadedRunbook, validate};
 use crate::steps::{Context, Preview, Projection, Step, StepFactory};
 use crate::ui::Ui;
 use crate::ui::prompt::{Answer, NoAnswer};
 use crate::yaml::Diagnostics;
-use event::{By, Event, Origin, Record, RunStatus};
+use event::{By, Event, Origin, Purpose, Record, RunStatus};
 use journal::Journal;
 use lock::RunLock;
-use state::RunState;
+use state::{RunState, StepResult};
 
 #[derive(Debug, Clone, Default)]
 pub struct WalkOptions {
@@ -40,6 +41,37 @@ pub struct WalkOptions {
     pub from: Option<String>,
     /// The pause before retrying a failed step (default `Backoff::STEP_RETRY`).
     pub retry_pause: Option<Backoff>,
+    /// Take an earlier run up again instead of starting one.
+    pub resume: Option<Resumption>,
+    /// The steps' actions given, not resolved from the runbook (an undo's).
+    pub script: Option<Script>,
+}
+
+/// A run taken up again by `rollout resume`: its records so far, and the step to go on from.
+/// It goes on in the same journal, under the same run id.
+#[derive(Debug, Clone)]
+pub struct Resumption {
+    pub run_id: String,
+    pub records: Vec<Record>,
+    /// The index of the step to go on from.
+    pub at: usize,
+    pub forced: bool,
+    /// What the re-check found no longer holds, journaled in `run_resumed`.
+    pub drift: Vec<String>,
+}
+
+/// A walk whose steps are given: one per step of the runbook, carried out or skipped.
+#[derive(Debug, Clone)]
+pub struct Script {
+    pub purpose: Purpose,
+    pub steps: Vec<Scripted>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Scripted {
+    Act(Action),
+    /// Not carried out, for this reason (journaled in `step_skipped`).
+    Skip(String),
 }
 
 /// The end of a run: its exit code and its state, as its records tell it.
@@ -94,9 +126,10 @@ fn check_before_start(
     services: &dyn StepFactory,
 ) -> Result<(Inputs, usize), Error> {
     let inputs = inputs::resolve(runbook, &options.vars)?;
-    let from = match &options.from {
-        None => 0,
-        Some(id) => runbook.step_index(id).ok_or_else(|| {
+    let from = match (&options.resume, &options.from) {
+        (Some(resumption), _) => resumption.at,
+        (None, None) => 0,
+        (None, Some(id)) => runbook.step_index(id).ok_or_else(|| {
             let ids: Vec<&str> = runbook.runbook.steps.iter().map(|s| s.common.id.as_str()).collect();
             Error::invalid(anyhow!("--from {id}: runbook {} has no step `{id}`", runbook.name))
                 .with_hint(format!("its steps are {}", ids.join(", ")))
@@ -107,9 +140,12 @@ fn check_before_start(
             .with_hint("pass --yes to answer yes to every prompt (for scripts), or --dry-run to only check"));
     }
     let mut problems = validate::against_config(runbook, config);
-    let no_outputs = HashMap::new();
+    let earlier = options.resume.as_ref().and_then(|r| RunState::fold(&r.records)).unwrap_or_default();
     for index in from..runbook.runbook.steps.len() {
-        match resolve::action(runbook, index, Scope { inputs: &inputs, outputs: &no_outputs }) {
+        if options.script.is_some() {
+            break;
+        }
+        match resolve::action(runbook, index, Scope { inputs: &inputs, outputs: earlier.outputs() }) {
             Err(Unresolved::Invalid(diagnostic)) => problems.push(diagnostic),
             Err(Unresolved::Waiting(Ref::Output { step, output }))
                 if runbook.step_index(&step).is_some_and(|i| i < from) =>
@@ -128,6 +164,9 @@ fn check_before_start(
         return Err(Diagnostics(problems).into());
     }
     for index in from..runbook.runbook.steps.len() {
+        if let Some(Scripted::Skip(_)) = options.script.as_ref().map(|s| &s.steps[index]) {
+            continue;
+        }
         services.prepare(runbook.runbook.steps[index].kind()).map_err(Error::invalid)?;
     }
     Ok((inputs, from))
@@ -143,63 +182,35 @@ pub fn walk(
     state_dir: &Path,
 ) -> Result<Finished, Error> {
     let (inputs, from) = check_before_start(ui, config, runbook, options, services)?;
-    let run_id = new_run_id(&runbook.name);
-    let journal = match Journal::create(state_dir, &run_id) {
-        Ok(journal) => journal,
-        Err(error) if options.dry_run => {
-            ui.warn(format!("{error:#}: this dry run goes on, and no journal is written"));
-            Journal::unwritten()
-        }
-        Err(error) => return Err(error.into()),
-    };
-    let mut run = Run {
-        ui,
-        config,
-        runbook,
-        services,
-        inputs,
-        run_id,
-        journal,
-        state: RefCell::default(),
-        started: Instant::now(),
-        yes: options.yes,
-        retry_pause: options.retry_pause.unwrap_or(Backoff::STEP_RETRY),
-    };
-    run.record(Event::RunStarted {
-        runbook: runbook.name.clone(),
-        severity: runbook.runbook.severity.map(|s| s.as_str().to_string()),
-        dry_run: options.dry_run,
-        inputs: run.inputs.clone(),
-        origin: Some(origin(config, runbook, options)),
-    })?;
-    run.header(options.dry_run);
-    let _lock = if options.dry_run {
-        None
-    } else {
-        match RunLock::acquire(state_dir, &config.path, runbook, &run.run_id) {
-            Ok(lock) => Some(lock),
-            Err(error) => {
-                let status = if error.code == ExitCode::Locked { RunStatus::LockRefused } else { RunStatus::Failed };
-                run.record(Event::RunFinished { status, exit_code: error.code.code() })?;
-                return Err(error);
-            }
-        }
+    let (mut run, _lock) = match &options.resume {
+        Some(resumption) => resume(Walk { ui, config, services, runbook, options }, state_dir, inputs, resumption)?,
+        None => start(Walk { ui, config, services, runbook, options }, state_dir, inputs)?,
     };
     let plan = run.preflight(from, options.dry_run)?;
-    if let Some(finished) = run.preflight_verdict(&plan, from, options.dry_run)? {
+    if let Some(finished) = run.preflight_verdict(&plan, options.dry_run)? {
         return Ok(finished);
     }
+    // The first step to run is applied with what its preflight preview worked out.
     let mut fresh = plan.into_iter().next();
     let mut failed = false;
     for index in 0..runbook.runbook.steps.len() {
         if index < from {
-            run.skip_before_from(index, options.from.as_deref().unwrap_or_default())?;
+            if options.resume.is_none() {
+                run.skip(index, None)?;
+            }
+            continue;
+        }
+        if run.settled.contains(&runbook.runbook.steps[index].common.id) {
             continue;
         }
         if interrupt::requested() {
             return run.finish(RunStatus::Interrupted, ExitCode::Interrupted);
         }
-        let preflight = if index == from { fresh.take() } else { None };
+        if let Some(Scripted::Skip(reason)) = run.scripted(index) {
+            run.skip(index, Some(reason.clone()))?;
+            continue;
+        }
+        let preflight = fresh.take_if(|(first, _)| *first == index).map(|(_, planned)| planned);
         match run.step(index, preflight)? {
             Flow::Next => {}
             Flow::FailedContinue => failed = true,
@@ -211,6 +222,118 @@ pub fn walk(
     } else {
         run.finish(RunStatus::Succeeded, ExitCode::Success)
     }
+}
+
+/// What a walk is given: where it speaks, the config and its services, the runbook, the options.
+#[derive(Clone, Copy)]
+struct Walk<'a> {
+    ui: &'a Ui,
+    config: &'a Config,
+    services: &'a dyn StepFactory,
+    runbook: &'a LoadedRunbook,
+    options: &'a WalkOptions,
+}
+
+/// Start a new run: its journal, `run_started`, the header and (unless a dry run) the lock.
+fn start<'a>(walk: Walk<'a>, state_dir: &Path, inputs: Inputs) -> Result<(Run<'a>, Option<RunLock>), Error> {
+    let Walk { ui, config, runbook, options, .. } = walk;
+    let run_id = new_run_id(&runbook.name);
+    let journal = match Journal::create(state_dir, &run_id) {
+        Ok(journal) => journal,
+        Err(error) if options.dry_run => {
+            ui.warn(format!("{error:#}: this dry run goes on, and no journal is written"));
+            Journal::unwritten()
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let run = Run::new(walk, inputs, run_id, journal, RunState::default());
+    run.record(Event::RunStarted {
+        runbook: runbook.name.clone(),
+        severity: runbook.runbook.severity.map(|s| s.as_str().to_string()),
+        dry_run: options.dry_run,
+        inputs: run.inputs.clone(),
+        origin: Some(Box::new(origin(config, runbook, options))),
+        purpose: options.script.as_ref().map(|s| s.purpose.clone()),
+    })?;
+    run.header(options.dry_run);
+    if options.dry_run {
+        return Ok((run, None));
+    }
+    match RunLock::acquire(state_dir, &config.path, runbook, &run.run_id) {
+        Ok(lock) => {
+            run.taken_over(&lock)?;
+            Ok((run, Some(lock)))
+        }
+        Err(error) => {
+            let status = if error.code == ExitCode::Locked { RunStatus::LockRefused } else { RunStatus::Failed };
+            run.record(Event::RunFinished { status, exit_code: error.code.code() })?;
+            Err(error)
+        }
+    }
+}
+
+/// Take `resumption`'s run up again: the lock first (a run still going is never written to),
+/// then `run_resumed` in its own journal.
+fn resume<'a>(
+    walk: Walk<'a>,
+    state_dir: &Path,
+    inputs: Inputs,
+    resumption: &Resumption,
+) -> Result<(Run<'a>, Option<RunLock>), Error> {
+    let Walk { config, runbook, .. } = walk;
+    let lock = RunLock::acquire(state_dir, &config.path, runbook, &resumption.run_id)?;
+    let journal = Journal::reopen(state_dir, &resumption.run_id)?;
+    let state = RunState::fold(&resumption.records).unwrap_or_default();
+    let run_id = resumption.run_id.clone();
+    let settled = runbook
+        .runbook
+        .steps
+        .iter()
+        .map(|s| s.common.id.clone())
+        .filter(|id| matches!(state.result(id), Some(StepResult::Done | StepResult::Skipped)))
+        .collect();
+    let mut run = Run::new(walk, inputs, run_id, journal, state);
+    run.settled = settled;
+    let at = runbook.runbook.steps.get(resumption.at).map_or("the end", |s| s.common.id.as_str());
+    run.record(Event::RunResumed {
+        user: lock::user(),
+        host: lock::host(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        at: at.to_string(),
+        forced: resumption.forced,
+        drift: resumption.drift.clone(),
+    })?;
+    run.header(false);
+    run.taken_over(&lock)?;
+    Ok((run, Some(lock)))
+}
+
+/// Journal `rollout unlock` as a run of its own: who removed which lock, naming its holder.
+/// Returns the journal's path.
+pub fn journal_unlock(
+    config: &Config,
+    runbook: &LoadedRunbook,
+    state_dir: &Path,
+    lock: &Path,
+    holder: &lock::Holder,
+) -> Result<String, Error> {
+    let run_id = new_run_id(&runbook.name);
+    let journal = Journal::create(state_dir, &run_id)?;
+    for event in [
+        Event::RunStarted {
+            runbook: runbook.name.clone(),
+            severity: runbook.runbook.severity.map(|s| s.as_str().to_string()),
+            dry_run: false,
+            inputs: Inputs::default(),
+            origin: Some(Box::new(origin(config, runbook, &WalkOptions::default()))),
+            purpose: Some(Purpose::Unlock),
+        },
+        Event::LockBroken { lock: lock.display().to_string(), holder: holder.to_string() },
+        Event::RunFinished { status: RunStatus::Succeeded, exit_code: 0 },
+    ] {
+        journal.append(&Record::now(&run_id, event).to_line())?;
+    }
+    Ok(journal.to_string())
 }
 
 /// Where this run comes from, for a later run that takes it up again.
@@ -228,6 +351,8 @@ fn origin(config: &Config, runbook: &LoadedRunbook, options: &WalkOptions) -> Or
         host: lock::host(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         from: options.from.clone(),
+        runbook_text: Some(runbook.source.text.clone()),
+        config_text: std::fs::read_to_string(&config.path).ok(),
     }
 }
 
@@ -250,9 +375,54 @@ struct Run<'a> {
     started: Instant,
     yes: bool,
     retry_pause: Backoff,
+    script: Option<&'a Script>,
+    /// The steps a resumed run had already done or skipped, wherever they are: never run again.
+    settled: std::collections::HashSet<String>,
 }
 
 impl<'a> Run<'a> {
+    fn new(walk: Walk<'a>, inputs: Inputs, run_id: String, journal: Journal, state: RunState) -> Run<'a> {
+        let Walk { ui, config, services, runbook, options } = walk;
+        Run {
+            ui,
+            config,
+            runbook,
+            services,
+            inputs,
+            run_id,
+            journal,
+            state: RefCell::new(state),
+            started: Instant::now(),
+            yes: options.yes,
+            retry_pause: options.retry_pause.unwrap_or(Backoff::STEP_RETRY),
+            script: options.script.as_ref(),
+            settled: Default::default(),
+        }
+    }
+
+    /// Say and journal that the lock was left by a run whose process is gone.
+    fn taken_over(&self, lock: &RunLock) -> Result<(), Error> {
+        let Some(holder) = &lock.taken_over else { return Ok(()) };
+        self.ui.warn(format!("took over the lock left by {holder}: that process is gone"));
+        self.record(Event::LockTakenOver { holder: holder.to_string() })
+    }
+
+    /// What the script says of step `index`, if the steps are scripted.
+    fn scripted(&self, index: usize) -> Option<&'a Scripted> {
+        self.script.map(|s| &s.steps[index])
+    }
+
+    /// The action of step `index`: the script's, or the runbook's with what is known so far.
+    fn action(&self, index: usize) -> Result<Action, Unresolved> {
+        match self.scripted(index) {
+            Some(Scripted::Act(action)) => Ok(action.clone()),
+            // A scripted skip is never carried out, so never resolved either.
+            Some(Scripted::Skip(_)) | None => {
+                resolve::action(self.runbook, index, Scope { inputs: &self.inputs, outputs: &self.scope_outputs() })
+            }
+        }
+    }
+
     fn total(&self) -> usize {
         self.runbook.runbook.steps.len()
     }
@@ -315,13 +485,24 @@ impl<'a> Run<'a> {
         ui.say(ui.dim(format!("  run {} · journal {}", self.run_id, self.journal)));
     }
 
+    /// What step `id` may use; a pipeline run it triggered before the run stopped is passed on.
     fn context<'p>(
         &'p self,
+        id: &str,
         projection: &'p Projection,
         deadline: Option<Instant>,
         triggered: &'p dyn Fn(&str, &str) -> anyhow::Result<()>,
     ) -> Context<'p> {
-        Context { ui: self.ui, run_id: &self.run_id, deadline, projection, progress: self.progress(), triggered }
+        let earlier_run = self.state.borrow().triggered(id).map(|(run, url)| crate::ci::RunHandle::journaled(run, url));
+        Context {
+            ui: self.ui,
+            run_id: &self.run_id,
+            deadline,
+            projection,
+            progress: self.progress(),
+            triggered,
+            earlier_run,
+        }
     }
 
     fn progress(&self) -> String {
@@ -329,21 +510,22 @@ impl<'a> Run<'a> {
     }
 
     /// Preview every step from `from` on, assuming each earlier step did what it says.
-    fn preflight(&mut self, from: usize, dry_run: bool) -> Result<Vec<Planned<'a>>, Error> {
+    fn preflight(&mut self, from: usize, dry_run: bool) -> Result<Vec<(usize, Planned<'a>)>, Error> {
         let services = self.services;
         let quiet = |_: &str, _: &str| Ok(());
         let mut projection = Projection::default();
         let mut plan = Vec::new();
         for index in from..self.total() {
             let spec = &self.runbook.runbook.steps[index];
-            let action =
-                resolve::action(self.runbook, index, Scope { inputs: &self.inputs, outputs: &self.scope_outputs() });
-            let planned = match action {
+            if matches!(self.scripted(index), Some(Scripted::Skip(_))) || self.settled.contains(&spec.common.id) {
+                continue;
+            }
+            let planned = match self.action(index) {
                 Err(Unresolved::Waiting(reference)) => Planned::Deferred(reference),
                 Err(Unresolved::Invalid(diagnostic)) => return Err(Diagnostics(vec![diagnostic]).into()),
                 Ok(action) => {
                     let step = services.step(action).map_err(Error::invalid)?;
-                    match step.preview(&self.context(&projection, None, &quiet)) {
+                    match step.preview(&self.context(&spec.common.id, &projection, None, &quiet)) {
                         Ok(preview) => {
                             if let Some(projected) = preview.projection.clone() {
                                 projection.record(projected);
@@ -367,27 +549,23 @@ impl<'a> Run<'a> {
                         step: spec.common.id.clone(),
                         error: format!("{error:#}"),
                         unanswered: false,
+                        unsettled: false,
                     })?,
                     Planned::Deferred(_) => {}
                 }
             }
-            plan.push(planned);
+            plan.push((index, planned));
         }
         Ok(plan)
     }
 
     /// Print the plan's problems (and, in a dry run, the whole plan); end the run if it must end.
-    fn preflight_verdict(
-        &mut self,
-        plan: &[Planned<'a>],
-        from: usize,
-        dry_run: bool,
-    ) -> Result<Option<Finished>, Error> {
+    fn preflight_verdict(&mut self, plan: &[(usize, Planned<'a>)], dry_run: bool) -> Result<Option<Finished>, Error> {
         let ui = self.ui;
         let mut preconditions = 0;
         let mut errors = 0;
-        for (offset, planned) in plan.iter().enumerate() {
-            let index = from + offset;
+        for (index, planned) in plan {
+            let index = *index;
             let spec = &self.runbook.runbook.steps[index];
             let label = format!("  {}/{} {}:", index + 1, self.total(), ui.bold(&spec.common.id));
             match planned {
@@ -410,13 +588,14 @@ impl<'a> Run<'a> {
                             step: spec.common.id.clone(),
                             error: format!("{error:#}"),
                             unanswered: false,
+                            unsettled: false,
                         })?;
                     }
                 }
             }
         }
-        let checked = plan.iter().filter(|p| matches!(p, Planned::Ready(..))).count();
-        let deferred = plan.iter().filter(|p| matches!(p, Planned::Deferred(_))).count();
+        let checked = plan.iter().filter(|(_, p)| matches!(p, Planned::Ready(..))).count();
+        let deferred = plan.iter().filter(|(_, p)| matches!(p, Planned::Deferred(_))).count();
         let later = if deferred > 0 { format!(", {deferred} checked when they run") } else { String::new() };
         if errors > 0 {
             ui.always(format!("{} Preflight could not check every step; nothing was changed.", ui.bad("✗")));
@@ -442,10 +621,16 @@ impl<'a> Run<'a> {
         Ok(None)
     }
 
-    fn skip_before_from(&mut self, index: usize, from: &str) -> Result<(), Error> {
+    /// Skip step `index` without asking: one before `--from` (no reason), or for `reason`.
+    fn skip(&mut self, index: usize, reason: Option<String>) -> Result<(), Error> {
         let spec = &self.runbook.runbook.steps[index];
-        self.ui.say(format!("Step {}/{} · {} · skipped (--from {from})", index + 1, self.total(), spec.common.id));
-        self.record(Event::StepSkipped { step: spec.common.id.clone(), by: By::Operator })
+        let why = match &reason {
+            Some(reason) => reason.clone(),
+            None => format!("--from {}", self.state.borrow().from.as_deref().unwrap_or_default()),
+        };
+        self.ui.say(format!("Step {}/{} · {} · skipped ({why})", index + 1, self.total(), spec.common.id));
+        let by = if reason.is_some() { By::Rollout } else { By::Operator };
+        self.record(Event::StepSkipped { step: spec.common.id.clone(), by, reason })
     }
 
     fn step(&mut self, index: usize, preflight: Option<Planned<'a>>) -> Result<Flow, Error> {
@@ -462,9 +647,7 @@ impl<'a> Run<'a> {
         ui.say("");
         ui.say(format!("Step {}/{} · {} · {}{optional}", index + 1, self.total(), ui.bold(&id), spec.common.name));
 
-        let action =
-            resolve::action(self.runbook, index, Scope { inputs: &self.inputs, outputs: &self.scope_outputs() });
-        let action = match action {
+        let action = match self.action(index) {
             Ok(action) => action,
             Err(Unresolved::Waiting(reference)) => {
                 let error =
@@ -479,7 +662,7 @@ impl<'a> Run<'a> {
             Some(Planned::Ready(preview, step)) => (step, Ok(*preview)),
             _ => {
                 let step = self.services.step(action).map_err(Error::invalid)?;
-                let preview = step.preview(&self.context(&projection, None, &quiet));
+                let preview = step.preview(&self.context(&id, &projection, None, &quiet));
                 (step, preview)
             }
         };
@@ -502,7 +685,7 @@ impl<'a> Run<'a> {
                 Err(flow) => return Ok(flow),
             };
             // The operator may have looked at the prompt for minutes: read again before writing.
-            let fresh = match step.recheck(&self.context(&projection, None, &quiet), &preview) {
+            let fresh = match step.recheck(&self.context(&id, &projection, None, &quiet), &preview) {
                 Ok(None) => break by,
                 Ok(Some(fresh)) => fresh,
                 Err(error) => return self.fail(&spec, error),
@@ -529,7 +712,7 @@ impl<'a> Run<'a> {
                 let event = Event::StepTriggered { step: id.clone(), pipeline_run: run_id.into(), url: url.into() };
                 self.record(event).map_err(|e| anyhow!("{e}"))
             };
-            let cx = self.context(&projection, deadline, &triggered);
+            let cx = self.context(&id, &projection, deadline, &triggered);
             let result = step.apply(&cx, &preview).and_then(|applied| {
                 step.verify(&cx, &applied).map_err(|e| e.context("the change was made but did not verify"))?;
                 Ok(applied.outputs)
@@ -614,7 +797,7 @@ impl<'a> Run<'a> {
                 }
                 Ok(Answer::Skip) => {
                     ui.always(format!("  {} skipped", ui.caution("–")));
-                    let event = Event::StepSkipped { step: spec.common.id.clone(), by: By::Operator };
+                    let event = Event::StepSkipped { step: spec.common.id.clone(), by: By::Operator, reason: None };
                     return self.record(event).map(|()| Err(Flow::Next));
                 }
                 Ok(Answer::Abort) => return Ok(Err(Flow::Stop(RunStatus::Aborted, ExitCode::Aborted))),
@@ -649,7 +832,9 @@ impl<'a> Run<'a> {
     ) -> Result<Flow, Error> {
         let ui = self.ui;
         ui.always(format!("  {} {error:#}", ui.bad("✗")));
-        self.record(Event::StepFailed { step: spec.common.id.clone(), error: format!("{error:#}"), unanswered })?;
+        let unsettled = Started::is_in(&error) || Interrupted::is_in(&error);
+        let error_text = format!("{error:#}");
+        self.record(Event::StepFailed { step: spec.common.id.clone(), error: error_text, unanswered, unsettled })?;
         if Interrupted::is_in(&error) {
             return Ok(Flow::Stop(RunStatus::Interrupted, ExitCode::Interrupted));
         }

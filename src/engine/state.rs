@@ -58,6 +58,11 @@ pub struct RunState {
     /// The step started and not yet ended; a dry run's steps are previewed, never started.
     running: Option<String>,
     outputs: HashMap<String, Outputs>,
+    /// Each step's last preview: the state before it and the one it leads to.
+    previews: HashMap<String, (serde_json::Value, serde_json::Value)>,
+    /// Each step's last triggered pipeline run that may still be going (its step never ended, or
+    /// ended without following it to its verdict): its id and URL.
+    triggered: HashMap<String, (String, String)>,
 }
 
 impl RunState {
@@ -91,30 +96,49 @@ impl RunState {
                 self.total = *total;
                 self.running = (!self.dry_run).then(|| step.clone());
             }
-            Event::StepSkipped { step, .. } => self.skipped(step),
+            Event::StepSkipped { step, reason, .. } => self.skipped(step, reason.as_deref()),
             Event::StepSucceeded { step, outputs, outcome, .. } => {
                 self.outputs.insert(step.clone(), outputs.clone());
                 self.end(step, StepResult::Done, outcome.clone().unwrap_or_else(|| "done".into()));
             }
-            Event::StepFailed { step, error, unanswered } if !unanswered => {
-                self.end(step, StepResult::Failed, format!("failed: {error}"));
+            Event::StepFailed { step, error, unanswered, unsettled } => {
+                if !unsettled {
+                    self.triggered.remove(step);
+                }
+                if *unanswered {
+                    self.ended(step);
+                } else {
+                    self.end(step, StepResult::Failed, format!("failed: {error}"));
+                }
             }
-            Event::StepFailed { step, .. } => self.ended(step),
             Event::RunFinished { status, exit_code } => {
                 (self.status, self.exit_code) = (Some(*status), Some(*exit_code))
             }
-            Event::StepPreview { .. } | Event::StepConfirmed { .. } | Event::StepTriggered { .. } => {}
+            // Taken up again: going on, and the step that was running when it stopped is over.
+            Event::RunResumed { .. } => {
+                (self.status, self.exit_code, self.running) = (None, None, None);
+            }
+            Event::StepPreview { step, before, after, .. } => {
+                self.previews.insert(step.clone(), (before.clone(), after.clone()));
+            }
+            Event::StepTriggered { step, pipeline_run, url } => {
+                self.triggered.insert(step.clone(), (pipeline_run.clone(), url.clone()));
+            }
+            Event::StepConfirmed { .. } | Event::LockTakenOver { .. } | Event::LockBroken { .. } => {}
         }
     }
 
-    /// A step skipped at its prompt, or (never started) one before `--from`.
-    fn skipped(&mut self, step: &str) {
+    /// A step skipped at its prompt, or (never started) one before `--from` or one undo cannot
+    /// take back, for `reason`.
+    fn skipped(&mut self, step: &str, reason: Option<&str>) {
         if self.running.as_deref() == Some(step) {
             self.end(step, StepResult::Skipped, "skipped by the operator".into());
         } else if !self.dry_run {
-            let from = self.from.as_deref().unwrap_or("?");
-            self.steps
-                .insert(step.into(), StepRun { result: StepResult::Skipped, line: format!("skipped (--from {from})") });
+            let line = match reason {
+                Some(reason) => format!("skipped: {reason}"),
+                None => format!("skipped (--from {})", self.from.as_deref().unwrap_or("?")),
+            };
+            self.steps.insert(step.into(), StepRun { result: StepResult::Skipped, line });
         }
     }
 
@@ -137,6 +161,21 @@ impl RunState {
         &self.outputs
     }
 
+    /// The last preview of `step`: its state before and after.
+    pub fn preview(&self, step: &str) -> Option<&(serde_json::Value, serde_json::Value)> {
+        self.previews.get(step)
+    }
+
+    /// The pipeline run `step` triggered that may still be going: its id and URL (empty when none).
+    pub fn triggered(&self, step: &str) -> Option<&(String, String)> {
+        self.triggered.get(step)
+    }
+
+    /// What happened to `step`, if anything has.
+    pub fn result(&self, step: &str) -> Option<StepResult> {
+        self.steps.get(step).map(|s| s.result)
+    }
+
     /// The steps done, in the order they were done.
     pub fn done(&self) -> Vec<&str> {
         self.steps.iter().filter(|(_, s)| s.result == StepResult::Done).map(|(id, _)| id.as_str()).collect()
@@ -147,10 +186,6 @@ impl RunState {
         let count = |wanted| ids.iter().filter(|id| self.result(id) == Some(wanted)).count();
         let (done, skipped, failed) = (count(StepResult::Done), count(StepResult::Skipped), count(StepResult::Failed));
         Tally { done, skipped, failed, not_run: ids.len() - done - skipped - failed }
-    }
-
-    fn result(&self, id: &str) -> Option<StepResult> {
-        self.steps.get(id).map(|s| s.result)
     }
 
     /// `rollout critical (run ...): 2 of 4 steps done (disable, debug)`.

@@ -10,7 +10,7 @@ use anyhow::{Result, anyhow};
 use clap::Parser;
 
 use super::event::{Event, RunStatus};
-use super::{Finished, WalkOptions, journal, walk};
+use super::{Finished, Resumption, WalkOptions, journal, walk};
 use crate::backoff::Backoff;
 use crate::cli::Cli;
 use crate::config::Config;
@@ -39,6 +39,8 @@ struct Script {
     applied: Cell<u32>,
     verified: Cell<u32>,
     triggers: Cell<u32>,
+    /// The pipeline run each apply was handed as triggered before the run stopped.
+    earlier: RefCell<Vec<Option<String>>>,
 }
 
 impl Script {
@@ -61,6 +63,7 @@ impl Step for FakeStep {
 
     fn apply(&self, cx: &Context, _preview: &Preview) -> Result<Applied> {
         self.0.applied.set(self.0.applied.get() + 1);
+        self.0.earlier.borrow_mut().push(cx.earlier_run.as_ref().map(|run| run.id.clone()));
         match self.0.applies.borrow_mut().pop_front() {
             None => Ok(Applied::outputs(Outputs::from([("done".to_string(), "yes".to_string())]))),
             Some(Apply::Fail) => Err(anyhow!("the service said no")),
@@ -217,4 +220,69 @@ fn an_interruption_ends_the_run_with_130() {
     assert_eq!(finished.code.code(), 130);
     assert_eq!((stopped.applied.get(), after.applied.get()), (1, 0));
     assert_eq!(last_status(&events), Some(RunStatus::Interrupted));
+}
+
+/// Walk `steps` once, then resume the run it left, as `rollout resume` does: both ends, and
+/// the one journal's events.
+fn walk_then_resume(steps: &[(&str, &str)], services: &FakeServices) -> (Finished, Finished, Vec<Event>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("runbooks")).expect("runbooks dir");
+    std::fs::write(dir.path().join("rollout.yaml"), "version: 1\n").expect("config");
+    let runbook_path = dir.path().join("runbooks/test.yaml");
+    std::fs::write(&runbook_path, runbook_yaml(steps)).expect("runbook");
+    let config = Config::load(&dir.path().join("rollout.yaml")).expect("config loads");
+    let runbook = LoadedRunbook::load(&runbook_path).expect("runbook loads");
+    let ui = Ui::new(&Cli::parse_from(["rollout", "--quiet", "run", "test"]));
+    let state = dir.path().join("state");
+    let options = WalkOptions { yes: true, ..WalkOptions::default() };
+    let first = walk(&ui, &config, services, &runbook, &options, &state).expect("the walk ends");
+    let path = journal::runs_dir(&state).join(format!("{}.jsonl", first.state.run_id));
+    let records = journal::read(&path).expect("journal").records;
+    let at = runbook
+        .runbook
+        .steps
+        .iter()
+        .position(|s| !matches!(first.state.result(&s.common.id), Some(super::StepResult::Done)))
+        .expect("a step to go on from");
+    let resumption = Resumption { run_id: first.state.run_id.clone(), records, at, forced: false, drift: Vec::new() };
+    let options = WalkOptions { yes: true, resume: Some(resumption), ..WalkOptions::default() };
+    let second = walk(&ui, &config, services, &runbook, &options, &state).expect("the resumed walk ends");
+    let events = journal::read(&path).expect("journal").records.into_iter().map(|r| r.event).collect();
+    (first, second, events)
+}
+
+#[test]
+fn a_resumed_run_goes_on_in_its_journal_and_never_runs_a_settled_step_again() {
+    let (a, b, c, d) = (
+        Script::applying(&[]),
+        Script::applying(&[Apply::Fail]),
+        Script::applying(&[]),
+        Script::applying(&[Apply::Fail]),
+    );
+    let steps = [("a", ""), ("b", "on_failure: continue"), ("c", ""), ("d", "")];
+    let (first, second, events) = walk_then_resume(&steps, &services(&[("a", &a), ("b", &b), ("c", &c), ("d", &d)]));
+    assert_eq!((first.code, second.code), (ExitCode::StepFailed, ExitCode::Success));
+    assert_eq!(second.state.run_id, first.state.run_id);
+    let applied = [&a, &b, &c, &d].map(|s| s.applied.get());
+    assert_eq!(applied, [1, 2, 1, 2], "a and c ran once; b and d failed, then ran again");
+    assert_eq!(events.iter().filter(|e| matches!(e, Event::RunStarted { .. })).count(), 1);
+    let resumed: Vec<&str> = events
+        .iter()
+        .filter_map(|e| if let Event::RunResumed { at, .. } = e { Some(at.as_str()) } else { None })
+        .collect();
+    assert_eq!(resumed, ["b"]);
+    assert_eq!(last_status(&events), Some(RunStatus::Succeeded));
+    assert_eq!(second.state.tally(&["a", "b", "c", "d"]).done, 4);
+}
+
+#[test]
+fn a_resumed_step_is_handed_the_run_it_triggered_and_a_settled_one_is_not() {
+    let lost = Script::applying(&[Apply::TriggerThenFail]);
+    let (_, second, _) = walk_then_resume(&[("a", "")], &services(&[("a", &lost)]));
+    assert_eq!(second.code, ExitCode::Success);
+    assert_eq!(*lost.earlier.borrow(), [None, Some("4812".to_string())], "the lost run is followed, not triggered");
+
+    let failed = Script::applying(&[Apply::Fail]);
+    walk_then_resume(&[("a", "")], &services(&[("a", &failed)]));
+    assert_eq!(*failed.earlier.borrow(), [None, None], "nothing was triggered to follow");
 }

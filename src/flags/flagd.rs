@@ -32,9 +32,12 @@ impl FlagdFile {
         FlagdFile { path: config_dir.join(&config.path), shown: config.path.display().to_string() }
     }
 
-    fn load(&self) -> Result<Value> {
+    /// The document, and the text of flag `name`'s entry as the file has it (None when the
+    /// entry cannot be located, which `flag` then reports).
+    fn load_with_entry(&self, name: &str) -> Result<(Value, Option<String>)> {
         let text = self.text(&self.path)?;
-        self.parse(&text, &self.path)
+        let document = self.parse(&text, &self.path)?;
+        Ok((document, entry_text(&text, name).ok().map(str::to_string)))
     }
 
     fn text(&self, file: &Path) -> Result<String> {
@@ -142,6 +145,17 @@ impl FlagdFile {
         name: &str,
         edit: impl FnOnce(&mut Map<String, Value>, (String, String)) -> Result<()>,
     ) -> Result<()> {
+        self.rewrite_as(name, edit, None)
+    }
+
+    /// `rewrite`, with the entry written as `exact` (its text when it was read) rather than laid
+    /// out anew: `exact` must read as the edited entry.
+    fn rewrite_as(
+        &self,
+        name: &str,
+        edit: impl FnOnce(&mut Map<String, Value>, (String, String)) -> Result<()>,
+        exact: Option<&str>,
+    ) -> Result<()> {
         let file = self.resolved()?;
         let _lock = lock_beside(&file)?;
         let text = self.text(&file)?;
@@ -149,8 +163,14 @@ impl FlagdFile {
         let variants = self.variants(name, self.flag(&document, name)?)?;
         edit(document["flags"][name].as_object_mut().expect("checked by flag()"), variants)?;
         let entry = document["flags"][name].as_object().expect("checked by flag()");
-        let new_text = splice_flag(&text, name, entry)
-            .with_context(|| format!("cannot locate flag {name}'s entry in {}", file.display()))?;
+        let new_text = match exact {
+            Some(exact) => entry_text(&text, name).map(|old| {
+                let range = span(&text, old);
+                format!("{}{exact}{}", &text[..range.start], &text[range.end..])
+            }),
+            None => splice_flag(&text, name, entry),
+        }
+        .with_context(|| format!("cannot locate flag {name}'s entry in {}", file.display()))?;
         // The splice may change nothing but this entry: the new file must read as the old
         // document with just this change, or nothing is written.
         if serde_json::from_str::<Value>(&new_text).ok().as_ref() != Some(&document) {
@@ -359,14 +379,19 @@ fn indent_unit(text: &str) -> &str {
         .unwrap_or("  ")
 }
 
+/// The text of `flags.<name>`'s value in the file's `text`.
+fn entry_text<'t>(text: &'t str, name: &str) -> Result<&'t str> {
+    let top = members(text, text)?;
+    let flags = members(text, top.get("flags").context("a `flags` object")?.value.get())?;
+    Ok(flags.get(name).with_context(|| format!("flag {name}"))?.value.get())
+}
+
 /// `text` with the value of `flags.<name>` replaced by `entry`, every byte outside that value
 /// kept. The entry keeps its layout: one line stays one line; otherwise each member goes on its
 /// own line at the entry's member indent, with the entry's line ending. Members whose value is
 /// unchanged keep their text as written (numbers like `1E2`, their own layout).
 fn splice_flag(text: &str, name: &str, entry: &Map<String, Value>) -> Result<String> {
-    let top = members(text, text)?;
-    let flags = members(text, top.get("flags").context("a `flags` object")?.value.get())?;
-    let old = flags.get(name).with_context(|| format!("flag {name}"))?.value.get();
+    let old = entry_text(text, name)?;
     let range = span(text, old);
     let old_members = members(text, old)?;
     let first = old_members.values().next();
@@ -490,6 +515,26 @@ fn fractional_share(targeting: &Value, on: &str, off: &str) -> Option<Percent> {
     Percent::from_ratio((on_weight * 1e6).round() as u128, (total * 1e6).round() as u128)
 }
 
+/// Who gets the feature as the entry `flag` says, its JSON `raw`.
+fn entry_state(flag: &Map<String, Value>, raw: Value, on: &str, off: &str) -> FlagState {
+    if flag.get("state").and_then(Value::as_str) == Some("DISABLED") {
+        return FlagState::off(raw);
+    }
+    let default_on = flag.get("defaultVariant").and_then(Value::as_str) == Some(on);
+    let targeting = flag.get("targeting").filter(|t| !t.is_null() && t.as_object().is_none_or(|o| !o.is_empty()));
+    match targeting {
+        None => FlagState::plain(FlagTarget::new(default_on, None), raw),
+        Some(targeting) => match fractional_share(targeting, on, off) {
+            Some(share) => FlagState::plain(FlagTarget::new(true, Some(share)), raw),
+            // Rules rollout does not model: on for someone, shown as they are.
+            None => FlagState {
+                targeting: vec![Targeting::new(format!("targeting {targeting}"), targeting)],
+                ..FlagState::off(raw)
+            },
+        },
+    }
+}
+
 impl FlagService for FlagdFile {
     fn describe(&self) -> String {
         format!("flagd {}", self.shown)
@@ -501,26 +546,12 @@ impl FlagService for FlagdFile {
     }
 
     fn read(&self, name: &str) -> Result<FlagState> {
-        let document = self.load()?;
+        let (document, source) = self.load_with_entry(name)?;
         let flag = self.flag(&document, name)?;
         let (on, off) = self.variants(name, flag)?;
         let raw = Value::Object(flag.clone());
-        if flag.get("state").and_then(Value::as_str) == Some("DISABLED") {
-            return Ok(FlagState::off(raw));
-        }
-        let default_on = flag.get("defaultVariant").and_then(Value::as_str) == Some(on.as_str());
-        let targeting = flag.get("targeting").filter(|t| !t.is_null() && t.as_object().is_none_or(|o| !o.is_empty()));
-        Ok(match targeting {
-            None => FlagState::plain(FlagTarget::new(default_on, None), raw),
-            Some(targeting) => match fractional_share(targeting, &on, &off) {
-                Some(share) => FlagState::plain(FlagTarget::new(true, Some(share)), raw),
-                // Rules rollout does not model: on for someone, shown as they are.
-                None => FlagState {
-                    targeting: vec![Targeting::new(format!("targeting {targeting}"), targeting)],
-                    ..FlagState::off(raw)
-                },
-            },
-        })
+        let state = entry_state(flag, raw, &on, &off);
+        Ok(FlagState { source, ..state })
     }
 
     /// Every write replaces the targeting: rules rollout cannot read are cleared.
@@ -558,13 +589,23 @@ impl FlagService for FlagdFile {
 
     /// Put back a state read earlier (for `undo`): the flag's entry becomes the recorded one,
     /// member for member, with every byte outside the entry kept.
+    /// The entry's recorded text is written back as it was when it still reads as the recorded
+    /// entry; otherwise the entry is laid out anew.
     fn restore(&self, name: &str, state: &FlagState, _note: &str) -> Result<()> {
         let recorded =
             state.raw.as_object().with_context(|| format!("the recorded state of flag {name} is not an entry"))?;
-        self.rewrite(name, |flag, _| {
-            *flag = recorded.clone();
-            Ok(())
-        })
+        let exact = state
+            .source
+            .as_deref()
+            .filter(|text| serde_json::from_str::<Value>(text).ok().as_ref() == Some(&state.raw));
+        self.rewrite_as(
+            name,
+            |flag, _| {
+                *flag = recorded.clone();
+                Ok(())
+            },
+            exact,
+        )
     }
 }
 

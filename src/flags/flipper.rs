@@ -103,7 +103,7 @@ impl Feature {
                 other => targeting.push(Targeting::new(format!("gate {other} {value}"), value)),
             }
         }
-        let mut state = FlagState { share, scope: None, targeting, raw };
+        let mut state = FlagState { share, scope: None, targeting, raw, source: None };
         // Flipper knows its gates better than this reading: a feature it does not call off is on.
         if let Some(said) = self.state.as_deref().filter(|s| *s != "off")
             && !state.is_on()

@@ -42,12 +42,16 @@ pub struct FlagState {
     pub targeting: Vec<Targeting>,
     /// The service's own representation, kept whole so that it can be put back exactly.
     pub raw: serde_json::Value,
+    /// The representation's text as the service holds it, when that is a file (a flagd
+    /// entry): put back byte for byte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 impl FlagState {
     /// Off, on for everyone, or on for a share of all users, and nothing else.
     pub fn plain(target: FlagTarget, raw: serde_json::Value) -> FlagState {
-        FlagState { share: target.share(), scope: None, targeting: Vec::new(), raw }
+        FlagState { share: target.share(), scope: None, targeting: Vec::new(), raw, source: None }
     }
 
     pub fn off(raw: serde_json::Value) -> FlagState {
@@ -186,7 +190,7 @@ impl FlagPlan {
 
     /// The write changes the share and keeps the scope and every other targeting.
     pub fn keeping(current: &FlagState, target: FlagTarget) -> FlagPlan {
-        let after = FlagState { share: target.share(), raw: serde_json::Value::Null, ..current.clone() };
+        let after = FlagState { share: target.share(), raw: serde_json::Value::Null, source: None, ..current.clone() };
         FlagPlan { after, clears: Vec::new() }
     }
 }
@@ -235,6 +239,7 @@ mod tests {
             scope: None,
             targeting: targeting.iter().map(|t| Targeting::new(*t, &serde_json::json!(t))).collect(),
             raw: serde_json::Value::Null,
+            source: None,
         }
     }
 

@@ -90,7 +90,7 @@ fn decoded_message(commit: &Commit) -> String {
 
 /// The commit after `original` on the branch that reverts it, unless that revert was itself
 /// reverted (reapplied) later.
-fn reverted_on_branch(repo: &Repository, tip: Oid, original: Oid) -> Result<Option<Oid>> {
+pub fn reverted_on_branch(repo: &Repository, tip: Oid, original: Oid) -> Result<Option<Oid>> {
     let mut walk = repo.revwalk()?;
     walk.push(tip)?;
     walk.hide(original)?;

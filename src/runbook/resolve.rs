@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use indexmap::IndexMap;
 
 use super::kinds::ci::CiRequest;
-use super::kinds::flag::FlagChange;
+use super::kinds::flag::{FlagChange, FlagRestore};
 use super::kinds::manual::ManualRequest;
 use super::kinds::notify::NotifyRequest;
 use super::kinds::revert::RevertRequest;
@@ -28,6 +28,8 @@ pub struct Scope<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     Flag(FlagChange),
+    /// Built by `undo` from a journal, never resolved from a runbook.
+    Restore(Box<FlagRestore>),
     Revert(RevertRequest),
     Ci(CiRequest),
     Manual(ManualRequest),
@@ -41,6 +43,16 @@ pub enum Unresolved {
     Waiting(Ref),
     /// A rendered value has the wrong type for its field.
     Invalid(Diagnostic),
+}
+
+/// Why it cannot be resolved, in one line.
+impl std::fmt::Display for Unresolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unresolved::Waiting(reference) => write!(f, "it needs {reference}, which is not known"),
+            Unresolved::Invalid(diagnostic) => write!(f, "{diagnostic}"),
+        }
+    }
 }
 
 /// Renders the fields of one step's kind, at `path` (`steps[i].<kind>`).

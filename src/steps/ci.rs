@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use super::wait::{self, Ended, Policy, Poll, Progress};
-use super::{Applied, Context, Preview, Services, Step, journaled};
+use super::{Applied, Change, Context, Done, Held, Preview, Services, Step, journaled};
 use crate::ci::{PipelineRequest, Pipelines, RunHandle, RunState, UNKNOWN_RUN, UnknownRun, Verdict};
 use crate::echo::short_id;
 use crate::error::{Interrupted, Started};
@@ -163,6 +163,55 @@ impl CiStep<'_> {
         }
     }
 
+    /// What to do about the run this step triggered before the run stopped: follow it (still
+    /// going, or succeeded), trigger a new one (it failed: said in the effect), or nothing (it
+    /// cannot be followed). A run that may have been started is never triggered again.
+    fn earlier(&self, run: &RunHandle) -> (Option<String>, Change) {
+        let at = run.url.as_deref().map(|u| format!(" ({u})")).unwrap_or_default();
+        let lost = |why: String| {
+            let effect = format!("{why}; it is not triggered again: skip this step once you have checked it");
+            (Some(effect), Change::Lost(why))
+        };
+        if run.id == UNKNOWN_RUN {
+            return lost(format!(
+                "a trigger of {} was accepted before the run stopped, but which run it started is not known{at}",
+                self.title()
+            ));
+        }
+        match self.pipelines.poll(run) {
+            Ok(RunState::Running(_) | RunState::NeedsHuman(_)) => (
+                Some(format!(
+                    "follows run {}{at} of {}, triggered before the run stopped and still going: not triggered again",
+                    run.id,
+                    self.title()
+                )),
+                Change::Follow(run.clone()),
+            ),
+            Ok(RunState::Succeeded(_)) => (
+                Some(format!(
+                    "run {}{at} of {}, triggered before the run stopped, has succeeded: its verdict is taken, nothing is triggered",
+                    run.id,
+                    self.title()
+                )),
+                Change::Follow(run.clone()),
+            ),
+            Ok(RunState::Failed(verdict) | RunState::Cancelled(verdict)) => (
+                Some(format!(
+                    "the earlier run {}{at} ended ({}); this triggers a new run of {}",
+                    run.id,
+                    verdict.conclusion,
+                    self.target()
+                )),
+                Change::None,
+            ),
+            Err(error) => lost(format!(
+                "run {}{at} of {}, triggered before the run stopped, cannot be followed: {error:#}",
+                run.id,
+                self.title()
+            )),
+        }
+    }
+
     /// A trigger the service accepted without naming the run is journaled as such, so that the
     /// journal says a run was probably started, and where to look for it.
     fn journal_unknown_run(cx: &Context, error: anyhow::Error) -> anyhow::Error {
@@ -186,8 +235,11 @@ impl Step for CiStep<'_> {
         let mut details = vec![format!("{} {runs}", self.pipelines.describe())];
         details.extend(self.request.inputs.iter().map(|(k, v)| format!("  input {k} = {v}")));
         let run = CiRun { git_ref: self.request.git_ref.clone(), inputs: self.request.inputs.clone() };
+        let (earlier, change) = cx.earlier_run.as_ref().map_or((None, Change::None), |run| self.earlier(run));
+        let effect = earlier.unwrap_or_else(|| format!("{} via {}, {wait}", self.target(), self.pipelines.describe()));
         Ok(Preview {
-            effect: format!("{} via {}, {wait}", self.target(), self.pipelines.describe()),
+            effect,
+            change,
             before: journaled("not triggered", &self.state(None)),
             after: journaled(format!("{} run", self.title()), &self.state(Some(run))),
             details,
@@ -197,15 +249,23 @@ impl Step for CiStep<'_> {
         })
     }
 
-    fn apply(&self, cx: &Context, _preview: &Preview) -> Result<Applied> {
+    fn apply(&self, cx: &Context, preview: &Preview) -> Result<Applied> {
         let commit = self.ref_commit().unwrap_or_else(|_| self.request.git_ref.clone().unwrap_or_default());
-        let started =
-            self.pipelines.trigger(&self.pipeline_request(cx.run_id)).map_err(|e| Self::journal_unknown_run(cx, e))?;
-        let url = started.url.unwrap_or_default();
-        // Journaled before anything else can fail or hang: the run must never be started twice.
-        (cx.triggered)(&started.id, &url).map_err(Started)?;
-        // Followed from what the journal holds only, as a later rollout process would follow it.
-        let run = RunHandle::journaled(&started.id, &url);
+        let run = match &preview.change {
+            Change::Follow(run) => run.clone(),
+            Change::Lost(why) => return Err(Started(anyhow!("{why}: not triggered again")).into()),
+            _ => {
+                let started = self
+                    .pipelines
+                    .trigger(&self.pipeline_request(cx.run_id))
+                    .map_err(|e| Self::journal_unknown_run(cx, e))?;
+                let url = started.url.unwrap_or_default();
+                // Journaled before anything else can fail or hang: the run must never be started twice.
+                (cx.triggered)(&started.id, &url).map_err(Started)?;
+                // Followed from what the journal holds only, as a later rollout process would follow it.
+                RunHandle::journaled(&started.id, &url)
+            }
+        };
         let mut outputs = Outputs::from([
             ("run_id".to_string(), run.id.clone()),
             ("url".to_string(), run.url.clone().unwrap_or_default()),
@@ -233,6 +293,23 @@ impl Step for CiStep<'_> {
 
     fn verify(&self, _cx: &Context, _applied: &Applied) -> Result<()> {
         Ok(())
+    }
+
+    /// The pipeline run's verdict, asked again.
+    fn holds(&self, _cx: &Context, done: Done) -> Result<Held> {
+        let get = |key: &str| done.outputs.get(key).map(String::as_str).unwrap_or_default();
+        if get("conclusion") == "triggered" {
+            return Ok(Held::Unchecked(format!("run {} was triggered, not waited for", get("run_id"))));
+        }
+        let run = RunHandle::journaled(get("run_id"), get("url"));
+        let label = format!("{} run {}", self.title(), run.id);
+        Ok(match self.pipelines.poll(&run)? {
+            RunState::Succeeded(verdict) => Held::Holds(format!("{label}: {}", verdict.conclusion)),
+            RunState::Failed(verdict) | RunState::Cancelled(verdict) => {
+                Held::Drifted(format!("{label} now reports {}", verdict.conclusion))
+            }
+            RunState::Running(_) | RunState::NeedsHuman(_) => Held::Drifted(format!("{label} is running again")),
+        })
     }
 
     /// `run 4812 succeeded at 69a913a (https://...)`.

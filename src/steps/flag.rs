@@ -4,10 +4,10 @@
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
-use super::{Applied, Change, Context, Landed, Preview, Projected, Services, Step, snapshot};
+use super::{Applied, Change, Context, Done, Held, Landed, Preview, Projected, Services, Step, snapshot};
 use crate::error::Precondition;
 use crate::flags::{Direction, FlagPlan, FlagService, FlagState, FlagTarget, Reach};
-use crate::runbook::kinds::flag::{FlagChange, FlagGoal};
+use crate::runbook::kinds::flag::{FlagChange, FlagGoal, FlagRestore};
 use crate::runbook::resolve::Outputs;
 
 /// What a flag step journals as its `before` and `after` (beside the snapshot's `summary`):
@@ -38,7 +38,7 @@ impl FlagWrite {
     fn of(preview: &Preview) -> Result<&FlagWrite> {
         match &preview.change {
             Change::Flag(write) => Ok(write),
-            Change::None | Change::Revert(_) => bail!("a flag preview plans a flag write"),
+            _ => bail!("a flag preview plans a flag write"),
         }
     }
 }
@@ -229,6 +229,138 @@ impl Step for FlagStep<'_> {
         let said = |key: &str| outputs.get(key).map(String::as_str).unwrap_or_default();
         format!("flag {}: {} -> {} (read back)", self.name(), said("before"), said("after"))
     }
+
+    /// The flag read now against the state the step left it in.
+    fn holds(&self, _cx: &Context, done: Done) -> Result<Held> {
+        let left = FlagStepState::deserialize(done.after)
+            .map_err(|e| anyhow::anyhow!("the journal's state of flag {} does not read: {e}", self.name()))?;
+        let now = self.service.read(self.name())?;
+        Ok(if now.same_as(&left.state) {
+            Held::Holds(format!("{}: {}, as the run left it", self.place(), now.summary()))
+        } else {
+            Held::Drifted(format!(
+                "{} is now {}; the run left it {}",
+                self.place(),
+                now.summary(),
+                left.state.summary()
+            ))
+        })
+    }
+}
+
+/// Puts a flag back exactly as an earlier run found it, through the service's own representation
+/// journaled then: gates, strategies and their constraints, targeting, percentages.
+pub struct RestoreStep<'s> {
+    service: &'s dyn FlagService,
+    restore: FlagRestore,
+}
+
+/// The step that puts `restore`'s flag back, on the configured flag service.
+pub fn build_restore<'s>(services: &'s Services, restore: FlagRestore) -> Result<Box<dyn Step + 's>> {
+    Ok(Box::new(RestoreStep { service: services.flags()?, restore }))
+}
+
+impl RestoreStep<'_> {
+    fn place(&self) -> String {
+        format!("flag {} ({})", self.restore.flag, self.service.describe())
+    }
+
+    fn preview_from(&self, now: &FlagState) -> Result<Preview> {
+        let FlagRestore { flag, to, left, run, force } = &self.restore;
+        let write = Change::Flag(FlagWrite { before: now.clone(), after: to.clone() });
+        let snapshots = (FlagStepState::snapshot(flag, now), FlagStepState::snapshot(flag, to));
+        if now.raw == to.raw && now.source == to.source {
+            let shown = now.summary();
+            return Ok(Preview {
+                effect: format!("{}: already {shown}, as run {run} found it: nothing to change", self.place()),
+                before: snapshots.0,
+                after: snapshots.1,
+                unchanged: Some(outputs(&shown, &shown, false)),
+                reach: Some(Reach::Same),
+                change: write,
+                ..Preview::default()
+            });
+        }
+        let moved = !now.same_as(left);
+        if moved && !force {
+            return Err(Precondition(format!(
+                "{} is now {}, not {} as run {run} left it: someone changed it since; nothing was changed \
+                 (--force puts it back as the run found it anyway)",
+                self.place(),
+                now.summary(),
+                left.summary()
+            ))
+            .into());
+        }
+        let reach = Reach::between(now, to);
+        let mut notes = Vec::new();
+        if moved {
+            notes.push(format!("it changed since run {run} left it {} (--force)", left.summary()));
+        }
+        let raw = |state: &FlagState| serde_json::to_string_pretty(&state.raw).unwrap_or_default();
+        let details = std::iter::once(format!("{flag} now:"))
+            .chain(raw(now).lines().map(|l| format!("  {l}")))
+            .chain(std::iter::once(format!("{flag} as run {run} found it, to be put back:")))
+            .chain(raw(to).lines().map(|l| format!("  {l}")))
+            .collect();
+        Ok(Preview {
+            effect: format!(
+                "{}: {} -> {}, as run {run} found it  [{}]",
+                self.place(),
+                now.summary(),
+                to.summary(),
+                reach.label()
+            ),
+            before: snapshots.0,
+            after: snapshots.1,
+            details,
+            notes,
+            reach: Some(reach),
+            projection: Some(Projected::Flag { name: flag.clone(), state: to.clone() }),
+            change: write,
+            ..Preview::default()
+        })
+    }
+}
+
+impl Step for RestoreStep<'_> {
+    /// From what an earlier undo step of the plan leaves, else a live read.
+    fn preview(&self, cx: &Context) -> Result<Preview> {
+        match cx.projection.flag(&self.restore.flag) {
+            Some(projected) => self.preview_from(projected),
+            None => self.preview_from(&self.service.read(&self.restore.flag)?),
+        }
+    }
+
+    fn recheck(&self, _cx: &Context, confirmed: &Preview) -> Result<Option<Preview>> {
+        let now = self.service.read(&self.restore.flag)?;
+        (now.raw != FlagWrite::of(confirmed)?.before.raw).then(|| self.preview_from(&now)).transpose()
+    }
+
+    fn apply(&self, cx: &Context, preview: &Preview) -> Result<Applied> {
+        let write = FlagWrite::of(preview)?;
+        self.service.restore(&self.restore.flag, &write.after, &format!("rollout run {} (undo)", cx.run_id))?;
+        let outputs = outputs(&write.before.summary(), &write.after.summary(), true);
+        Ok(Applied { outputs, landed: Landed::Flag(write.after.clone()) })
+    }
+
+    fn verify(&self, _cx: &Context, applied: &Applied) -> Result<()> {
+        let Landed::Flag(wanted) = &applied.landed else { return Ok(()) };
+        let now = self.service.read(&self.restore.flag)?;
+        if !now.same_as(wanted) {
+            bail!("{} was put back but now reports {}, not {}", self.place(), now.summary(), wanted.summary());
+        }
+        Ok(())
+    }
+
+    fn outcome(&self, outputs: &Outputs) -> String {
+        let said = |key: &str| outputs.get(key).map(String::as_str).unwrap_or_default();
+        format!("flag {}: {} -> {} (put back, read back)", self.restore.flag, said("before"), said("after"))
+    }
+
+    fn question(&self) -> &'static str {
+        "Put it back?"
+    }
 }
 
 #[cfg(test)]
@@ -243,6 +375,7 @@ mod tests {
             scope: Some("users matching 1 constraint".into()),
             targeting: vec![Targeting::new("groups (admins)", &serde_json::json!(["admins"]))],
             raw: serde_json::json!({ "gates": [] }),
+            source: Some("{ \"gates\": [] }".into()),
         };
         let snapshot = FlagStepState::snapshot("checkout", &state);
         let keys: Vec<&String> = snapshot.as_object().unwrap().keys().collect();

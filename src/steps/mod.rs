@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-use crate::ci::Pipelines;
+use crate::ci::{Pipelines, RunHandle};
 use crate::config::Config;
 use crate::flags::{FlagService, FlagState, Reach};
 use crate::git::GitRemote;
@@ -60,6 +60,11 @@ pub enum Change {
     Flag(flag::FlagWrite),
     /// The revert commits to make, onto the tip the preview read.
     Revert(Plan),
+    /// A pipeline run triggered before the run stopped, followed instead of a new trigger.
+    Follow(RunHandle),
+    /// A pipeline run may have been started before the run stopped and cannot be followed:
+    /// nothing is triggered again; why.
+    Lost(String),
 }
 
 /// What `apply` did: the step's outputs, and what `verify` reads back, typed.
@@ -125,6 +130,27 @@ pub struct Context<'a> {
     /// Journal a pipeline run as soon as it is triggered (run id, URL), so that it is never
     /// triggered twice.
     pub triggered: &'a dyn Fn(&str, &str) -> Result<()>,
+    /// The pipeline run this step triggered before the run stopped, as journaled: a resumed
+    /// step follows it instead of triggering another.
+    pub earlier_run: Option<RunHandle>,
+}
+
+/// A step the journal says was done: what its last preview said it leads to, and its outputs.
+#[derive(Debug, Clone, Copy)]
+pub struct Done<'a> {
+    pub after: &'a serde_json::Value,
+    pub outputs: &'a Outputs,
+}
+
+/// What a read-only re-check of a done step found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Held {
+    /// It still holds: what was read.
+    Holds(String),
+    /// It no longer holds: what moved.
+    Drifted(String),
+    /// Nothing to read back (a message sent, a manual step): why.
+    Unchecked(String),
 }
 
 pub trait Step {
@@ -139,6 +165,11 @@ pub trait Step {
     fn apply(&self, cx: &Context, preview: &Preview) -> Result<Applied>;
     /// Read the result back and confirm it holds.
     fn verify(&self, cx: &Context, applied: &Applied) -> Result<()>;
+    /// Read, without writing, whether what this step did earlier (`done`, from the journal)
+    /// still holds: before a run is resumed.
+    fn holds(&self, _cx: &Context, _done: Done) -> Result<Held> {
+        Ok(Held::Unchecked("nothing to read back".into()))
+    }
     /// What the step did, one line for the operator once it verified:
     /// `pushed 69a913a onto origin/main (was a3593e9)`, `run 4812 succeeded at 69a913a`.
     fn outcome(&self, _outputs: &Outputs) -> String {
@@ -234,6 +265,7 @@ impl StepFactory for Services<'_> {
     fn step(&self, action: Action) -> Result<Box<dyn Step + '_>> {
         match action {
             Action::Flag(change) => flag::build(self, change),
+            Action::Restore(restore) => flag::build_restore(self, *restore),
             Action::Revert(request) => revert::build(self, request),
             Action::Ci(request) => ci::build(self, request),
             Action::Manual(request) => manual::build(request),

@@ -4,7 +4,7 @@
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
-use super::{Applied, Change, Context, Landed, Preview, Services, Step, journaled};
+use super::{Applied, Change, Context, Done, Held, Landed, Preview, Services, Step, journaled};
 use crate::echo::short_id;
 use crate::error::Precondition;
 use crate::git::revert::{self, Plan};
@@ -189,12 +189,39 @@ impl Step for RevertStep<'_> {
         Ok(Preview { effect, before, after, details, change: Change::Revert(plan), ..Preview::default() })
     }
 
+    /// The revert still on the branch it was pushed to, and not reverted since. Reads the
+    /// history only: nothing is planned again.
+    fn holds(&self, _cx: &Context, done: Done) -> Result<Held> {
+        let get = |key: &str| done.outputs.get(key).map(String::as_str).unwrap_or_default();
+        let (commit, branch) = (get("commit"), get("branch"));
+        if branch.is_empty() || commit.is_empty() {
+            return Ok(Held::Unchecked("the revert was not pushed".into()));
+        }
+        let repo = self.git.open()?;
+        let tip = self.git.remote_tip(&repo, branch)?;
+        let revert = git2::Oid::from_str(commit)?;
+        let place = self.git.target(branch);
+        if revert != tip && !repo.graph_descendant_of(tip, revert).unwrap_or(false) {
+            return Ok(Held::Drifted(format!(
+                "the revert {} is no longer on {place} (now at {})",
+                short(revert),
+                short(tip)
+            )));
+        }
+        Ok(match revert::reverted_on_branch(&repo, tip, revert)? {
+            Some(by) => {
+                Held::Drifted(format!("the revert {} was itself reverted on {place} by {}", short(revert), short(by)))
+            }
+            None => Held::Holds(format!("the revert {} is on {place} (at {})", short(revert), short(tip))),
+        })
+    }
+
     fn apply(&self, cx: &Context, preview: &Preview) -> Result<Applied> {
         let repo = self.git.open()?;
         let base = self.git.target(&self.git.branch);
         let mut plan = match &preview.change {
             Change::Revert(plan) => plan.clone(),
-            Change::None | Change::Flag(_) => self.plan(&repo, self.git.remote_tip(&repo, &self.git.branch)?)?,
+            _ => self.plan(&repo, self.git.remote_tip(&repo, &self.git.branch)?)?,
         };
         let attempts = self.git.push_attempts;
         for attempt in 1..=attempts {

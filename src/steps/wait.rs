@@ -114,6 +114,7 @@ mod tests {
             projection: &projection,
             progress: String::new(),
             triggered: &triggered,
+            earlier_run: None,
         };
         let policy = Policy { interval: &|_| Duration::from_millis(5), rate_limit: &|| None };
         until(&cx, "the thing", timeout, &policy, |_| poll())

@@ -115,6 +115,22 @@ impl Ui {
     }
 }
 
+impl Ui {
+    /// Ask the operator to type `word` to go on (for a change that takes no step back); true
+    /// only when exactly that was typed.
+    pub fn type_to_confirm(&self, question: &str, word: &str) -> Result<bool, NoAnswer> {
+        self.write_stderr(&format!("  {question} Type {} to go on > ", self.bold(word)));
+        if !self.stderr_open() {
+            return Err(NoAnswer::Unseen);
+        }
+        let line = self.prompt.next().inspect_err(|_| self.write_stderr("\n"))?;
+        if !std::io::stdin().is_terminal() {
+            self.write_stderr(&format!("{}\n", line.trim()));
+        }
+        Ok(line.trim() == word)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

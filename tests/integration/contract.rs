@@ -25,6 +25,8 @@ enum Event {
         host: String,
         version: String,
         from: Option<String>,
+        runbook_text: String,
+        config_text: String,
     },
     StepStarted {
         run_id: String,
@@ -54,6 +56,8 @@ enum Event {
         ts: String,
         step: String,
         by: By,
+        #[serde(default)]
+        reason: Option<String>,
     },
     StepTriggered {
         run_id: String,

@@ -210,7 +210,7 @@ fn parse_git_version(line: &str) -> Option<(u32, u32)> {
 
 /// Whether the system git (the one on PATH) is new enough to write a revert of a revert as
 /// rollout does (git >= 2.43), so its message can be compared with rollout's byte for byte.
-fn system_git_writes_reapply() -> bool {
+pub(crate) fn system_git_writes_reapply() -> bool {
     static ANSWER: OnceLock<bool> = OnceLock::new();
     *ANSWER.get_or_init(|| {
         let out = git_raw(&std::env::temp_dir(), &["--version"]);

@@ -310,6 +310,9 @@ fn runs_json_is_one_object_per_run() {
     env.run(&["incident", "--severity", "critical", "--dry-run"]).code(0);
     let out = runs(&env, &["--json"]);
     out.code(0);
+    assert_eq!(out.stdout.lines().count(), 1, "the dry run is hidden without --all: {}", out.stdout);
+    let out = runs(&env, &["--json", "--all"]);
+    out.code(0);
     let rows: Vec<Value> =
         out.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect();
     assert_eq!(rows.len(), 2, "{}", out.stdout);
@@ -325,6 +328,13 @@ fn runs_json_is_one_object_per_run() {
         "steps_done",
         "steps_total",
         "journal",
+        "purpose",
+        "who",
+        "finished",
+        "duration_ms",
+        "state",
+        "step_reached",
+        "time_to_mitigate_ms",
     ];
     assert_eq!(keys, wanted);
     let shown: Vec<(&Value, &Value, &Value, &Value)> =

@@ -55,11 +55,11 @@ impl Unleash {
         self.call(reqwest::Method::GET, &Self::feature_path(name), None)
     }
 
-    fn events(&self, name: &str) -> usize {
+    pub(crate) fn events(&self, name: &str) -> usize {
         self.call(reqwest::Method::GET, &format!("/api/admin/events/{name}"), None)["events"].as_array().unwrap().len()
     }
 
-    fn workspace(&self) -> Env {
+    pub(crate) fn workspace(&self) -> Env {
         let env = Env::new();
         env.write(
             "rollout.yaml",
@@ -79,7 +79,7 @@ impl Unleash {
         env
     }
 
-    fn run(&self, env: &Env, args: &[&str]) -> Outcome {
+    pub(crate) fn run(&self, env: &Env, args: &[&str]) -> Outcome {
         env.run_with(args, &[("UNLEASH_TOKEN", &self.token)])
     }
 }

@@ -77,6 +77,13 @@ impl Background {
         self.stdin = None;
     }
 
+    /// kill -9, and wait until the process is gone: what a crash or a lost machine leaves.
+    pub fn kill_hard(mut self) -> String {
+        kill(self.pid(), Signal::SIGKILL).expect("send SIGKILL");
+        let _ = self.child.wait();
+        self.stderr()
+    }
+
     pub fn interrupt(&self) {
         kill(self.pid(), Signal::SIGINT).expect("send SIGINT");
     }

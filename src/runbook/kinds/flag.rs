@@ -26,6 +26,21 @@ pub struct FlagSpec {
     pub expect: Option<Text>,
 }
 
+/// Put a flag back exactly as an earlier run found it (`rollout undo`): never written from a
+/// runbook, only built from a journal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlagRestore {
+    pub flag: String,
+    /// The state the run found, read back from its journal, to put back.
+    pub to: crate::flags::FlagState,
+    /// The state the run left: anything else now means someone changed the flag since.
+    pub left: crate::flags::FlagState,
+    /// The run whose change is undone, for messages and the service's audit log.
+    pub run: String,
+    /// Put it back even if it changed since the run left it.
+    pub force: bool,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlagChange {
     pub flag: String,

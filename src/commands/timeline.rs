@@ -1,0 +1,410 @@
+//! `rollout timeline RUN...`: a postmortem-ready record of an incident's runs, read from their
+//! journals: summary, time to mitigate, a timeline table, and the headings to fill.
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::runs::{Told, human, open};
+use crate::cli::{TimelineArgs, TimelineFormat};
+use crate::engine::journal;
+use crate::engine::story::{Attempt, Moment, StepResult, Story};
+use crate::error::{Error, ExitCode};
+use crate::ui::Ui;
+use crate::untrusted::printable;
+
+/// The headings of the postmortem template that only people can fill in.
+const QUESTIONS: [&str; 4] = [
+    "How do the KPIs you gathered compare to your pre-launch definition(s) of success?",
+    "What qualitative feedback have you gathered from users or other stakeholders?",
+    "Which of the assumptions you listed in your product outline were/were not validated?",
+    "How might your product evolve now or in the future based on these results?",
+];
+
+const TO_FILL: &str = "_To fill in._";
+
+/// One run, as the summary names it.
+#[derive(Debug, Serialize)]
+struct RunLine {
+    run_id: String,
+    runbook: String,
+    who: String,
+    started: Timestamp,
+    finished: Option<Timestamp>,
+    /// The run's status, or `not finished`.
+    status: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    runs: Vec<RunLine>,
+    /// What each step that changed something did, `step: what`.
+    changed: Vec<String>,
+    /// How the latest run ended.
+    status: String,
+}
+
+/// The first step of all the runs that reduced exposure.
+#[derive(Debug, Serialize)]
+struct Mitigated {
+    run_id: String,
+    step: String,
+    from: Timestamp,
+    to: Timestamp,
+    what: String,
+}
+
+/// One line of the timeline table.
+#[derive(Debug, Serialize)]
+struct Row {
+    time: Timestamp,
+    run_id: String,
+    step: String,
+    who: String,
+    what: String,
+    link: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Took {
+    run_id: String,
+    step: String,
+    attempt: usize,
+    result: StepResult,
+    duration_ms: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Problem {
+    time: Option<Timestamp>,
+    run_id: String,
+    step: String,
+    error: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Skip {
+    run_id: String,
+    step: String,
+    why: String,
+}
+
+/// The whole record; also the `--format json` object.
+#[derive(Debug, Serialize)]
+struct Timeline {
+    title: String,
+    summary: Summary,
+    time_to_mitigate_ms: Option<u64>,
+    mitigated: Option<Mitigated>,
+    rows: Vec<Row>,
+    durations: Vec<Took>,
+    errors: Vec<Problem>,
+    skipped: Vec<Skip>,
+    went_well: Vec<String>,
+    went_wrong: Vec<String>,
+    questions: [&'static str; 4],
+}
+
+fn hms(ts: Timestamp) -> String {
+    ts.strftime("%H:%M:%S").to_string()
+}
+
+fn status(story: &Story) -> String {
+    story.status.map_or("not finished", |s| s.as_str()).to_string()
+}
+
+fn run_line(story: &Story) -> RunLine {
+    RunLine {
+        run_id: story.run_id.clone(),
+        runbook: story.purpose_text(),
+        who: story.who.clone(),
+        started: story.started,
+        finished: story.finished,
+        status: status(story),
+    }
+}
+
+/// `index/total step`, or the step alone when it never started.
+fn step_label(attempt: &Attempt) -> String {
+    let retry = if attempt.attempt > 1 { format!(" (attempt {})", attempt.attempt) } else { String::new() };
+    match attempt.index.zip(attempt.total) {
+        Some((index, total)) => format!("{index}/{total} {}{retry}", attempt.step),
+        None => format!("{}{retry}", attempt.step),
+    }
+}
+
+fn row(story: &Story, time: Timestamp, moment: Moment<'_>) -> Row {
+    let row = |step: &str, who: &str, what: String, link: String| Row {
+        time,
+        run_id: story.run_id.clone(),
+        step: step.to_string(),
+        who: who.to_string(),
+        what,
+        link,
+    };
+    match moment {
+        Moment::Started => {
+            let dry = if story.dry_run { " (dry run)" } else { "" };
+            row(
+                "start",
+                &story.who,
+                format!("run {} of {} started{dry}", story.run_id, story.purpose_text()),
+                "".into(),
+            )
+        }
+        Moment::Step(attempt) => {
+            let who = attempt.confirmed().map_or_else(|| attempt.who.clone(), |how| format!("{} ({how})", attempt.who));
+            row(&step_label(attempt), &who, attempt.what(), attempt.link().unwrap_or_default())
+        }
+        Moment::Resumed(resume) => {
+            let mut what = format!("run {} resumed at {}", story.run_id, resume.at);
+            if resume.forced {
+                what.push_str(" (--force)");
+            }
+            if !resume.drift.is_empty() {
+                what.push_str(&format!("; drift: {}", resume.drift.join("; ")));
+            }
+            row("resume", &resume.who, what, "".into())
+        }
+        Moment::Lock(event) => row("lock", story.who_at(time), event.what.clone(), "".into()),
+        Moment::Finished(end) => {
+            let what = format!("run {} {} (exit {})", story.run_id, end.status.as_str(), end.exit_code);
+            row("end", story.who_at(time), what, "".into())
+        }
+    }
+}
+
+impl Mitigated {
+    /// Time to mitigate, in milliseconds.
+    fn ms(&self) -> u64 {
+        u64::try_from(self.to.duration_since(self.from).as_millis()).unwrap_or(0)
+    }
+}
+
+/// The earliest mitigation of all the runs, timed from the earliest run's start.
+fn mitigated(runs: &[Told]) -> Option<Mitigated> {
+    let from = runs.iter().map(|t| t.story.started).min()?;
+    let (story, first) =
+        runs.iter().filter_map(|t| t.story.mitigated.as_ref().map(|m| (&t.story, m))).min_by_key(|(_, m)| m.at)?;
+    Some(Mitigated {
+        run_id: story.run_id.clone(),
+        step: first.step.clone(),
+        from,
+        to: first.at,
+        what: first.what.clone(),
+    })
+}
+
+/// Each step's latest attempt (`latest`) or every attempt, with its run.
+fn attempts<'a>(stories: &[&'a Story], latest: bool) -> Vec<(&'a Story, &'a Attempt)> {
+    let of = |s: &'a Story| if latest { s.latest() } else { s.steps.iter().collect() };
+    stories.iter().copied().flat_map(|s| of(s).into_iter().map(move |a| (s, a))).collect()
+}
+
+fn summary(stories: &[&Story], steps: &[(&Story, &Attempt)]) -> Summary {
+    let did = |a: &Attempt| a.outcome.as_deref().map_or_else(|| a.what(), |o| printable(o).into_owned());
+    Summary {
+        runs: stories.iter().map(|s| run_line(s)).collect(),
+        changed: steps.iter().filter(|(_, a)| a.changed()).map(|(_, a)| format!("{}: {}", a.step, did(a))).collect(),
+        status: stories.iter().max_by_key(|s| s.started).map(|s| status(s)).unwrap_or_default(),
+    }
+}
+
+fn durations(every: &[(&Story, &Attempt)]) -> Vec<Took> {
+    let took = |(s, a): &(&Story, &Attempt)| Took {
+        run_id: s.run_id.clone(),
+        step: a.step.clone(),
+        attempt: a.attempt,
+        result: a.result,
+        duration_ms: a.duration_ms,
+    };
+    every.iter().filter(|(_, a)| a.started.is_some()).map(took).collect()
+}
+
+fn errors(every: &[(&Story, &Attempt)]) -> Vec<Problem> {
+    let problem = |(s, a): &(&Story, &Attempt)| {
+        let error = printable(a.error.as_deref()?).into_owned();
+        Some(Problem { time: a.at(), run_id: s.run_id.clone(), step: a.step.clone(), error })
+    };
+    every.iter().filter_map(problem).collect()
+}
+
+fn skipped(steps: &[(&Story, &Attempt)]) -> Vec<Skip> {
+    let skip = |(s, a): &(&Story, &Attempt)| Skip {
+        run_id: s.run_id.clone(),
+        step: a.step.clone(),
+        why: printable(a.how.as_deref().unwrap_or("skipped")).into_owned(),
+    };
+    steps.iter().filter(|(_, a)| a.result == StepResult::Skipped).map(skip).collect()
+}
+
+/// `Postmortem: <runbooks> incident, <date of the first start>`.
+fn title(stories: &[&Story]) -> String {
+    let mut runbooks: Vec<&str> = stories.iter().filter(|s| s.purpose.is_none()).map(|s| s.runbook.as_str()).collect();
+    if runbooks.is_empty() {
+        runbooks = stories.iter().map(|s| s.runbook.as_str()).take(1).collect();
+    }
+    let first = stories.iter().map(|s| s.started).min().unwrap_or_default();
+    format!("Postmortem: {} incident, {}", runbooks.join(", "), first.strftime("%Y-%m-%d"))
+}
+
+/// The record of `runs`, in time order.
+fn build(runs: &[Told]) -> Timeline {
+    let stories: Vec<&Story> = runs.iter().map(|t| &t.story).collect();
+    let mut rows: Vec<Row> =
+        stories.iter().flat_map(|s| s.moments().into_iter().map(|(ts, m)| row(s, ts, m))).collect();
+    rows.sort_by_key(|r| r.time);
+    let (steps, every) = (attempts(&stories, true), attempts(&stories, false));
+    let mitigated = mitigated(runs);
+    Timeline {
+        title: title(&stories),
+        summary: summary(&stories, &steps),
+        time_to_mitigate_ms: mitigated.as_ref().map(Mitigated::ms),
+        went_well: went_well(&steps, mitigated.as_ref()),
+        went_wrong: went_wrong(&stories, &every, mitigated.is_none()),
+        mitigated,
+        rows,
+        durations: durations(&every),
+        errors: errors(&every),
+        skipped: skipped(&steps),
+        questions: QUESTIONS,
+    }
+}
+
+fn went_well(steps: &[(&Story, &Attempt)], mitigated: Option<&Mitigated>) -> Vec<String> {
+    let mut well = Vec::new();
+    if let Some(m) = mitigated {
+        well.push(format!("Mitigated {} after the first run started, by step {}.", human(m.ms()), m.step));
+    }
+    let done: Vec<&str> =
+        steps.iter().filter(|(_, a)| a.result == StepResult::Done).map(|(_, a)| a.step.as_str()).collect();
+    if !done.is_empty() {
+        well.push(format!("Steps done: {}.", done.join(", ")));
+    }
+    well
+}
+
+fn went_wrong(stories: &[&Story], every: &[(&Story, &Attempt)], unmitigated: bool) -> Vec<String> {
+    let mut wrong: Vec<String> = every
+        .iter()
+        .filter(|(_, a)| a.result == StepResult::Failed)
+        .map(|(s, a)| {
+            format!(
+                "Step {} of run {} failed: {}",
+                a.step,
+                s.run_id,
+                a.error.as_deref().map(printable).unwrap_or_default()
+            )
+        })
+        .collect();
+    wrong.extend(stories.iter().filter(|s| s.status.is_none()).map(|s| format!("Run {} did not finish.", s.run_id)));
+    if unmitigated {
+        wrong.push("Not mitigated by these runs: no step gave the feature to fewer users or deployed a revert.".into());
+    }
+    wrong
+}
+
+/// A table cell: printable, with `|` escaped and line breaks as `<br>`.
+fn cell(text: &str) -> String {
+    printable(text).replace('|', "\\|").replace('\n', "<br>")
+}
+
+/// `## heading`, a blank line, then `body`, then a blank line.
+fn section(out: &mut Vec<String>, heading: &str, body: Vec<String>) {
+    out.extend([format!("## {heading}"), String::new()]);
+    out.extend(body);
+    out.push(String::new());
+}
+
+/// A markdown table of `header` and `rows`, every cell escaped.
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> Vec<String> {
+    let line = |cells: Vec<String>| format!("| {} |", cells.join(" | "));
+    let mut lines =
+        vec![line(header.iter().map(|h| h.to_string()).collect()), format!("|{}", "---|".repeat(header.len()))];
+    lines.extend(rows.into_iter().map(|r| line(r.iter().map(|c| cell(c)).collect())));
+    lines
+}
+
+/// Items as a list, or `none` when there are none.
+fn bullets(items: &[String], none: &str) -> Vec<String> {
+    if items.is_empty() {
+        return vec![none.to_string()];
+    }
+    // A list item may run over lines: each further line is indented under it.
+    items.iter().map(|item| format!("- {}", printable(item).replace('\n', "\n  "))).collect()
+}
+
+fn summary_lines(t: &Timeline) -> Vec<String> {
+    let mut lines: Vec<String> = t
+        .summary
+        .runs
+        .iter()
+        .map(|run| {
+            let when = run.started.strftime("%Y-%m-%d %H:%M:%S");
+            let (runbook, who) = (cell(&run.runbook), cell(&run.who));
+            format!("- Run `{}`: {runbook}, by {who}, started {when} UTC, {}", run.run_id, run.status)
+        })
+        .collect();
+    lines.extend([format!("- Final status: {}", t.summary.status), String::new(), "What changed:".into(), "".into()]);
+    lines.extend(bullets(&t.summary.changed, "Nothing was changed."));
+    lines
+}
+
+fn impact(t: &Timeline) -> String {
+    match &t.mitigated {
+        Some(m) => format!(
+            "Time to mitigate: {} (from {} UTC to {} UTC: {}, {})",
+            human(m.ms()),
+            hms(m.from),
+            hms(m.to),
+            m.step,
+            cell(&m.what)
+        ),
+        None => "Time to mitigate: not mitigated by these runs.".into(),
+    }
+}
+
+fn markdown(t: &Timeline) -> Vec<String> {
+    let mut out = vec![format!("# {}", cell(&t.title)), String::new()];
+    section(&mut out, "Summary", summary_lines(t));
+    section(&mut out, "Impact", vec![impact(t)]);
+    let rows = t.rows.iter().map(|r| vec![hms(r.time), r.step.clone(), r.who.clone(), r.what.clone(), r.link.clone()]);
+    section(&mut out, "Timeline", table(&["Time (UTC)", "Step", "Who", "What changed", "Link"], rows.collect()));
+    let took = |d: &Took| {
+        let step = if d.attempt > 1 { format!("{} (attempt {})", d.step, d.attempt) } else { d.step.clone() };
+        let duration = d.duration_ms.map_or_else(|| "-".into(), human);
+        vec![step, d.run_id.clone(), d.result.as_str().into(), duration]
+    };
+    section(
+        &mut out,
+        "Durations",
+        table(&["Step", "Run", "Result", "Duration"], t.durations.iter().map(took).collect()),
+    );
+    let when = |e: &Problem| e.time.map(hms).unwrap_or_default();
+    let errors: Vec<String> =
+        t.errors.iter().map(|e| format!("{} UTC, {} (run {}): {}", when(e), e.step, e.run_id, e.error)).collect();
+    section(&mut out, "Errors", bullets(&errors, "None."));
+    let skipped: Vec<String> = t.skipped.iter().map(|s| format!("{} (run {}): {}", s.step, s.run_id, s.why)).collect();
+    section(&mut out, "Skipped steps", bullets(&skipped, "None."));
+    for question in t.questions {
+        section(&mut out, question, vec![TO_FILL.into()]);
+    }
+    section(&mut out, "Action items", table(&["Action", "Owner", "Due"], vec![vec![String::new(); 3]]));
+    section(&mut out, "What went well", bullets(&t.went_well, TO_FILL));
+    section(&mut out, "What went wrong", bullets(&t.went_wrong, TO_FILL));
+    out.pop();
+    out
+}
+
+pub fn timeline(ui: &Ui, args: &TimelineArgs) -> Result<ExitCode, Error> {
+    let state = journal::state_dir();
+    let mut runs = args.runs.iter().map(|run| open(ui, &state, run)).collect::<Result<Vec<Told>, Error>>()?;
+    runs.sort_by(|a, b| (a.story.started, &a.story.run_id).cmp(&(b.story.started, &b.story.run_id)));
+    runs.dedup_by(|a, b| a.story.run_id == b.story.run_id);
+    let timeline = build(&runs);
+    if args.format == TimelineFormat::Json || ui.json() {
+        ui.stdout(serde_json::to_string(&timeline).unwrap_or_default());
+    } else {
+        ui.stdout(markdown(&timeline).join("\n"));
+    }
+    Ok(ExitCode::Success)
+}
