@@ -13,11 +13,11 @@ use crate::support::http_server::{Fault, Server};
 use crate::support::jenkins::{Jenkins, QueueEnd};
 use crate::support::{Env, Outcome as Ran};
 
-const TOKEN: &str = "ci-secret-7d41c2e9";
+pub(crate) const TOKEN: &str = "ci-secret-7d41c2e9";
 const SHA: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 
 /// A workspace whose `ci` section is `ci`, with a one-step `deploy` runbook.
-fn workspace(ci: &str, step: &str) -> Env {
+pub(crate) fn workspace(ci: &str, step: &str) -> Env {
     let env = Env::new();
     env.write("rollout.yaml", &format!("version: 1\nci: {ci}\nhttp: {{ timeout: 2s, retries: 2, max_wait: 5s }}\n"));
     env.write(
@@ -246,7 +246,7 @@ fn ctrl_c_while_waiting_keeps_the_run_id_and_never_cancels_the_run() {
     assert_eq!(server.non_get_count(), 1, "only the dispatch: the run was not cancelled");
 }
 
-fn gitlab(ci_extra: &str) -> (GitLab, Env) {
+pub(crate) fn gitlab(ci_extra: &str) -> (GitLab, Env) {
     let server = GitLab::start(TOKEN);
     server.add_project("va/vets-website", 42);
     server.add_branch("va/vets-website", "main", SHA);
@@ -301,7 +301,7 @@ fn gitlab_failed_pipeline_and_unknown_project() {
     assert!(out.stderr.contains("GitLab project va/nope does not exist"), "{}", out.stderr);
 }
 
-fn jenkins(server: &Jenkins, auth: &str) -> Env {
+pub(crate) fn jenkins(server: &Jenkins, auth: &str) -> Env {
     server.add_job("deploys/vets-website");
     workspace(
         &format!("{{ provider: jenkins, url: \"{}\", username: deployer, {auth} }}", server.url()),

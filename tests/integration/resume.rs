@@ -358,3 +358,70 @@ fn killed_while_waiting_on_buildbot_the_resume_follows_the_same_build() {
     assert_eq!(events_named(&journal, "step_triggered").len(), 1);
     assert_eq!(successes(&journal, "deploy"), 1);
 }
+
+#[test]
+fn killed_while_deploying_a_pushed_revert_the_resume_never_reverts_again() {
+    let env = Env::new();
+    let commit = env.sandbox.offending.to_string();
+    let remote = env.sandbox.remote();
+    let count = || crate::support::git(&remote, &["rev-list", "--count", "main"]).trim().to_string();
+    let before = count();
+    let mut command = env.command(&["incident", "--severity", "high", "--yes", "--var", &format!("commit={commit}")]);
+    command.env("ROLLOUT_REHEARSAL_DEPLOY_SECONDS", "3");
+    let mut run = Background::spawn(command);
+    run.wait_for_stderr("waiting for pipeline");
+    run.kill_hard();
+    let id = run_id(&env);
+    let after_revert = count();
+    assert_eq!(after_revert.parse::<u32>().unwrap(), before.parse::<u32>().unwrap() + 1, "one revert pushed");
+    let tip = crate::support::git(&remote, &["rev-parse", "main"]);
+    // The deploy's process died with rollout: skip it once checked, and go on.
+    let out = env.answer(&["resume", &id], "s\ny\ny\n");
+    out.code(0);
+    assert!(out.stderr.contains("revert") && out.stderr.contains("is on origin/main"), "{}", out.stderr);
+    assert_eq!(count(), after_revert, "the revert was not made again");
+    assert_eq!(crate::support::git(&remote, &["rev-parse", "main"]), tip);
+    let journal = env.journal();
+    assert_eq!(successes(&journal, "revert"), 1);
+    assert_eq!(events_named(&journal, "step_triggered").iter().filter(|e| e["step"] == "deploy-revert").count(), 1);
+}
+
+/// Kill -9 `env`'s one-step `deploy` run while it waits on its pipeline, then resume it: the
+/// run and journal ids of the triggered run, and how the resume ended.
+fn crash_waiting_then_resume(env: &Env) -> (String, crate::support::Outcome) {
+    let mut command = env.command(&["run", "deploy", "--yes"]);
+    command.env("CI_TOKEN", crate::ci::TOKEN);
+    let mut run = Background::spawn(command);
+    run.wait_for_stderr("waiting for");
+    run.kill_hard();
+    let id = run_id(env);
+    let out = env.run_with(&["resume", &id, "--yes"], &[("CI_TOKEN", crate::ci::TOKEN)]);
+    let journal = env.journal();
+    assert_eq!(events_named(&journal, "step_triggered").len(), 1, "the resume triggered nothing");
+    assert_eq!(successes(&journal, "deploy"), 1);
+    (id, out)
+}
+
+#[test]
+fn killed_while_waiting_on_gitlab_jenkins_or_buildkite_the_resume_follows_the_same_run() {
+    let (gitlab, env) = crate::ci::gitlab(", token_env: CI_TOKEN");
+    gitlab.script(RunOutcome::Success, 2);
+    crash_waiting_then_resume(&env).1.code(0);
+    assert_eq!(gitlab.runs().len(), 1, "one GitLab pipeline");
+
+    let jenkins = crate::support::jenkins::Jenkins::start("deployer", crate::ci::TOKEN);
+    let env = crate::ci::jenkins(&jenkins, "token_env: CI_TOKEN");
+    jenkins.script(RunOutcome::Success, 2);
+    crash_waiting_then_resume(&env).1.code(0);
+    assert_eq!(jenkins.runs().len(), 1, "one Jenkins build");
+
+    let buildkite = crate::support::buildkite::Buildkite::start(crate::ci::TOKEN);
+    buildkite.add_pipeline("va", "vets-website-deploy");
+    let env = crate::ci::workspace(
+        &format!("{{ provider: buildkite, repo: va, token_env: CI_TOKEN, url: \"{}\" }}", buildkite.url()),
+        "{ pipeline: vets-website-deploy, ref: main, timeout: 30s }",
+    );
+    buildkite.script(RunOutcome::Success, 2);
+    crash_waiting_then_resume(&env).1.code(0);
+    assert_eq!(buildkite.runs().len(), 1, "one Buildkite build");
+}

@@ -516,3 +516,35 @@ fn skipping_the_one_prompt_for_a_flag_two_steps_changed_leaves_it_as_the_run_lef
     assert_eq!(out.stderr.matches("Put it back?").count(), 1, "{}", out.stderr);
     assert_bytes(&env, "flags.json", &after_run, "the skipped flag stays on 5%");
 }
+
+// ---------------------------------------------------------------------------------------------
+// LaunchDarkly (emulator)
+
+#[test]
+fn undo_puts_a_launchdarkly_fallthrough_rollout_and_switch_back() {
+    use crate::support::launchdarkly::{EnvState, Fallthrough, LaunchDarkly};
+    const LD_TOKEN: &str = "api-launchdarkly-undo-7c1d";
+    let server = LaunchDarkly::start(LD_TOKEN);
+    server.add_flag("va", FLAG, &["production", "staging"]);
+    let recorded =
+        EnvState { on: true, fallthrough: Fallthrough::Rollout(vec![(0, 33_333), (1, 66_667)]), off_variation: 1 };
+    server.set_env("va", FLAG, "production", recorded.clone());
+    let staging = server.env("va", FLAG, "staging");
+    let env = Env::workspace(&format!(
+        "version: 1\nflags: {{ provider: launchdarkly, url: \"{}\", project: va, environment: production, token_env: LD_TOKEN }}\n",
+        server.url()
+    ))
+    .runbook("off", &flag_runbook("off", FLAG, "state: off"))
+    .var("LD_TOKEN", LD_TOKEN);
+    let (out, run_id) = run(&env, &["run", "off", "--yes"]);
+    out.code(0);
+    assert!(!server.env("va", FLAG, "production").unwrap().on, "the run turned it off");
+    let out = env.run(&["undo", &run_id, "--yes"]);
+    out.code(0);
+    assert_eq!(
+        server.env("va", FLAG, "production").unwrap(),
+        recorded,
+        "the fallthrough rollout and the switch are back"
+    );
+    assert_eq!(server.env("va", FLAG, "staging"), staging, "other environments are left alone");
+}
