@@ -13,14 +13,32 @@ pub struct Backoff {
     pub jitter: f64,
 }
 
+/// The pause between polls of a pipeline run while they are steady: a run's end is noticed
+/// within 3 s, at fewer than one request per 2 s.
+pub const POLL_STEADY: Duration = Duration::from_millis(2500);
+
+/// How many polls stay steady when they cost the service something: ten minutes' worth.
+const STEADY_POLLS: u32 = 240;
+
+/// The pause before poll number `polls` (from 0) of a pipeline run: steady while polls are
+/// `free` (a conditional request the service answers "not modified" without counting it) and
+/// for the first ten minutes, then backing off (`Backoff::POLL`). A rate limit the service
+/// announces can only make it longer (see `Pipelines::rate_limit_pause`).
+pub fn poll_pause(polls: u32, free: bool) -> Duration {
+    if free || polls < STEADY_POLLS { POLL_STEADY } else { Backoff::POLL.pause(polls - STEADY_POLLS) }
+}
+
 impl Backoff {
     /// HTTP retries: about 0.25 s, 0.5 s, 1 s, ... up to 8 s, jittered.
     pub const HTTP: Backoff =
         Backoff { first: Duration::from_millis(250), factor: 2.0, cap: Duration::from_secs(8), jitter: 0.25 };
-    /// Polling a run: 1 s, then 1.5 times longer each poll, up to 30 s: a 5-minute run costs
-    /// about 17 polls.
-    pub const POLL: Backoff =
+    /// Looking for something that should show up at once (the run a dispatch started): 1 s,
+    /// then 1.5 times longer each time, up to 30 s.
+    pub const FIND: Backoff =
         Backoff { first: Duration::from_secs(1), factor: 1.5, cap: Duration::from_secs(30), jitter: 0.0 };
+    /// Polling a pipeline run once the steady polls are over: from 2.5 s, 1.5 times longer each
+    /// poll, up to 15 s.
+    pub const POLL: Backoff = Backoff { first: POLL_STEADY, factor: 1.5, cap: Duration::from_secs(15), jitter: 0.0 };
     /// Retrying a failed step: 2 s, 4 s, 8 s, ... up to 32 s.
     pub const STEP_RETRY: Backoff =
         Backoff { first: Duration::from_secs(2), factor: 2.0, cap: Duration::from_secs(32), jitter: 0.0 };
@@ -37,7 +55,7 @@ impl Backoff {
 
 #[cfg(test)]
 mod tests {
-    use super::Backoff;
+    use super::{Backoff, POLL_STEADY, poll_pause};
     use std::time::Duration;
 
     #[test]
@@ -49,17 +67,21 @@ mod tests {
 
     #[test]
     fn polls_start_quick_and_stay_under_half_a_minute() {
-        assert_eq!(Backoff::POLL.pause(0).as_secs(), 1);
-        assert!(Backoff::POLL.pause(5).as_secs_f64() > 7.0);
-        assert_eq!(Backoff::POLL.pause(50).as_secs(), 30);
-        assert_eq!(Backoff::POLL.pause(u32::MAX).as_secs(), 30);
-        let mut elapsed = 0.0;
+        assert_eq!(Backoff::FIND.pause(0).as_secs(), 1);
+        assert_eq!(Backoff::FIND.pause(u32::MAX).as_secs(), 30);
+        // A 60-second run: its end seen within 3 s, at fewer than 30 polls.
+        let mut elapsed = Duration::ZERO;
         let mut polls = 0;
-        while elapsed < 300.0 {
-            elapsed += Backoff::POLL.pause(polls).as_secs_f64();
+        while elapsed < Duration::from_secs(60) {
+            let pause = poll_pause(polls, false);
+            assert!(pause <= Duration::from_secs(3), "poll {polls}: {pause:?}");
+            elapsed += pause;
             polls += 1;
         }
-        assert!(polls < 20, "{polls} polls for a 5-minute run");
+        assert!(polls <= 30, "{polls} polls for a 60-second run");
+        // An hour of paid polls backs off to one every 15 s; free ones stay steady.
+        assert_eq!(poll_pause(10_000, false), Duration::from_secs(15));
+        assert_eq!(poll_pause(10_000, true), POLL_STEADY);
     }
 
     #[test]

@@ -6,7 +6,8 @@ use std::io::{BufRead, BufReader, PipeReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -28,10 +29,25 @@ const LINE_BYTES: u64 = 16 * 1024;
 
 type Tail = Arc<Mutex<VecDeque<String>>>;
 
+/// How long one poll waits for the command to end: its end is seen at once, and Ctrl-C and
+/// the progress line are attended to between polls.
+const POLL_WAIT: Duration = Duration::from_millis(250);
+
 struct Running {
-    child: Child,
+    pid: u32,
+    /// The exit status, sent by the thread that waits on the child (no polling).
+    exited: Receiver<std::io::Result<ExitStatus>>,
     tail: Tail,
     reader: JoinHandle<()>,
+}
+
+/// Wait on `child` in a thread of its own; its exit status arrives on the receiver.
+fn wait_in_thread(mut child: Child) -> Receiver<std::io::Result<ExitStatus>> {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(child.wait());
+    });
+    receiver
 }
 
 pub struct CommandPipeline {
@@ -192,22 +208,28 @@ impl Pipelines for CommandPipeline {
         drop(command);
         let tail: Tail = Arc::default();
         let reader = read_into(output, tail.clone());
-        let id = child.id().to_string();
-        crate::interrupt::track_group(child.id() as i32);
-        self.runs.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), Running { child, tail, reader });
+        let pid = child.id();
+        let id = pid.to_string();
+        crate::interrupt::track_group(pid as i32);
+        let exited = wait_in_thread(child);
+        self.runs.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), Running { pid, exited, tail, reader });
         Ok(RunHandle { id, url: None })
     }
 
     fn poll(&self, run: &RunHandle) -> Result<RunState> {
         let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
         let running = runs.get_mut(&run.id).ok_or_else(|| anyhow!("{}", Self::gone(&run.id)))?;
-        let Some(status) = running.child.try_wait()? else {
-            let last = running.tail.lock().unwrap_or_else(|e| e.into_inner()).back().cloned();
-            return Ok(RunState::Running(last));
+        let status = match running.exited.recv_timeout(POLL_WAIT) {
+            Ok(status) => status?,
+            Err(RecvTimeoutError::Timeout) => {
+                let last = running.tail.lock().unwrap_or_else(|e| e.into_inner()).back().cloned();
+                return Ok(RunState::Running(last));
+            }
+            Err(RecvTimeoutError::Disconnected) => return Err(anyhow!("lost the wait on the ci command {}", run.id)),
         };
-        let Running { tail, reader, child } = runs.remove(&run.id).expect("present above");
+        let Running { tail, reader, pid, .. } = runs.remove(&run.id).expect("present above");
         drop(runs);
-        crate::interrupt::forget_group(child.id() as i32);
+        crate::interrupt::forget_group(pid as i32);
         // The command has ended; what it started in the background may keep its output open,
         // so its last lines are collected for a moment, not waited for.
         let until = Instant::now() + Duration::from_millis(300);
@@ -223,26 +245,23 @@ impl Pipelines for CommandPipeline {
     }
 
     fn stop_waiting(&self, run: &RunHandle) -> String {
-        let Some(mut running) = self.runs.lock().unwrap_or_else(|e| e.into_inner()).remove(&run.id) else {
+        let Some(running) = self.runs.lock().unwrap_or_else(|e| e.into_inner()).remove(&run.id) else {
             return format!("the ci command (pid {}) had already ended", run.id);
         };
-        let group = Pid::from_raw(running.child.id() as i32);
+        let group = Pid::from_raw(running.pid as i32);
         crate::interrupt::forget_group(group.as_raw());
         let _ = killpg(group, Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = running.child.try_wait() {
-                return format!("the ci command (pid {}) was stopped", run.id);
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if running.exited.recv_timeout(Duration::from_secs(3)).is_ok() {
+            return format!("the ci command (pid {}) was stopped", run.id);
         }
         let _ = killpg(group, Signal::SIGKILL);
-        let _ = running.child.wait();
+        let _ = running.exited.recv();
         format!("the ci command (pid {}) did not stop on SIGTERM and was killed", run.id)
     }
 
+    /// Each poll waits for the end itself (`POLL_WAIT`): no pause between them.
     fn poll_interval(&self, _polls: u32) -> Duration {
-        Duration::from_millis(100)
+        Duration::ZERO
     }
 }
 

@@ -130,7 +130,7 @@ impl GitHub {
                     find_for.as_secs()
                 );
             }
-            if crate::interrupt::sleep(Backoff::POLL.pause(polls)) {
+            if crate::interrupt::sleep(Backoff::FIND.pause(polls)) {
                 return Err(crate::error::Interrupted(format!(
                     "while looking for the run of {} that was just dispatched",
                     request.pipeline
@@ -264,5 +264,11 @@ impl Pipelines for GitHub {
 
     fn rate_limit_pause(&self) -> Option<Duration> {
         self.client.rate_limit_pause()
+    }
+
+    /// Steady while the run's polls are conditional (GitHub answers 304 without counting them
+    /// against the rate limit).
+    fn poll_interval(&self, polls: u32) -> Duration {
+        crate::backoff::poll_pause(polls, !self.seen.borrow().is_empty())
     }
 }

@@ -14,7 +14,6 @@ use std::time::Duration;
 use anyhow::Result;
 use indexmap::IndexMap;
 
-use crate::backoff::Backoff;
 use crate::config::{CiConfig, HttpSettings};
 use crate::error::{Interrupted, Started};
 use crate::http::Response;
@@ -138,7 +137,7 @@ pub enum RunState {
     Cancelled(Verdict),
 }
 
-pub trait Pipelines {
+pub trait Pipelines: Send {
     /// Where pipelines run, for messages: `command sh deploy.sh`.
     fn describe(&self) -> String;
     /// Read-only check that the pipeline can be triggered; says what would run.
@@ -151,9 +150,9 @@ pub trait Pipelines {
         let at = run.url.as_deref().map(|u| format!(" at {u}")).unwrap_or_default();
         format!("run {} goes on{at}: rollout never cancels a remote run", run.id)
     }
-    /// How long to wait before poll number `polls` (from 0): quick at first, then backing off.
+    /// How long to wait before poll number `polls` (from 0): steady at first, then backing off.
     fn poll_interval(&self, polls: u32) -> Duration {
-        Backoff::POLL.pause(polls)
+        crate::backoff::poll_pause(polls, false)
     }
     /// The least wait the service's rate limit asks for, from its last answer.
     fn rate_limit_pause(&self) -> Option<Duration> {

@@ -4,6 +4,7 @@
 pub mod event;
 pub mod journal;
 pub mod lock;
+mod preflight;
 pub mod state;
 pub mod story;
 #[cfg(test)]
@@ -23,7 +24,7 @@ use crate::interrupt;
 use crate::runbook::inputs::{self, Inputs};
 use crate::runbook::resolve::{self, Action, Outputs, Scope, Unresolved};
 use crate::runbook::template::Ref;
-use crate::runbook::{LoadedRunbook, validate};
+use crate::runbook::{LoadedRunbook, PreflightOrder, validate};
 use crate::steps::{Context, Preview, Projection, Step, StepFactory};
 use crate::ui::Ui;
 use crate::ui::prompt::{Answer, NoAnswer};
@@ -31,6 +32,7 @@ use crate::yaml::Diagnostics;
 use event::{By, Event, Origin, Purpose, Record, RunStatus};
 use journal::Journal;
 use lock::RunLock;
+use preflight::{Checked, Lookup, Planned};
 use state::{RunState, StepResult};
 
 #[derive(Debug, Clone, Default)]
@@ -79,15 +81,6 @@ pub enum Scripted {
 pub struct Finished {
     pub code: ExitCode,
     pub state: RunState,
-}
-
-/// A preflight look at one step; a ready step is kept, so that the first one can be applied
-/// with what its preview worked out.
-enum Planned<'a> {
-    Ready(Box<Preview>, Box<dyn Step + 'a>),
-    /// Needs the output of an earlier step: checked when it runs.
-    Deferred(Ref),
-    Failed(anyhow::Error),
 }
 
 fn new_run_id(runbook: &str) -> String {
@@ -186,42 +179,66 @@ pub fn walk(
         Some(resumption) => resume(Walk { ui, config, services, runbook, options }, state_dir, inputs, resumption)?,
         None => start(Walk { ui, config, services, runbook, options }, state_dir, inputs)?,
     };
-    let plan = run.preflight(from, options.dry_run)?;
-    if let Some(finished) = run.preflight_verdict(&plan, options.dry_run)? {
-        return Ok(finished);
-    }
-    // The first step to run is applied with what its preflight preview worked out.
-    let mut fresh = plan.into_iter().next();
-    let mut failed = false;
-    for index in 0..runbook.runbook.steps.len() {
-        if index < from {
-            if options.resume.is_none() {
-                run.skip(index, None)?;
-            }
-            continue;
-        }
-        if run.settled.contains(&runbook.runbook.steps[index].common.id) {
-            continue;
-        }
-        if interrupt::requested() {
-            return run.finish(RunStatus::Interrupted, ExitCode::Interrupted);
-        }
-        if let Some(Scripted::Skip(reason)) = run.scripted(index) {
-            run.skip(index, Some(reason.clone()))?;
-            continue;
-        }
-        let preflight = fresh.take_if(|(first, _)| *first == index).map(|(_, planned)| planned);
-        match run.step(index, preflight)? {
-            Flow::Next => {}
-            Flow::FailedContinue => failed = true,
-            Flow::Stop(status, code) => return run.finish(status, code),
-        }
-    }
-    if failed {
-        run.finish(RunStatus::Failed, ExitCode::StepFailed)
+    let indexes = run.to_check(from);
+    // The leading steps that only reduce exposure run as soon as they are checked; the rest is
+    // checked meanwhile, on services of its own in another thread.
+    let early = if options.dry_run || runbook.runbook.preflight == PreflightOrder::AllFirst {
+        0
     } else {
-        run.finish(RunStatus::Succeeded, ExitCode::Success)
-    }
+        indexes.iter().take_while(|i| runbook.runbook.steps[**i].only_reduces_exposure()).count()
+    };
+    let background = if early > 0 && early < indexes.len() { services.fork() } else { None };
+    let (outputs, earlier) = {
+        let state = run.state.borrow();
+        (state.outputs().clone(), state.triggered_runs().clone())
+    };
+    let (inputs, run_id) = (run.inputs.clone(), run.run_id.clone());
+    let lookup = Lookup {
+        ui,
+        run_id: &run_id,
+        runbook,
+        inputs: &inputs,
+        outputs: &outputs,
+        earlier: &earlier,
+        script: options.script.as_ref(),
+    };
+    std::thread::scope(|scope| {
+        let mut projection = Projection::default();
+        let Some(factory) = background else {
+            let plan = lookup.check(services, &indexes, &mut projection)?;
+            if let Some(finished) = run.preflight_verdict(&plan, options.dry_run)? {
+                return Ok(finished);
+            }
+            return run.steps(from, plan, None);
+        };
+        let (first, rest) = indexes.split_at(early);
+        let plan = lookup.check(services, first, &mut projection)?;
+        let rest = rest.to_vec();
+        let at = rest[0];
+        let handle = scope.spawn(move || -> Result<Vec<(usize, Checked)>, Error> {
+            let plan = lookup.check(&*factory, &rest, &mut projection)?;
+            Ok(plan.into_iter().map(|(index, planned)| (index, Checked::from(planned))).collect())
+        });
+        if plan.iter().any(|(_, p)| matches!(p, Planned::Failed(_))) {
+            // A mitigation step cannot be checked: every step is reported, and none runs.
+            let mut all = plan;
+            all.extend(run.own(joined(handle)?)?);
+            if let Some(finished) = run.preflight_verdict(&all, false)? {
+                return Ok(finished);
+            }
+            return run.steps(from, all, None);
+        }
+        run.show_early(&plan, indexes.len())?;
+        run.steps(from, plan, Some((at, handle)))
+    })
+}
+
+/// The preflight going on in another thread: what it will find.
+type Background<'scope> = std::thread::ScopedJoinHandle<'scope, Result<Vec<(usize, Checked)>, Error>>;
+
+/// What the background preflight found, or why it found nothing.
+fn joined(handle: Background<'_>) -> Result<Vec<(usize, Checked)>, Error> {
+    handle.join().map_err(|_| Error::from(anyhow!("the preflight in the background stopped unexpectedly")))?
 }
 
 /// What a walk is given: where it speaks, the config and its services, the runbook, the options.
@@ -378,6 +395,9 @@ struct Run<'a> {
     script: Option<&'a Script>,
     /// The steps a resumed run had already done or skipped, wherever they are: never run again.
     settled: std::collections::HashSet<String>,
+    /// Taken up again by `rollout resume`: the steps before the one it goes on from are the
+    /// journal's already.
+    resumed: bool,
 }
 
 impl<'a> Run<'a> {
@@ -397,6 +417,7 @@ impl<'a> Run<'a> {
             retry_pause: options.retry_pause.unwrap_or(Backoff::STEP_RETRY),
             script: options.script.as_ref(),
             settled: Default::default(),
+            resumed: options.resume.is_some(),
         }
     }
 
@@ -509,70 +530,59 @@ impl<'a> Run<'a> {
         self.state.borrow().progress(self.total())
     }
 
-    /// Preview every step from `from` on, assuming each earlier step did what it says.
-    fn preflight(&mut self, from: usize, dry_run: bool) -> Result<Vec<(usize, Planned<'a>)>, Error> {
-        let services = self.services;
-        let quiet = |_: &str, _: &str| Ok(());
-        let mut projection = Projection::default();
-        let mut plan = Vec::new();
-        for index in from..self.total() {
-            let spec = &self.runbook.runbook.steps[index];
-            if matches!(self.scripted(index), Some(Scripted::Skip(_))) || self.settled.contains(&spec.common.id) {
-                continue;
-            }
-            let planned = match self.action(index) {
-                Err(Unresolved::Waiting(reference)) => Planned::Deferred(reference),
-                Err(Unresolved::Invalid(diagnostic)) => return Err(Diagnostics(vec![diagnostic]).into()),
-                Ok(action) => {
-                    let step = services.step(action).map_err(Error::invalid)?;
-                    match step.preview(&self.context(&spec.common.id, &projection, None, &quiet)) {
-                        Ok(preview) => {
-                            if let Some(projected) = preview.projection.clone() {
-                                projection.record(projected);
-                            }
-                            Planned::Ready(Box::new(preview), step)
-                        }
-                        Err(error) => Planned::Failed(error),
-                    }
-                }
-            };
-            if dry_run {
-                self.record(Event::StepStarted {
-                    step: spec.common.id.clone(),
-                    index: index + 1,
-                    total: self.total(),
-                    kind: spec.kind().as_str().into(),
-                })?;
-                match &planned {
-                    Planned::Ready(preview, _) => self.record(preview_event(&spec.common.id, preview))?,
-                    Planned::Failed(error) => self.record(Event::StepFailed {
-                        step: spec.common.id.clone(),
-                        error: format!("{error:#}"),
-                        unanswered: false,
-                        unsettled: false,
-                    })?,
-                    Planned::Deferred(_) => {}
-                }
-            }
-            plan.push((index, planned));
-        }
-        Ok(plan)
+    /// The steps from `from` on that the preflight looks at: not the scripted skips, nor what a
+    /// resumed run already settled.
+    fn to_check(&self, from: usize) -> Vec<usize> {
+        (from..self.total())
+            .filter(|&i| {
+                !matches!(self.scripted(i), Some(Scripted::Skip(_)))
+                    && !self.settled.contains(&self.runbook.runbook.steps[i].common.id)
+            })
+            .collect()
     }
 
-    /// Print the plan's problems (and, in a dry run, the whole plan); end the run if it must end.
-    fn preflight_verdict(&mut self, plan: &[(usize, Planned<'a>)], dry_run: bool) -> Result<Option<Finished>, Error> {
+    /// The background's findings with steps of this thread's services for the ready ones.
+    fn own(&self, checked: Vec<(usize, Checked)>) -> Result<Vec<(usize, Planned<'a>)>, Error> {
+        let services = self.services;
+        checked
+            .into_iter()
+            .map(|(index, checked)| {
+                let planned = match checked {
+                    Checked::Ready(preview) => match self.action(index) {
+                        Ok(action) => Planned::Ready(preview, services.step(action).map_err(Error::invalid)?),
+                        Err(Unresolved::Waiting(reference)) => Planned::Deferred(reference),
+                        Err(Unresolved::Invalid(diagnostic)) => return Err(Diagnostics(vec![diagnostic]).into()),
+                    },
+                    Checked::Deferred(reference) => Planned::Deferred(reference),
+                    Checked::Failed(error) => Planned::Failed(error),
+                };
+                Ok((index, planned))
+            })
+            .collect()
+    }
+
+    /// One plan line per step; failures are journaled (except in a dry run, which journals its
+    /// whole plan). Returns how many could not succeed, and how many could not be checked.
+    fn show_plan(&mut self, plan: &[(usize, Planned<'a>)], dry_run: bool) -> Result<(usize, usize), Error> {
         let ui = self.ui;
-        let mut preconditions = 0;
-        let mut errors = 0;
+        let (mut preconditions, mut errors) = (0, 0);
         for (index, planned) in plan {
             let index = *index;
             let spec = &self.runbook.runbook.steps[index];
-            let label = format!("  {}/{} {}:", index + 1, self.total(), ui.bold(&spec.common.id));
+            let id = spec.common.id.clone();
+            let label = format!("  {}/{} {}:", index + 1, self.total(), ui.bold(&id));
+            if dry_run {
+                let kind = spec.kind().as_str().into();
+                self.record(Event::StepStarted { step: id.clone(), index: index + 1, total: self.total(), kind })?;
+            }
             match planned {
                 Planned::Ready(preview, _) => {
                     ui.say(format!("{label} {}", preview.effect));
                     for note in &preview.notes {
                         ui.say(format!("      {} {note}", ui.caution("!")));
+                    }
+                    if dry_run {
+                        self.record(preview_event(&id, preview))?;
                     }
                 }
                 Planned::Deferred(reference) => ui.say(format!("{label} checked when it runs (it needs {reference})")),
@@ -583,17 +593,63 @@ impl<'a> Run<'a> {
                         errors += 1;
                     }
                     ui.always(format!("{label} {} {error:#}", ui.bad("✗")));
-                    if !dry_run {
-                        self.record(Event::StepFailed {
-                            step: spec.common.id.clone(),
-                            error: format!("{error:#}"),
-                            unanswered: false,
-                            unsettled: false,
-                        })?;
-                    }
+                    let error = format!("{error:#}");
+                    self.record(Event::StepFailed { step: id, error, unanswered: false, unsettled: false })?;
                 }
             }
         }
+        Ok((preconditions, errors))
+    }
+
+    /// The mitigation steps' plan, checked; the rest is being checked in the background.
+    fn show_early(&mut self, plan: &[(usize, Planned<'a>)], total: usize) -> Result<(), Error> {
+        self.show_plan(plan, false)?;
+        let ui = self.ui;
+        ui.say(ui.dim(format!(
+            "  preflight: {} of {total} steps checked, the rest in the background ({} only reduce{} exposure, so {} first)",
+            plan.len(),
+            if plan.len() == 1 { "it" } else { "they" },
+            if plan.len() == 1 { "s" } else { "" },
+            if plan.len() == 1 { "it goes" } else { "they go" }
+        )));
+        Ok(())
+    }
+
+    /// The rest of the plan, checked in the background while the mitigation ran: the run stops
+    /// here if a step cannot succeed, and what was already done stays.
+    fn rest_verdict(&mut self, plan: &[(usize, Planned<'a>)]) -> Result<Option<Finished>, Error> {
+        let ui = self.ui;
+        ui.say(ui.dim("  preflight of the other steps:"));
+        let (preconditions, errors) = self.show_plan(plan, false)?;
+        if preconditions + errors == 0 {
+            let checked = plan.iter().filter(|(_, p)| matches!(p, Planned::Ready(..))).count();
+            let deferred = plan.len() - checked;
+            let later = if deferred > 0 { format!(", {deferred} checked when they run") } else { String::new() };
+            ui.say(ui.dim(format!("  preflight: {checked} more step{} checked{later}", plural(checked))));
+            return Ok(None);
+        }
+        let done = self.state.borrow().done().iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let stays = if done.is_empty() {
+            "nothing was changed".to_string()
+        } else {
+            format!("what was already done stays: {}", done.join(", "))
+        };
+        if errors > 0 {
+            ui.always(format!("{} Preflight could not check every step; stopped here, {stays}.", ui.bad("✗")));
+            return self.finish(RunStatus::Failed, ExitCode::StepFailed).map(Some);
+        }
+        ui.always(format!(
+            "{} Preflight failed: {preconditions} of {} steps cannot succeed; stopped before them, {stays}.",
+            ui.bad("✗"),
+            plan.len()
+        ));
+        self.finish(RunStatus::PreflightFailed, ExitCode::Preflight).map(Some)
+    }
+
+    /// Print the plan (every step's preview, and what cannot succeed); end the run if it must.
+    fn preflight_verdict(&mut self, plan: &[(usize, Planned<'a>)], dry_run: bool) -> Result<Option<Finished>, Error> {
+        let ui = self.ui;
+        let (preconditions, errors) = self.show_plan(plan, dry_run)?;
         let checked = plan.iter().filter(|(_, p)| matches!(p, Planned::Ready(..))).count();
         let deferred = plan.iter().filter(|(_, p)| matches!(p, Planned::Deferred(_))).count();
         let later = if deferred > 0 { format!(", {deferred} checked when they run") } else { String::new() };
@@ -621,6 +677,56 @@ impl<'a> Run<'a> {
         Ok(None)
     }
 
+    /// Walk the steps from `from`, with what the preflight planned; `pending`, the rest of the
+    /// plan from the background, is waited for before the step it starts at.
+    fn steps(
+        &mut self,
+        from: usize,
+        plan: Vec<(usize, Planned<'a>)>,
+        mut pending: Option<(usize, Background<'_>)>,
+    ) -> Result<Finished, Error> {
+        // The first step to run is applied with what its preflight preview worked out.
+        let fresh = plan.first().map(|(index, _)| *index);
+        let mut plans: HashMap<usize, Planned<'a>> = plan.into_iter().collect();
+        let mut failed = false;
+        for index in 0..self.total() {
+            let id = self.runbook.runbook.steps[index].common.id.clone();
+            if index < from {
+                if !self.resumed {
+                    self.skip(index, None)?;
+                }
+                continue;
+            }
+            if let Some((_, handle)) = pending.take_if(|(at, _)| *at <= index) {
+                let rest = self.own(joined(handle)?)?;
+                if let Some(finished) = self.rest_verdict(&rest)? {
+                    return Ok(finished);
+                }
+                plans.extend(rest);
+            }
+            if self.settled.contains(&id) {
+                continue;
+            }
+            if interrupt::requested() {
+                return self.finish(RunStatus::Interrupted, ExitCode::Interrupted);
+            }
+            if let Some(Scripted::Skip(reason)) = self.scripted(index) {
+                self.skip(index, Some(reason.clone()))?;
+                continue;
+            }
+            match self.step(index, plans.remove(&index), fresh == Some(index))? {
+                Flow::Next => {}
+                Flow::FailedContinue => failed = true,
+                Flow::Stop(status, code) => return self.finish(status, code),
+            }
+        }
+        if failed {
+            self.finish(RunStatus::Failed, ExitCode::StepFailed)
+        } else {
+            self.finish(RunStatus::Succeeded, ExitCode::Success)
+        }
+    }
+
     /// Skip step `index` without asking: one before `--from` (no reason), or for `reason`.
     fn skip(&mut self, index: usize, reason: Option<String>) -> Result<(), Error> {
         let spec = &self.runbook.runbook.steps[index];
@@ -633,7 +739,9 @@ impl<'a> Run<'a> {
         self.record(Event::StepSkipped { step: spec.common.id.clone(), by, reason })
     }
 
-    fn step(&mut self, index: usize, preflight: Option<Planned<'a>>) -> Result<Flow, Error> {
+    /// Run step `index`: `planned` is what the preflight found, used as it is when `fresh` (it
+    /// was just read) and brought up to date otherwise.
+    fn step(&mut self, index: usize, planned: Option<Planned<'a>>, fresh: bool) -> Result<Flow, Error> {
         let ui = self.ui;
         let spec = self.runbook.runbook.steps[index].clone();
         let id = spec.common.id.clone();
@@ -658,8 +766,12 @@ impl<'a> Run<'a> {
         };
         let projection = Projection::default();
         let quiet = |_: &str, _: &str| Ok(());
-        let (step, preview) = match preflight {
-            Some(Planned::Ready(preview, step)) => (step, Ok(*preview)),
+        let (step, preview) = match planned {
+            Some(Planned::Ready(preview, step)) if fresh => (step, Ok(*preview)),
+            Some(Planned::Ready(preview, step)) => {
+                let preview = step.refresh(&self.context(&id, &projection, None, &quiet), *preview);
+                (step, preview)
+            }
             _ => {
                 let step = self.services.step(action).map_err(Error::invalid)?;
                 let preview = step.preview(&self.context(&id, &projection, None, &quiet));

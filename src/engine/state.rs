@@ -171,6 +171,11 @@ impl RunState {
         self.triggered.get(step)
     }
 
+    /// Every pipeline run that may still be going, by the step that triggered it.
+    pub fn triggered_runs(&self) -> &HashMap<String, (String, String)> {
+        &self.triggered
+    }
+
     /// What happened to `step`, if anything has.
     pub fn result(&self, step: &str) -> Option<StepResult> {
         self.steps.get(step).map(|s| s.result)

@@ -196,7 +196,7 @@ impl FlagPlan {
 }
 
 /// A flag service: where the flags live and how to read and change one.
-pub trait FlagService {
+pub trait FlagService: Send {
     /// Where the flags live, for messages: `flagd /srv/flags.json`.
     fn describe(&self) -> String;
     /// Where the flags live in full, for the run header: the URL, or the absolute path.

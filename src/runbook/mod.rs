@@ -34,15 +34,32 @@ pub struct Runbook<S = StepSpec> {
     pub description: Option<String>,
     #[serde(default)]
     pub inputs: IndexMap<String, InputSpec>,
+    /// When the steps that only reduce exposure may run: before the rest is checked (the
+    /// default), or only once every step has been.
+    #[serde(default)]
+    pub preflight: PreflightOrder,
     #[serde(deserialize_with = "crate::yaml::every")]
     pub steps: Vec<S>,
+}
+
+/// The order of the preflight and the first steps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PreflightOrder {
+    /// The leading steps that only reduce exposure (flag steps with `direction: down`) are
+    /// checked first and may run while the rest of the preflight goes on in the background.
+    #[default]
+    MitigationFirst,
+    /// Every step is checked before the first one runs.
+    AllFirst,
 }
 
 impl<S> Runbook<S> {
     /// The same runbook with each step converted.
     fn map_steps<T>(self, convert: impl FnMut(S) -> T) -> Runbook<T> {
-        let Runbook { version, severity, title, description, inputs, steps } = self;
-        Runbook { version, severity, title, description, inputs, steps: steps.into_iter().map(convert).collect() }
+        let Runbook { version, severity, title, description, inputs, preflight, steps } = self;
+        let steps = steps.into_iter().map(convert).collect();
+        Runbook { version, severity, title, description, inputs, preflight, steps }
     }
 }
 
@@ -172,6 +189,11 @@ pub enum OnFailure {
 impl StepSpec {
     pub fn kind(&self) -> StepKind {
         self.kind.kind()
+    }
+
+    /// It can only reduce exposure: a flag step with `direction: down` (never more users).
+    pub fn only_reduces_exposure(&self) -> bool {
+        matches!(&self.kind, StepKindSpec::Flag(flag) if flag.direction == Some(kinds::flag::Direction::Down) && flag.expect.is_none())
     }
 }
 

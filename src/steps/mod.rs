@@ -99,7 +99,7 @@ pub enum Projected {
 }
 
 /// The state earlier steps of a plan will have left.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Projection {
     flags: HashMap<String, FlagState>,
 }
@@ -156,6 +156,12 @@ pub enum Held {
 pub trait Step {
     /// Read the live state and say what `apply` would change; never writes.
     fn preview(&self, cx: &Context) -> Result<Preview>;
+    /// The preflight's preview of this step (`planned`), brought up to date when the step's turn
+    /// comes: read again by default (earlier steps may have changed what it reads); a step whose
+    /// preview is costly keeps it when a cheap read shows nothing it rests on moved.
+    fn refresh(&self, cx: &Context, _planned: Preview) -> Result<Preview> {
+        self.preview(cx)
+    }
     /// Read again right before the write; a preview that differs from the confirmed one
     /// means the world moved since the operator saw it.
     fn recheck(&self, _cx: &Context, _confirmed: &Preview) -> Result<Option<Preview>> {
@@ -190,6 +196,11 @@ pub trait StepFactory {
     fn prepare(&self, kind: StepKind) -> Result<()>;
     /// Where a kind of step acts, for the run header.
     fn describe(&self, kind: StepKind) -> Option<(&'static str, String)>;
+    /// Services of the same config, with connections of their own, for another thread (the
+    /// preflight in the background); None when there are none to give.
+    fn fork(&self) -> Option<Box<dyn StepFactory + Send + '_>> {
+        None
+    }
 }
 
 /// The configured services, each built on first use.
@@ -283,6 +294,10 @@ impl StepFactory for Services<'_> {
         }
     }
 
+    fn fork(&self) -> Option<Box<dyn StepFactory + Send + '_>> {
+        Some(Box::new(Services::new(self.config)))
+    }
+
     fn prepare(&self, kind: StepKind) -> Result<()> {
         match kind.service() {
             Some(Service::Flags) => self.flags().map(drop),
@@ -307,4 +322,14 @@ pub fn snapshot(summary: impl Into<String>, data: serde_json::Value) -> serde_js
 /// A typed step state as the journal holds it: `snapshot` of its fields.
 pub fn journaled(summary: impl Into<String>, state: &impl serde::Serialize) -> serde_json::Value {
     snapshot(summary, serde_json::to_value(state).expect("a step state is plain data and always serialises"))
+}
+
+#[cfg(test)]
+mod send {
+    fn assert_send<T: Send>() {}
+    #[test]
+    fn services_can_move_to_another_thread() {
+        assert_send::<super::Services<'static>>();
+        assert_send::<super::Preview>();
+    }
 }

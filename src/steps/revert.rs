@@ -189,6 +189,15 @@ impl Step for RevertStep<'_> {
         Ok(Preview { effect, before, after, details, change: Change::Revert(plan), ..Preview::default() })
     }
 
+    /// The plan is kept while the remote branch is still at the tip it was made on (one
+    /// listing of the remote's heads, and a fetch only if the clone lacks that tip); otherwise
+    /// it is made again.
+    fn refresh(&self, cx: &Context, planned: Preview) -> Result<Preview> {
+        let Change::Revert(plan) = &planned.change else { return self.preview(cx) };
+        let repo = self.git.open()?;
+        if self.git.remote_tip(&repo, &self.git.branch)? == plan.tip { Ok(planned) } else { self.preview(cx) }
+    }
+
     /// The revert still on the branch it was pushed to, and not reverted since. Reads the
     /// history only: nothing is planned again.
     fn holds(&self, _cx: &Context, done: Done) -> Result<Held> {

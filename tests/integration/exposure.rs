@@ -326,7 +326,8 @@ fn a_flag_changed_at_the_prompt_is_shown_again_and_asked_again() {
 fn the_header_plan_and_summary_say_where_and_what() {
     let env = Env::new();
     let commit = env.sandbox.offending.to_string();
-    let out = env.answer(&["incident", "--severity", "high", "--var", &format!("commit={commit}")], "a\n");
+    let flags = env.read("flags.json");
+    let out = env.answer(&["incident", "--severity", "high", "--var", &format!("commit={commit}")], "y\na\n");
     out.code(4);
     let config = std::fs::canonicalize(env.path("rollout.yaml")).unwrap();
     let remote = std::fs::canonicalize(env.sandbox.remote()).unwrap();
@@ -338,18 +339,19 @@ fn the_header_plan_and_summary_say_where_and_what() {
     ] {
         assert!(out.stderr.contains(&line), "no {line:?} in\n{}", out.stderr);
     }
+    // The mitigation (reduce, direction: down) is planned and asked first; the rest of the plan
+    // was checked meanwhile and is shown before the next step.
     let first_prompt = out.stderr.find("Apply?").unwrap();
-    for step in [
-        "1/5 reduce: flag",
-        "2/5 revert: revert",
-        "3/5 deploy-revert: checked when it runs",
-        "5/5 deploy-fix: pipeline",
-    ] {
-        let at = out.stderr.find(step).unwrap_or_else(|| panic!("no {step:?} in\n{}", out.stderr));
-        assert!(at < first_prompt, "{step:?} comes after the first prompt");
+    let at = |text: &str| out.stderr.find(text).unwrap_or_else(|| panic!("no {text:?} in\n{}", out.stderr));
+    assert!(at("1/5 reduce: flag") < first_prompt);
+    assert!(at("preflight: 1 of 5 steps checked, the rest in the background") < first_prompt);
+    let second = at("Step 2/5");
+    for step in ["2/5 revert: revert", "3/5 deploy-revert: checked when it runs", "5/5 deploy-fix: pipeline"] {
+        assert!(at(step) > first_prompt && at(step) < second, "{step:?} is shown before step 2 runs");
     }
-    assert!(out.stderr.contains("preflight: 4 steps checked, 1 checked when they run"), "{}", out.stderr);
+    assert!(out.stderr.contains("preflight: 3 more steps checked, 1 checked when they run"), "{}", out.stderr);
 
+    env.write("flags.json", &flags);
     let out = env.run(&["incident", "--severity", "high", "--yes", "--var", &format!("commit={commit}")]);
     out.code(0);
     assert!(

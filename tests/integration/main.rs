@@ -13,6 +13,7 @@ mod github_openapi;
 mod inputs;
 mod launchdarkly_api;
 mod leaks;
+mod mitigation;
 mod notify;
 mod output;
 mod prompts;

@@ -91,6 +91,31 @@ pub enum Fault {
     /// Answer 200 `application/json`, then a body that never ends: a space every 100 ms (for
     /// at most a minute, then the connection is closed).
     EndlessBody,
+    /// Hold the answer until the gate opens (or a minute has passed), then answer normally.
+    Hold(Gate),
+}
+
+/// A gate a held request waits at, opened by the test.
+#[derive(Clone, Debug, Default)]
+pub struct Gate(Arc<(Mutex<bool>, std::sync::Condvar)>);
+
+impl Gate {
+    pub fn open(&self) {
+        *self.0.0.lock().unwrap() = true;
+        self.0.1.notify_all();
+    }
+
+    fn wait(&self) {
+        let open = self.0.0.lock().unwrap();
+        let _ = self.0.1.wait_timeout_while(open, Duration::from_secs(60), |open| !*open).unwrap();
+    }
+}
+
+/// Two gates are the same gate.
+impl PartialEq for Gate {
+    fn eq(&self, other: &Gate) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// What a vendor emulator supplies: its normal answers and its error shape.
@@ -225,6 +250,10 @@ fn serve(shared: &Shared, stream: TcpStream) {
         None => shared.handler.handle(&request),
         Some(Fault::Delay(duration)) => {
             std::thread::sleep(duration);
+            shared.handler.handle(&request)
+        }
+        Some(Fault::Hold(gate)) => {
+            gate.wait();
             shared.handler.handle(&request)
         }
         Some(Fault::Close) => return,

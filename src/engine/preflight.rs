@@ -1,0 +1,110 @@
+//! The preflight: steps previewed read-only before they run, each assuming the earlier ones did
+//! what they say. `Lookup::check` serves both the walk's thread and the background one.
+
+use std::collections::HashMap;
+
+use super::{Script, Scripted};
+use crate::ci::RunHandle;
+use crate::error::Error;
+use crate::runbook::LoadedRunbook;
+use crate::runbook::inputs::Inputs;
+use crate::runbook::resolve::{self, Action, Outputs, Scope, Unresolved};
+use crate::runbook::template::Ref;
+use crate::steps::{Context, Preview, Projection, Step, StepFactory};
+use crate::ui::Ui;
+use crate::yaml::Diagnostics;
+
+/// A preflight look at one step; a ready step is kept, so that it runs with what its preview
+/// worked out (brought up to date when its turn comes).
+pub(super) enum Planned<'a> {
+    Ready(Box<Preview>, Box<dyn Step + 'a>),
+    /// Needs the output of an earlier step: checked when it runs.
+    Deferred(Ref),
+    Failed(anyhow::Error),
+}
+
+/// A look from the background thread: the preview without the step, whose services stay there.
+pub(super) enum Checked {
+    Ready(Box<Preview>),
+    Deferred(Ref),
+    Failed(anyhow::Error),
+}
+
+impl From<Planned<'_>> for Checked {
+    fn from(planned: Planned<'_>) -> Checked {
+        match planned {
+            Planned::Ready(preview, _) => Checked::Ready(preview),
+            Planned::Deferred(reference) => Checked::Deferred(reference),
+            Planned::Failed(error) => Checked::Failed(error),
+        }
+    }
+}
+
+/// What it takes to resolve and preview a run's steps, all borrowed, so that another thread
+/// can look too.
+#[derive(Clone, Copy)]
+pub(super) struct Lookup<'s> {
+    pub ui: &'s Ui,
+    pub run_id: &'s str,
+    pub runbook: &'s LoadedRunbook,
+    pub inputs: &'s Inputs,
+    pub outputs: &'s HashMap<String, Outputs>,
+    /// The pipeline runs steps triggered before a resumed run stopped: (run id, URL) by step.
+    pub earlier: &'s HashMap<String, (String, String)>,
+    pub script: Option<&'s Script>,
+}
+
+impl Lookup<'_> {
+    /// The action of step `index`: the script's, or the runbook's with the outputs known.
+    pub fn action(&self, index: usize) -> Result<Action, Unresolved> {
+        match self.script.map(|s| &s.steps[index]) {
+            Some(Scripted::Act(action)) => Ok(action.clone()),
+            // A scripted skip is never carried out, so never resolved either.
+            Some(Scripted::Skip(_)) | None => {
+                resolve::action(self.runbook, index, Scope { inputs: self.inputs, outputs: self.outputs })
+            }
+        }
+    }
+
+    /// Preview the steps `indexes` in order with `services`, each assuming the earlier ones
+    /// (and what `projection` already holds) did what they say.
+    pub fn check<'f>(
+        &self,
+        services: &'f dyn StepFactory,
+        indexes: &[usize],
+        projection: &mut Projection,
+    ) -> Result<Vec<(usize, Planned<'f>)>, Error> {
+        let quiet = |_: &str, _: &str| Ok(());
+        let mut plan = Vec::new();
+        for &index in indexes {
+            let id = &self.runbook.runbook.steps[index].common.id;
+            let planned = match self.action(index) {
+                Err(Unresolved::Waiting(reference)) => Planned::Deferred(reference),
+                Err(Unresolved::Invalid(diagnostic)) => return Err(Diagnostics(vec![diagnostic]).into()),
+                Ok(action) => {
+                    let step = services.step(action).map_err(Error::invalid)?;
+                    let cx = Context {
+                        ui: self.ui,
+                        run_id: self.run_id,
+                        deadline: None,
+                        projection,
+                        progress: String::new(),
+                        triggered: &quiet,
+                        earlier_run: self.earlier.get(id).map(|(run, url)| RunHandle::journaled(run, url)),
+                    };
+                    match step.preview(&cx) {
+                        Ok(preview) => {
+                            if let Some(projected) = preview.projection.clone() {
+                                projection.record(projected);
+                            }
+                            Planned::Ready(Box::new(preview), step)
+                        }
+                        Err(error) => Planned::Failed(error),
+                    }
+                }
+            };
+            plan.push((index, planned));
+        }
+        Ok(plan)
+    }
+}

@@ -1,0 +1,129 @@
+//! Mitigation first: a runbook's leading steps that only reduce exposure run while the rest of
+//! the preflight goes on; a later step that cannot succeed stops the run before it.
+
+use std::time::{Duration, Instant};
+
+use crate::support::background::{Background, PATIENCE};
+use crate::support::github::{GitHub, Outcome};
+use crate::support::http_server::{Fault, Gate};
+use crate::support::{Env, FLAG};
+
+const TOKEN: &str = "ci-secret-3b8e61";
+const SHA: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
+
+/// Flags in the sandbox's flagd file, the pipeline on a GitHub emulator, and a runbook that turns
+/// the flag off (`direction: down`) and then deploys; `extra` goes at the runbook's top.
+fn workspace(extra: &str) -> (GitHub, Env) {
+    let server = GitHub::start(TOKEN);
+    server.add_branch("va/vets-website", "main", SHA);
+    server.add_workflow("va/vets-website", "deploy.yml");
+    let env = Env::new();
+    env.write(
+        "rollout.yaml",
+        &format!(
+            "version: 1\nflags: {{ provider: flagd, path: flags.json }}\nci: {{ provider: github, repo: va/vets-website, token_env: CI_TOKEN, url: \"{}\" }}\n",
+            server.url()
+        ),
+    );
+    env.write(
+        "runbooks/mitigate.yaml",
+        &format!(
+            "version: 1\ntitle: Mitigate\n{extra}steps:\n  - id: disable\n    name: Turn it off\n    flag: {{ name: {FLAG}, state: off, direction: down }}\n  - id: deploy\n    name: Deploy the fix\n    ci: {{ pipeline: deploy.yml, ref: main, timeout: 1m }}\n"
+        ),
+    );
+    let env = env.var("CI_TOKEN", TOKEN);
+    (server, env)
+}
+
+fn flag_is_off(env: &Env) -> bool {
+    env.flag()["defaultVariant"] == "off"
+}
+
+#[test]
+fn the_flag_goes_off_while_the_rest_of_the_preflight_is_still_waiting() {
+    let (server, env) = workspace("");
+    server.script(Outcome::Success, 0);
+    // The pipeline's check (GitHub's workflow) hangs until the test lets it through.
+    let gate = Gate::default();
+    server.fail_path("/repos/va/vets-website/actions/workflows/deploy.yml", Fault::Hold(gate.clone()));
+    let mut command = env.command(&["run", "mitigate", "--yes"]);
+    command.env("CI_TOKEN", TOKEN);
+    let run = Background::spawn(command);
+    let deadline = Instant::now() + PATIENCE;
+    while !flag_is_off(&env) {
+        assert!(Instant::now() < deadline, "the flag was not turned off while the check waited\n{}", run.stderr());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(server.runs().len(), 0, "nothing is triggered before the whole preflight is done");
+    assert!(run.stderr().contains("preflight: 1 of 2 steps checked, the rest in the background"), "{}", run.stderr());
+    gate.open();
+    let out = run.finish(PATIENCE);
+    out.code(0);
+    assert!(out.stderr.contains("preflight: 1 more step checked"), "{}", out.stderr);
+    assert_eq!(server.runs().len(), 1, "then the deploy ran, once");
+}
+
+#[test]
+fn a_later_step_that_cannot_succeed_stops_the_run_before_it_and_the_mitigation_stays() {
+    let (server, env) = workspace("");
+    server.fail_path("/repos/va/vets-website/actions/workflows/deploy.yml", Fault::Status(404));
+    let out = env.run(&["run", "mitigate", "--yes"]);
+    out.code(3);
+    assert!(flag_is_off(&env), "the mitigation was applied, and stays");
+    assert!(out.stderr.contains("workflow deploy.yml does not exist"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "Preflight failed: 1 of 1 steps cannot succeed; stopped before them, what was already done stays: disable"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(server.non_get_count(), 0, "nothing was triggered");
+    let journal = env.journal();
+    let events: Vec<(&str, &str)> = journal
+        .iter()
+        .filter(|e| e["event"] == "step_succeeded" || e["event"] == "step_failed")
+        .map(|e| (e["event"].as_str().unwrap(), e["step"].as_str().unwrap()))
+        .collect();
+    assert_eq!(events, [("step_succeeded", "disable"), ("step_failed", "deploy")]);
+    assert_eq!(journal.last().unwrap()["status"], "preflight_failed");
+}
+
+#[test]
+fn all_first_checks_every_step_before_any_runs() {
+    let (server, env) = workspace("preflight: all-first\n");
+    server.fail_path("/repos/va/vets-website/actions/workflows/deploy.yml", Fault::Status(404));
+    let flags = env.read("flags.json");
+    let out = env.run(&["run", "mitigate", "--yes"]);
+    out.code(3);
+    assert!(
+        out.stderr.contains("Preflight failed: 1 of 2 steps cannot succeed; nothing was changed."),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(env.read("flags.json"), flags, "nothing was written");
+}
+
+#[test]
+fn a_mitigation_that_cannot_be_checked_runs_nothing_and_every_step_is_reported() {
+    let (server, env) = workspace("");
+    server.fail_path("/repos/va/vets-website/actions/workflows/deploy.yml", Fault::Status(404));
+    env.write("runbooks/mitigate.yaml", &env.read("runbooks/mitigate.yaml").replace(FLAG, "no_such_flag"));
+    let out = env.run(&["run", "mitigate", "--yes"]);
+    out.code(3);
+    assert!(
+        out.stderr.contains("Preflight failed: 2 of 2 steps cannot succeed; nothing was changed."),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("workflow deploy.yml does not exist"), "the rest was checked too: {}", out.stderr);
+}
+
+#[test]
+fn a_dry_run_shows_the_whole_plan_first() {
+    let (_server, env) = workspace("");
+    let out = env.run(&["run", "mitigate", "--dry-run"]);
+    out.code(0);
+    assert!(out.stderr.contains("Dry run passed: 2 steps checked"), "{}", out.stderr);
+    assert!(!out.stderr.contains("in the background"), "{}", out.stderr);
+}
