@@ -5,6 +5,7 @@ pub mod credentials;
 pub mod message;
 pub mod revert;
 mod scratch;
+pub mod trees;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use anyhow::{Result, anyhow};
 use git2::{Commit, Oid, Repository};
 
-use super::{identity, message, short};
+use super::{identity, message, short, trees};
 use crate::error::Precondition;
 
 /// A commit to revert.
@@ -255,19 +255,15 @@ fn revert_tree<'r>(
         None => commit.parent(0)?,
     };
     let (ancestor, theirs) = (commit.tree()?, parent.tree()?);
-    let diff = repo.diff_tree_to_tree(Some(&ancestor), Some(&theirs), None)?;
     let mut updates = git2::build::TreeUpdateBuilder::new();
     let mut direct = true;
-    for delta in diff.deltas() {
-        let (before, after) = (delta.old_file(), delta.new_file());
-        let Some(path) = before.path().or(after.path()) else { continue };
-        let current = ours.get_path(path).ok().map(|e| (e.id(), e.filemode()));
-        let side = |file: git2::DiffFile| file.exists().then(|| (file.id(), i32::from(file.mode())));
-        let (was, will) = (side(before), side(after));
+    for change in trees::changed(repo, &ancestor, &theirs)? {
+        let current = ours.get_path(&change.path).ok().map(|e| (e.id(), e.filemode()));
+        let (was, will) = (change.old, change.new);
         if current == was {
             match will {
-                Some((id, mode)) => updates.upsert(path, id, file_mode(mode)),
-                None => updates.remove(path),
+                Some((id, mode)) => updates.upsert(&change.path, id, file_mode(mode)),
+                None => updates.remove(&change.path),
             };
         } else if current != will {
             direct = false;
@@ -332,22 +328,21 @@ pub fn commit(repo: &Repository, plan: &Plan) -> Result<Vec<Oid>> {
     Ok(made)
 }
 
-/// Files that differ between two trees, with added and removed line counts.
+/// Files that differ between two trees, with added and removed line counts from their blobs
+/// (no index, no attributes: binary files by their content).
 fn changes(repo: &Repository, old: &git2::Tree, new: &git2::Tree) -> Result<Vec<FileChange>> {
-    let diff = repo.diff_tree_to_tree(Some(old), Some(new), None)?;
+    let blob = |side: trees::Side| -> Result<Option<git2::Blob<'_>>> {
+        // A submodule's entry is a commit of another repository: no lines to count.
+        side.filter(|(_, mode)| *mode != 0o160000).map(|(id, _)| repo.find_blob(id)).transpose().map_err(Into::into)
+    };
     let mut files = Vec::new();
-    for index in 0..diff.deltas().len() {
-        let delta = diff.get_delta(index).expect("index within deltas");
-        let path =
-            delta.new_file().path().or(delta.old_file().path()).map(|p| p.display().to_string()).unwrap_or_default();
-        let (added, removed) = match git2::Patch::from_diff(&diff, index)? {
-            Some(patch) => {
-                let (_, added, removed) = patch.line_stats()?;
-                (added, removed)
-            }
-            None => (0, 0),
-        };
-        files.push(FileChange { path, added, removed });
+    for change in trees::changed(repo, old, new)? {
+        let (before, after) = (blob(change.old)?, blob(change.new)?);
+        let content = |blob: &Option<git2::Blob>| blob.as_ref().map(|b| b.content().to_vec()).unwrap_or_default();
+        let (old_text, new_text) = (content(&before), content(&after));
+        let patch = git2::Patch::from_buffers(&old_text, None, &new_text, None, None)?;
+        let (_, added, removed) = patch.line_stats()?;
+        files.push(FileChange { path: change.path.display().to_string(), added, removed });
     }
     Ok(files)
 }
