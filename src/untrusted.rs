@@ -21,6 +21,15 @@ pub fn printable(text: &str) -> Cow<'_, str> {
     Cow::Owned(shown)
 }
 
+/// `printable`, and on one line: newlines and tabs shown as `\n` and `\t` too, for a table
+/// cell or a one-line field, which a newline would otherwise split (or forge a row in).
+pub fn one_line(text: &str) -> Cow<'_, str> {
+    if !text.contains(['\n', '\t', '\r']) {
+        return printable(text);
+    }
+    Cow::Owned(printable(&text.replace('\n', "\\n").replace('\t', "\\t")).into_owned())
+}
+
 /// A text from outside as a message quotes it: secrets scrubbed first (so that the cut never
 /// leaves a prefix the scrubber no longer knows), then cut (`echo::clip`), then made printable.
 pub fn excerpt(text: &str) -> String {
@@ -41,6 +50,12 @@ mod tests {
         assert_eq!(printable("a\u{85}b\u{9b}c\u{7f}\0"), "a\\u{85}b\\u{9b}c\\u{7f}\\u{0}");
         assert_eq!(printable("abc\u{202e}txt.exe\u{2066}"), "abc\\u{202e}txt.exe\\u{2066}");
         assert!(matches!(printable("line one\n\tline two: é ✓"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn one_line_shows_line_breaks() {
+        assert_eq!(one_line("mallory\n2026  critical\tx\r"), "mallory\\n2026  critical\\tx\\u{d}");
+        assert!(matches!(one_line("plain"), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -44,7 +44,7 @@ struct Summary<'a> {
     who: &'a str,
     finished: Option<jiff::Timestamp>,
     duration_ms: Option<u64>,
-    /// `status`, or for a run not finished: `running`, `crashed`, `running or crashed on HOST`.
+    /// `status`, or for a run not finished: `running`, `crashed`, `running on HOST`.
     state: String,
     step_reached: Option<String>,
     time_to_mitigate_ms: Option<u64>,

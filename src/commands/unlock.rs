@@ -3,11 +3,9 @@
 
 use std::path::Path;
 
-use anyhow::anyhow;
-
 use crate::cli::UnlockArgs;
 use crate::config::Config;
-use crate::engine::lock::{self, Found, Liveness};
+use crate::engine::lock;
 use crate::engine::{self, journal};
 use crate::error::{Error, ExitCode};
 use crate::ui::Ui;
@@ -18,44 +16,39 @@ pub fn unlock(ui: &Ui, config: Option<&Path>, cwd: &Path, args: &UnlockArgs) -> 
     let runbook = super::runbook_named(&config, &args.runbook)?;
     let state_dir = journal::state_dir();
     let path = lock::path(&state_dir, &config.path, &runbook);
-    let Found::Holder { holder, held } = lock::inspect(&path)? else {
+    // Held from here on: no run can take the lock while the operator decides, and it is
+    // removed while still held. One a process holds is refused (exit 5), whatever its host.
+    let Some(unlocking) = lock::take_to_remove(&path, &runbook.name)? else {
         ui.always(format!("runbook {} is not locked ({})", runbook.name, path.display()));
         return Ok(ExitCode::Success);
     };
-    let liveness = holder.liveness();
-    if liveness == Liveness::Running {
-        return Err(Error::new(
-            ExitCode::Locked,
-            anyhow!("runbook {} is locked by {holder}, which is still running", runbook.name),
-        )
-        .with_hint(format!(
-            "wait for it, or stop it first (kill {}); unlock removes only a lock nobody holds",
-            holder.pid
-        )));
-    }
-    let state = match (&liveness, held) {
-        (Liveness::Elsewhere(host), true) => format!("held by a process on {host}, which rollout cannot see from here"),
-        (Liveness::Elsewhere(host), false) => format!("left behind: no process holds it (its run was on {host})"),
-        (_, true) => "held, though its process is gone from this host".to_string(),
-        (_, false) => "left behind: its process is gone (the next run would take it over)".to_string(),
-    };
+    let holder = unlocking.holder.clone();
     ui.always(format!("The lock of runbook {} names {holder}", ui.bold(&runbook.name)));
-    ui.always(format!("  {state}; lock file {}", path.display()));
+    ui.always(format!(
+        "  left behind: no process holds it (the next run would take it over); lock file {}",
+        path.display()
+    ));
     if !args.yes {
         if !ui.interactive() {
-            return Err(Error::invalid(anyhow!("stdin is not a terminal, so nobody can type the runbook's name"))
-                .with_hint("pass --yes to remove the lock without asking (for scripts)"));
+            return Err(Error::invalid(anyhow::anyhow!(
+                "stdin is not a terminal, so nobody can type the runbook's name"
+            ))
+            .with_hint("pass --yes to remove the lock without asking (for scripts)"));
         }
         match ui.type_to_confirm("Removing it lets another run of this runbook start.", &runbook.name) {
             Ok(true) => {}
-            Ok(false) | Err(NoAnswer::Closed | NoAnswer::Interrupted | NoAnswer::Unseen) => {
-                // Anything but the name, or no answer at all, leaves the lock as it is.
+            Err(NoAnswer::Interrupted) => {
+                ui.always("  not removed");
+                return Ok(ExitCode::Interrupted);
+            }
+            // Anything but the name, or no answer at all, leaves the lock as it is.
+            Ok(false) | Err(NoAnswer::Closed | NoAnswer::Unseen) => {
                 ui.always("  not removed");
                 return Ok(ExitCode::Aborted);
             }
         }
     }
-    lock::remove(&path)?;
+    unlocking.remove()?;
     let journaled = engine::journal_unlock(&config, &runbook, &state_dir, &path, &holder)
         .map_err(|e| e.with_hint("the lock was removed, but this could not be journaled"))?;
     ui.always(format!("{} removed the lock of runbook {} (journal {journaled})", ui.good("✓"), runbook.name));

@@ -44,6 +44,22 @@ impl RunStatus {
     }
 }
 
+/// The name of every event this version writes (`event`).
+pub const EVENTS: &[&str] = &[
+    "run_started",
+    "run_resumed",
+    "lock_taken_over",
+    "lock_broken",
+    "step_started",
+    "step_preview",
+    "step_confirmed",
+    "step_skipped",
+    "step_triggered",
+    "step_succeeded",
+    "step_failed",
+    "run_finished",
+];
+
 /// One event; `index` counts steps from 1.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -237,6 +253,19 @@ mod tests {
         );
         let read: Record = serde_json::from_str(&record.to_line()).unwrap();
         assert_eq!(read, record);
+    }
+
+    #[test]
+    fn every_event_is_named_in_events() {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../schema/events.schema.json")).expect("the schema is JSON");
+        let named: Vec<&str> =
+            schema["properties"]["event"]["enum"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+        let mut ours = EVENTS.to_vec();
+        ours.sort();
+        let mut theirs = named.clone();
+        theirs.sort();
+        assert_eq!(ours, theirs, "EVENTS and the schema name the same events");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::event::Record;
+use super::event::{EVENTS, Record};
 
 /// Where journals and locks live: `$ROLLOUT_STATE_DIR`, else the user's state folder.
 pub fn state_dir() -> PathBuf {
@@ -131,8 +131,8 @@ pub struct Read {
 }
 
 /// Read the journal at `path`. A line that is not JSON (the last one, cut short by a crash,
-/// even inside a character) is skipped with a warning; an event this version does not know
-/// (a newer rollout's) is skipped silently.
+/// even inside a character), or a known event that does not read, is skipped with a warning;
+/// an event this version does not know (a newer rollout's) is skipped silently.
 pub fn read(path: &Path) -> Result<Read> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let complete = bytes.ends_with(b"\n");
@@ -141,7 +141,19 @@ pub fn read(path: &Path) -> Result<Read> {
     let mut read = Read::default();
     for (number, line) in lines {
         match serde_json::from_slice::<serde_json::Value>(line) {
-            Ok(value) => read.records.extend(serde_json::from_value::<Record>(value).ok()),
+            Ok(value) => {
+                let name = value["event"].as_str().unwrap_or_default().to_string();
+                match serde_json::from_value::<Record>(value) {
+                    Ok(record) => read.records.push(record),
+                    // A known event that does not read is something lost, never silently.
+                    Err(error) if EVENTS.contains(&name.as_str()) => read.warnings.push(format!(
+                        "{}: line {} is a `{name}` event that does not read ({error}): skipped",
+                        path.display(),
+                        number + 1
+                    )),
+                    Err(_) => {}
+                }
+            }
             Err(_) if Some(number) == last && !complete => read.warnings.push(format!(
                 "{}: its last line was cut short (the run stopped while writing it): skipped",
                 path.display()

@@ -24,51 +24,77 @@ pub struct Holder {
     pub pid: u32,
     pub started: String,
     pub run_id: String,
+    /// Whether a process holds the OS lock now (read by `holders`, never written).
+    #[serde(skip)]
+    pub held: bool,
 }
 
-/// `run R by user@host (pid N) since T`.
+/// `run R by user@host (pid N) since T`, every part made printable (a lock file is text from
+/// outside this process: another host's, in a shared state folder).
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "run {} by {}@{} (pid {}) since {}", self.run_id, self.user, self.host, self.pid, self.started)
+        let shown = |text: &str| crate::untrusted::one_line(text).into_owned();
+        write!(
+            f,
+            "run {} by {}@{} (pid {}) since {}",
+            shown(&self.run_id),
+            shown(&self.user),
+            shown(&self.host),
+            self.pid,
+            shown(&self.started)
+        )
     }
 }
 
-/// Whether the process a lock names is still there.
+/// Whether the run a lock names is still going: the OS lock says, whatever its pid now is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Liveness {
-    /// On this host, and running.
+    /// Its OS lock is held, by a process on this host.
     Running,
-    /// On this host, and gone: the run crashed (or was killed) without releasing its lock.
+    /// Its OS lock is free: the run crashed (or was killed) without emptying its lock file.
     Gone,
-    /// On another host: rollout cannot look.
+    /// Its OS lock is held, by the run named on another host (a shared state folder).
     Elsewhere(String),
 }
 
 impl Holder {
-    /// Look for the holder's process: only a process on this host can be seen.
     pub fn liveness(&self) -> Liveness {
-        if self.host != host() {
-            return Liveness::Elsewhere(self.host.clone());
-        }
-        let Ok(pid) = i32::try_from(self.pid) else { return Liveness::Gone };
-        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
-            Ok(()) | Err(nix::errno::Errno::EPERM) => Liveness::Running,
-            Err(_) => Liveness::Gone,
+        match (self.held, self.host == host()) {
+            (false, _) => Liveness::Gone,
+            (true, true) => Liveness::Running,
+            (true, false) => Liveness::Elsewhere(self.host.clone()),
         }
     }
 }
 
-/// Every lock in the state folder that names a holder, read without locking anything: a run
-/// releases its lock by emptying it, so a holder named is a run going on or one that crashed.
+/// Whether a process holds the OS lock of `file`, found with a shared lock taken and given back
+/// at once (a run starting meanwhile waits a moment for it: see `RunLock::acquire`).
+fn is_held(file: &File) -> bool {
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            false
+        }
+        Err(_) => true,
+    }
+}
+
+/// Every lock in the state folder that names a holder: a run releases its lock by emptying
+/// it, so a holder named is a run going on (its OS lock held) or one that crashed.
 pub fn holders(state_dir: &Path) -> Vec<(PathBuf, Holder)> {
     let Ok(entries) = std::fs::read_dir(state_dir.join("locks")) else { return Vec::new() };
     let mut found = Vec::new();
     for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
-        if path.extension().is_none_or(|e| e != "lock") || !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file())
-        {
+        if path.extension().is_none_or(|e| e != "lock") {
             continue;
         }
-        if let Some(holder) = std::fs::read(&path).ok().and_then(|text| serde_json::from_slice::<Holder>(&text).ok()) {
+        let Ok((mut file, _)) = open(&path) else { continue };
+        let mut text = Vec::new();
+        if file.read_to_end(&mut text).is_err() {
+            continue;
+        }
+        if let Ok(mut holder) = serde_json::from_slice::<Holder>(&text) {
+            holder.held = is_held(&file);
             found.push((path, holder));
         }
     }
@@ -175,8 +201,15 @@ impl RunLock {
         let path = path(state_dir, config, runbook);
         journal::create_private_dir(path.parent().unwrap_or(state_dir))?;
         let (mut file, created) = open(&path)?;
-        if let Err(error) = file.try_lock() {
-            return Err(refusal(error, &mut file, &path, &runbook.name));
+        // Someone looking at the lock (`rollout runs`) holds it shared for an instant: a run
+        // waits that long before it is refused.
+        let mut tries = 0;
+        while let Err(error) = file.try_lock() {
+            tries += 1;
+            if tries == 5 || !matches!(error, TryLockError::WouldBlock) {
+                return Err(refusal(error, &mut file, &path, &runbook.name));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
         let taken_over = if created { None } else { left_behind(&mut file, &path)? };
         let holder = Holder {
@@ -185,6 +218,7 @@ impl RunLock {
             pid: std::process::id(),
             started: jiff::Timestamp::now().to_string(),
             run_id: run_id.to_string(),
+            held: true,
         };
         let text = serde_json::to_string(&holder).unwrap_or_default();
         file.set_len(0)
@@ -195,38 +229,38 @@ impl RunLock {
     }
 }
 
-/// What `rollout unlock` found at a runbook's lock.
+/// A runbook's lock taken by `rollout unlock`: held while the operator decides, so that no run
+/// can take it meanwhile, and removed while still held.
 #[derive(Debug)]
-pub enum Found {
-    /// No lock file, or one that names no holder: nothing to remove.
-    Free,
-    /// A holder named, and whether its process still holds the OS lock.
-    Holder { holder: Holder, held: bool },
+pub struct Unlocking {
+    file: File,
+    path: PathBuf,
+    /// The holder the lock names: the run that left it.
+    pub holder: Holder,
 }
 
-/// Look at `path` without taking it for long: the OS lock is tried and, if free, let go at once.
-pub fn inspect(path: &Path) -> Result<Found, Error> {
+/// Take the lock at `path` to remove it: None when there is none or it names no holder; exit 5
+/// when a process holds it (the run it names is going, here or on another host).
+pub fn take_to_remove(path: &Path, runbook: &str) -> Result<Option<Unlocking>, Error> {
     if !std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
-        return Ok(Found::Free);
+        return Ok(None);
     }
     let (mut file, _) = open(path)?;
-    let Some(holder) = left_behind(&mut file, path)? else { return Ok(Found::Free) };
-    let held = match file.try_lock() {
-        Ok(()) => {
-            let _ = file.unlock();
-            false
-        }
-        Err(TryLockError::WouldBlock) => true,
-        Err(error) => return Err(refusal(error, &mut file, path, "")),
-    };
-    Ok(Found::Holder { holder, held })
+    if let Err(error) = file.try_lock() {
+        return Err(refusal(error, &mut file, path, runbook)
+            .with_hint("unlock removes only a lock no process holds: wait for that run, or stop it first"));
+    }
+    let Some(holder) = left_behind(&mut file, path)? else { return Ok(None) };
+    Ok(Some(Unlocking { file, path: path.to_path_buf(), holder }))
 }
 
-/// Remove the lock file: a run still holding the old one keeps it, and the next run creates a
-/// new one. For `rollout unlock`, once the operator has confirmed.
-pub fn remove(path: &Path) -> Result<(), Error> {
-    std::fs::remove_file(path).with_context(|| format!("cannot remove the lock {}", path.display()))?;
-    Ok(())
+impl Unlocking {
+    /// Remove the lock file, still holding its OS lock: the next run creates a new one.
+    pub fn remove(self) -> Result<(), Error> {
+        std::fs::remove_file(&self.path).with_context(|| format!("cannot remove the lock {}", self.path.display()))?;
+        drop(self.file);
+        Ok(())
+    }
 }
 
 impl Drop for RunLock {

@@ -190,7 +190,7 @@ pub fn walk(
     let background = if early > 0 && early < indexes.len() { services.fork() } else { None };
     let (outputs, earlier) = {
         let state = run.state.borrow();
-        (state.outputs().clone(), state.triggered_runs().clone())
+        (state.outputs().clone(), state.earlier_runs())
     };
     let (inputs, run_id) = (run.inputs.clone(), run.run_id.clone());
     let lookup = Lookup {
@@ -424,7 +424,7 @@ impl<'a> Run<'a> {
     /// Say and journal that the lock was left by a run whose process is gone.
     fn taken_over(&self, lock: &RunLock) -> Result<(), Error> {
         let Some(holder) = &lock.taken_over else { return Ok(()) };
-        self.ui.warn(format!("took over the lock left by {holder}: that process is gone"));
+        self.ui.warn(format!("took over the lock left by {holder}: no process holds it"));
         self.record(Event::LockTakenOver { holder: holder.to_string() })
     }
 
@@ -514,7 +514,8 @@ impl<'a> Run<'a> {
         deadline: Option<Instant>,
         triggered: &'p dyn Fn(&str, &str) -> anyhow::Result<()>,
     ) -> Context<'p> {
-        let earlier_run = self.state.borrow().triggered(id).map(|(run, url)| crate::ci::RunHandle::journaled(run, url));
+        let earlier_run =
+            self.state.borrow().earlier_runs().get(id).map(|(run, url)| crate::ci::RunHandle::journaled(run, url));
         Context {
             ui: self.ui,
             run_id: &self.run_id,

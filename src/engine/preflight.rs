@@ -49,7 +49,8 @@ pub(super) struct Lookup<'s> {
     pub runbook: &'s LoadedRunbook,
     pub inputs: &'s Inputs,
     pub outputs: &'s HashMap<String, Outputs>,
-    /// The pipeline runs steps triggered before a resumed run stopped: (run id, URL) by step.
+    /// The pipeline runs steps triggered before a resumed run stopped: (run id, URL) by step;
+    /// a step confirmed with no trigger journaled may have triggered one (`UNKNOWN_RUN`).
     pub earlier: &'s HashMap<String, (String, String)>,
     pub script: Option<&'s Script>,
 }

@@ -63,6 +63,9 @@ pub struct RunState {
     /// Each step's last triggered pipeline run that may still be going (its step never ended, or
     /// ended without following it to its verdict): its id and URL.
     triggered: HashMap<String, (String, String)>,
+    /// Steps confirmed whose change may have been made, with no end that says how it went:
+    /// the run stopped during the write, or the journal could not take what came next.
+    in_flight: std::collections::BTreeSet<String>,
 }
 
 impl RunState {
@@ -98,12 +101,14 @@ impl RunState {
             }
             Event::StepSkipped { step, reason, .. } => self.skipped(step, reason.as_deref()),
             Event::StepSucceeded { step, outputs, outcome, .. } => {
+                self.in_flight.remove(step);
                 self.outputs.insert(step.clone(), outputs.clone());
                 self.end(step, StepResult::Done, outcome.clone().unwrap_or_else(|| "done".into()));
             }
             Event::StepFailed { step, error, unanswered, unsettled } => {
                 if !unsettled {
                     self.triggered.remove(step);
+                    self.in_flight.remove(step);
                 }
                 if *unanswered {
                     self.ended(step);
@@ -123,6 +128,9 @@ impl RunState {
             }
             Event::StepTriggered { step, pipeline_run, url } => {
                 self.triggered.insert(step.clone(), (pipeline_run.clone(), url.clone()));
+            }
+            Event::StepConfirmed { step, .. } if !self.dry_run => {
+                self.in_flight.insert(step.clone());
             }
             Event::StepConfirmed { .. } | Event::LockTakenOver { .. } | Event::LockBroken { .. } => {}
         }
@@ -166,14 +174,20 @@ impl RunState {
         self.previews.get(step)
     }
 
-    /// The pipeline run `step` triggered that may still be going: its id and URL (empty when none).
-    pub fn triggered(&self, step: &str) -> Option<&(String, String)> {
-        self.triggered.get(step)
+    /// The steps confirmed whose change may have been made, with no end journaled.
+    pub fn in_flight(&self) -> &std::collections::BTreeSet<String> {
+        &self.in_flight
     }
 
-    /// Every pipeline run that may still be going, by the step that triggered it.
-    pub fn triggered_runs(&self) -> &HashMap<String, (String, String)> {
-        &self.triggered
+    /// Every pipeline run that may still be going, by the step that triggered it (id, URL); a
+    /// step confirmed whose trigger the journal does not hold (the run stopped, or the journal
+    /// could not take it, right after) may have started one: its run is `ci::UNKNOWN_RUN`.
+    pub fn earlier_runs(&self) -> HashMap<String, (String, String)> {
+        let mut runs = self.triggered.clone();
+        for step in &self.in_flight {
+            runs.entry(step.clone()).or_insert_with(|| (crate::ci::UNKNOWN_RUN.to_string(), String::new()));
+        }
+        runs
     }
 
     /// What happened to `step`, if anything has.

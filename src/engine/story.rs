@@ -494,7 +494,8 @@ pub enum Standing {
     Finished(RunStatus),
     /// No `run_finished`, and the process its lock names is running.
     Running,
-    /// No `run_finished`, and its process is gone (`lock_left`) or no lock names it.
+    /// No `run_finished`, and no process holds its lock (`lock_left`: its lock file still names
+    /// it), or no lock names it.
     Crashed {
         lock_left: bool,
     },
@@ -509,7 +510,7 @@ impl Standing {
             Standing::Finished(status) => status.as_str().into(),
             Standing::Running => "running".into(),
             Standing::Crashed { .. } => "crashed".into(),
-            Standing::Elsewhere(host) => format!("running or crashed on {host}"),
+            Standing::Elsewhere(host) => format!("running on {host}"),
         }
     }
 
@@ -517,7 +518,7 @@ impl Standing {
     pub fn long(&self, run: &str) -> String {
         match self {
             Standing::Crashed { lock_left: true } => {
-                format!("crashed (its process is gone; `rollout resume {run}` takes it up)")
+                format!("crashed (no process holds its lock; `rollout resume {run}` takes it up)")
             }
             other => other.short(),
         }

@@ -172,6 +172,13 @@ impl CiStep<'_> {
             let effect = format!("{why}; it is not triggered again: skip this step once you have checked it");
             (Some(effect), Change::Lost(why))
         };
+        if run.id == UNKNOWN_RUN && run.url.is_none() {
+            return lost(format!(
+                "this step was confirmed before the run stopped, and may have triggered a run of {} that the journal does not name: look at {}",
+                self.title(),
+                self.pipelines.describe()
+            ));
+        }
         if run.id == UNKNOWN_RUN {
             return lost(format!(
                 "a trigger of {} was accepted before the run stopped, but which run it started is not known{at}",
@@ -261,7 +268,13 @@ impl Step for CiStep<'_> {
                     .map_err(|e| Self::journal_unknown_run(cx, e))?;
                 let url = started.url.unwrap_or_default();
                 // Journaled before anything else can fail or hang: the run must never be started twice.
-                (cx.triggered)(&started.id, &url).map_err(Started)?;
+                (cx.triggered)(&started.id, &url).map_err(|e| {
+                    let at = if url.is_empty() { String::new() } else { format!(" ({url})") };
+                    Started(e.context(format!(
+                        "pipeline run {}{at} was started, but the journal could not record it",
+                        started.id
+                    )))
+                })?;
                 // Followed from what the journal holds only, as a later rollout process would follow it.
                 RunHandle::journaled(&started.id, &url)
             }

@@ -197,7 +197,7 @@ fn a_run_still_going_is_neither_resumed_nor_unlocked() {
     assert!(out.stderr.contains(&format!("run {id} is still going")), "{}", out.stderr);
     let out = env.run(&["unlock", "incident", "--yes"]);
     out.code(5);
-    assert!(out.stderr.contains("which is still running"), "{}", out.stderr);
+    assert!(out.stderr.contains(&format!("runbook incident is locked by run {id}")), "{}", out.stderr);
     assert_eq!(env.journal_text(), before, "the live run's journal is not touched");
     run.kill_hard();
 }
@@ -230,7 +230,7 @@ fn unlock_asks_for_the_runbooks_name_and_journals_whom_it_removed() {
 
     let out = env.answer(&["unlock", "incident"], "incident\n");
     out.code(0);
-    assert!(out.stderr.contains("left behind: its process is gone"), "{}", out.stderr);
+    assert!(out.stderr.contains("left behind: no process holds it"), "{}", out.stderr);
     assert!(!lock.exists(), "removed");
     let newest = env.newest_journal();
     let unlock: Vec<Value> =
@@ -424,4 +424,34 @@ fn killed_while_waiting_on_gitlab_jenkins_or_buildkite_the_resume_follows_the_sa
     buildkite.script(RunOutcome::Success, 2);
     crash_waiting_then_resume(&env).1.code(0);
     assert_eq!(buildkite.runs().len(), 1, "one Buildkite build");
+}
+
+#[test]
+fn a_lock_left_by_a_dead_run_whose_pid_now_names_a_live_process_is_still_left_behind() {
+    let (_server, env) = flipper();
+    let id = crash_between_steps(&env);
+    let locks = env.state_dir().join("locks");
+    let lock = std::fs::read_dir(&locks).unwrap().next().unwrap().unwrap().path();
+    // After a reboot the dead run's pid belongs to someone else: here, this test process.
+    let text = std::fs::read_to_string(&lock).unwrap();
+    let mut holder: Value = serde_json::from_str(&text).unwrap();
+    holder["pid"] = std::process::id().into();
+    std::fs::write(&lock, holder.to_string()).unwrap();
+    let out = env.run(&["runs"]);
+    assert!(out.stdout.lines().any(|l| l.contains(&id) && l.contains("crashed")), "{}", out.stdout);
+    env.run(&["resume", &id, "--yes"]).code(0);
+}
+
+#[test]
+fn while_unlock_waits_for_the_name_no_run_can_take_the_lock() {
+    let (_server, env) = flipper();
+    crash_between_steps(&env);
+    let mut unlock = Background::interactive(&env, &["unlock", "incident"]);
+    unlock.wait_for_stderr("Type incident to go on");
+    let out = env.run(&["run", "incident", "--yes"]);
+    out.code(5);
+    assert!(out.stderr.contains("is locked by run"), "{}", out.stderr);
+    unlock.send("incident\n");
+    unlock.finish(PATIENCE).code(0);
+    env.run(&["run", "incident", "--yes"]).code(0);
 }

@@ -158,16 +158,28 @@ fn runs_tells_a_live_run_from_a_crashed_one() {
     dead.wait().unwrap();
     let locks = env.state_dir().join("locks");
     std::fs::create_dir_all(&locks).unwrap();
+    // The OS lock says whether a run is going; its pid may name anything by now (0005: this
+    // live process, but nothing holds the lock).
     let holders = [
-        ("x", std::process::id(), host.as_str(), "20261202T031209Z-critical-0001"),
-        ("y", dead_pid, host.as_str(), "20261202T031209Z-critical-0002"),
-        ("z", 1, "elsewhere.example", "20261202T031209Z-critical-0004"),
+        ("x", std::process::id(), host.as_str(), "20261202T031209Z-critical-0001", true),
+        ("y", dead_pid, host.as_str(), "20261202T031209Z-critical-0002", false),
+        ("z", 1, "elsewhere.example", "20261202T031209Z-critical-0004", true),
+        ("w", std::process::id(), host.as_str(), "20261202T031209Z-critical-0005", false),
     ];
-    for (lock, pid, host, run) in holders {
+    let mut held = Vec::new();
+    for (lock, pid, host, run, locked) in holders {
         let holder = serde_json::json!({"user": "ann", "host": host, "pid": pid, "started": "2026-12-02T03:12:09Z", "run_id": run});
-        std::fs::write(locks.join(format!("{lock}-000000000000.lock")), holder.to_string()).unwrap();
+        let path = locks.join(format!("{lock}-000000000000.lock"));
+        std::fs::write(&path, holder.to_string()).unwrap();
+        if locked {
+            let file = std::fs::File::open(&path).unwrap();
+            file.lock().unwrap();
+            held.push(file);
+        }
     }
-    for (n, at) in [("0001", "03:12:09"), ("0002", "03:12:10"), ("0003", "03:12:11"), ("0004", "03:12:12")] {
+    for (n, at) in
+        [("0001", "03:12:09"), ("0002", "03:12:10"), ("0003", "03:12:11"), ("0004", "03:12:12"), ("0005", "03:12:13")]
+    {
         write_journal(
             &env,
             &format!("20261202T031209Z-critical-{n}"),
@@ -181,20 +193,22 @@ fn runs_tells_a_live_run_from_a_crashed_one() {
     assert_eq!(status("0001"), "running");
     assert_eq!(status("0002"), "crashed");
     assert_eq!(status("0003"), "crashed", "no lock names it");
-    assert_eq!(status("0004"), "running or crashed on elsewhere.example");
+    assert_eq!(status("0004"), "running on elsewhere.example");
+    assert_eq!(status("0005"), "crashed", "its pid is alive, but no process holds its lock");
     assert_eq!(row_of(&out, "20261202T031209Z-critical-0001")[6], "1/4 disable");
 
     let story = runs(&env, &["20261202T031209Z-critical-0002"]);
     story.code(0);
     let expected =
-        "status    crashed (its process is gone; `rollout resume 20261202T031209Z-critical-0002` takes it up)";
+        "status    crashed (no process holds its lock; `rollout resume 20261202T031209Z-critical-0002` takes it up)";
     assert!(story.stdout.contains(expected), "{}", story.stdout);
     assert!(story.stdout.contains("1/4 disable (flag): running when it stopped"), "{}", story.stdout);
     assert!(story.stdout.contains("next: rollout resume 20261202T031209Z-critical-0002"), "{}", story.stdout);
 
     let json: Vec<Value> = runs(&env, &["--json"]).stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let states: Vec<&str> = json.iter().map(|r| r["state"].as_str().unwrap()).collect();
-    assert_eq!(states, ["running", "crashed", "crashed", "running or crashed on elsewhere.example"]);
+    assert_eq!(states, ["running", "crashed", "crashed", "running on elsewhere.example", "crashed"]);
+    drop(held);
     assert!(json.iter().all(|r| r["status"].is_null()), "{json:?}");
 }
 
