@@ -203,6 +203,10 @@ pub struct ResumeArgs {
     /// no longer holds
     #[arg(long)]
     pub force: bool,
+
+    /// Give again an input whose value held a secret, which the journal does not keep
+    #[arg(long = "var", value_name = "K=V")]
+    pub vars: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,8 @@ pub struct Recorded {
     pub origin: Origin,
     pub inputs: Inputs,
     pub purpose: Option<Purpose>,
+    /// The inputs the journal shows scrubbed of a secret.
+    pub scrubbed_inputs: Vec<String>,
 }
 
 /// Read run `run` from the state folder: its journal must be a real run's (a rehearsal's
@@ -39,19 +41,30 @@ pub fn recorded(ui: &Ui, state_dir: &Path, run: &str) -> Result<Recorded, Error>
     for warning in &read.warnings {
         ui.warn(warning);
     }
+    // The journal is the file's: resume appends to the journal its records name.
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    if let Some(other) = read.records.iter().find(|r| r.run_id != stem) {
+        return Err(Error::invalid(anyhow!(
+            "{} holds records of run {}, not of run {stem}: it is not that run's journal",
+            path.display(),
+            crate::untrusted::one_line(&crate::echo::clip(&other.run_id))
+        )));
+    }
     let state = RunState::fold(&read.records)
         .ok_or_else(|| Error::invalid(anyhow!("{} has no run_started: it is not a run's journal", path.display())))?;
     let started = read.records.iter().rev().find_map(|r| match &r.event {
-        Event::RunStarted { origin, inputs, purpose, .. } => Some((origin.clone(), inputs.clone(), purpose.clone())),
+        Event::RunStarted { origin, inputs, purpose, scrubbed_inputs, .. } => {
+            Some((origin.clone(), inputs.clone(), purpose.clone(), scrubbed_inputs.clone()))
+        }
         _ => None,
     });
-    let Some((Some(origin), inputs, purpose)) = started else {
+    let Some((Some(origin), inputs, purpose, scrubbed_inputs)) = started else {
         return Err(Error::invalid(anyhow!(
             "run {} was journaled by an older rollout that did not record its runbook and config",
             state.run_id
         )));
     };
-    Ok(Recorded { records: read.records, state, origin: *origin, inputs, purpose })
+    Ok(Recorded { records: read.records, state, origin: *origin, inputs, purpose, scrubbed_inputs })
 }
 
 /// The runbook and config the run started with, as they are now; refused when either changed
@@ -67,24 +80,61 @@ pub fn files(ui: &Ui, recorded: &Recorded, force: bool) -> Result<(Config, Loade
     }
     let config = Config::load(Path::new(&origin.config_path))?;
     let runbook = LoadedRunbook::load(runbook_path)?;
-    let sha256 = |bytes: &[u8]| format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(bytes));
-    let config_now = std::fs::read_to_string(&origin.config_path).unwrap_or_default();
     let mut changed = Vec::new();
     if sha256(runbook.source.text.as_bytes()) != origin.runbook_sha256 {
-        changed.push(("runbook", &origin.runbook_path, origin.runbook_text.as_deref(), runbook.source.text.as_str()));
+        let then = origin.runbook_text.clone();
+        changed.push(Changed { what: "runbook", path: &origin.runbook_path, then, now: runbook.source.text.clone() });
     }
-    if origin.config_sha256.as_deref().is_some_and(|digest| digest != sha256(config_now.as_bytes())) {
-        changed.push(("config", &origin.config_path, origin.config_text.as_deref(), config_now.as_str()));
-    }
-    for (what, path, then, now) in &changed {
+    changed.extend(config_change(origin));
+    refuse_changed(ui, recorded, &changed, force, "resumed")?;
+    Ok((config, runbook))
+}
+
+/// The config the run started with, as it is now; refused when it changed since (the
+/// difference shown) unless `force`: an undo acts on the services the run acted on.
+pub fn config(ui: &Ui, recorded: &Recorded, force: bool) -> Result<Config, Error> {
+    let config = Config::load(Path::new(&recorded.origin.config_path))?;
+    let changed: Vec<Changed> = config_change(&recorded.origin).into_iter().collect();
+    refuse_changed(ui, recorded, &changed, force, "undone")?;
+    Ok(config)
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(bytes))
+}
+
+/// A file the run read that is not what it was: its text then (if journaled) and now.
+struct Changed<'a> {
+    what: &'static str,
+    path: &'a str,
+    then: Option<String>,
+    now: String,
+}
+
+fn config_change(origin: &Origin) -> Option<Changed<'_>> {
+    let now = std::fs::read_to_string(&origin.config_path).unwrap_or_default();
+    let digest = origin.config_sha256.as_deref()?;
+    (digest != sha256(now.as_bytes())).then(|| Changed {
+        what: "config",
+        path: &origin.config_path,
+        then: origin.config_text.clone(),
+        now,
+    })
+}
+
+/// Show each change as a unified diff; refuse unless `force`.
+fn refuse_changed(ui: &Ui, recorded: &Recorded, changed: &[Changed], force: bool, done: &str) -> Result<(), Error> {
+    for change in changed {
         ui.always(format!(
-            "{} the {what} {path} changed since run {} started:",
+            "{} the {} {} changed since run {} started:",
             ui.caution("!"),
+            change.what,
+            change.path,
             recorded.state.run_id
         ));
-        match then {
+        match &change.then {
             Some(then) => {
-                let diff = similar::TextDiff::from_lines(*then, *now);
+                let diff = similar::TextDiff::from_lines(then.as_str(), change.now.as_str());
                 let shown = diff.unified_diff().context_radius(2).header("when the run started", "now").to_string();
                 for line in shown.lines() {
                     ui.always(format!("    {}", crate::untrusted::printable(line)));
@@ -93,16 +143,16 @@ pub fn files(ui: &Ui, recorded: &Recorded, force: bool) -> Result<(Config, Loade
             None => ui.always("    (this journal does not keep the text: only its digest differs)"),
         }
     }
-    if !changed.is_empty() && !force {
-        let what: Vec<&str> = changed.iter().map(|c| c.0).collect();
-        return Err(Error::invalid(anyhow!(
-            "the {} changed since run {} started: not resumed",
-            what.join(" and "),
-            recorded.state.run_id
-        ))
-        .with_hint("look at the difference above; --force goes on with the files as they are now"));
+    if changed.is_empty() || force {
+        return Ok(());
     }
-    Ok((config, runbook))
+    let what: Vec<&str> = changed.iter().map(|c| c.what).collect();
+    Err(Error::invalid(anyhow!(
+        "the {} changed since run {} started: not {done}",
+        what.join(" and "),
+        recorded.state.run_id
+    ))
+    .with_hint("look at the difference above; --force goes on with the files as they are now"))
 }
 
 /// Refuse (exit 5) while run `run_id` is still going: its lock names a live process here.

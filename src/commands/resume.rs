@@ -1,6 +1,8 @@
 //! `rollout resume RUN`: re-check, read-only, that the run's done steps still hold, then go on
 //! from the step where it stopped, in the same journal, under the same run id.
 
+use std::collections::HashMap;
+
 use anyhow::anyhow;
 
 use super::recorded::{Recorded, files, recorded, refuse_if_running};
@@ -14,14 +16,15 @@ use crate::runbook::LoadedRunbook;
 use crate::runbook::resolve::{self, Scope};
 use crate::steps::{Context, Done, Held, Projection, Services, StepFactory};
 use crate::ui::Ui;
-use crate::ui::prompt::Answer;
+use crate::ui::prompt::{Answer, NoAnswer};
 
-/// The step to go on from: the first that failed or did not run.
+/// The step to go on from: the first that failed or did not run, never one before the run's
+/// `--from` (those were the operator's to skip, whether or not the journal got to say so).
 fn resume_point(runbook: &LoadedRunbook, state: &RunState) -> usize {
     let steps = &runbook.runbook.steps;
-    steps
-        .iter()
-        .position(|s| matches!(state.result(&s.common.id), None | Some(StepResult::Failed)))
+    let from = state.from.as_deref().and_then(|id| runbook.step_index(id)).unwrap_or(0);
+    (from..steps.len())
+        .find(|&i| matches!(state.result(&steps[i].common.id), None | Some(StepResult::Failed)))
         .unwrap_or(steps.len())
 }
 
@@ -51,9 +54,31 @@ fn recheck(ui: &Ui, services: &Services, runbook: &LoadedRunbook, recorded: &Rec
         earlier_run: None,
     };
     let width = done.iter().map(|i| runbook.runbook.steps[*i].common.id.chars().count()).max().unwrap_or(0);
+    // A flag several done steps changed is checked against the last of them only.
+    let flag_of = |index: usize| {
+        let id = &runbook.runbook.steps[index].common.id;
+        state.preview(id).and_then(|(_, after)| after["flag"].as_str().map(str::to_string))
+    };
+    let mut last_change: HashMap<String, usize> = HashMap::new();
+    for &index in &done {
+        if let Some(flag) = flag_of(index) {
+            last_change.insert(flag, index);
+        }
+    }
     let mut drift = Vec::new();
     for index in done {
         let id = &runbook.runbook.steps[index].common.id;
+        if let Some(flag) = flag_of(index)
+            && let Some(&later) = last_change.get(&flag)
+            && later != index
+        {
+            let by = &runbook.runbook.steps[later].common.id;
+            ui.always(format!(
+                "  {} {id:<width$}  flag {flag} was changed again by step {by}: checked there",
+                ui.dim("·")
+            ));
+            continue;
+        }
         let outputs = state.outputs().get(id).cloned().unwrap_or_default();
         let after = state.preview(id).map(|(_, after)| after.clone()).unwrap_or_default();
         let scope = Scope { inputs: &recorded.inputs, outputs: state.outputs() };
@@ -96,9 +121,45 @@ fn go_on_despite(ui: &Ui, drift: &[String], yes: bool, at: &str) -> Result<(), E
                     ui.always(format!("    {line}"));
                 }
             }
+            Err(NoAnswer::Interrupted) => return Err(refusal(ExitCode::Interrupted)),
             Ok(Answer::Skip | Answer::Abort) | Err(_) => return Err(refusal(ExitCode::Aborted)),
         }
     }
+}
+
+/// The run's inputs as `K=V`, each as journaled, except those the journal shows scrubbed of a
+/// secret: those must be given again (`--var`), and only those may be.
+fn inputs_again(recorded: &Recorded, given: &[String]) -> Result<Vec<String>, Error> {
+    let mut again: HashMap<&str, &str> = HashMap::new();
+    for var in given {
+        let (name, value) = var.split_once('=').ok_or_else(|| {
+            Error::invalid(anyhow!(
+                "--var {}: give it as NAME=VALUE",
+                crate::untrusted::one_line(&crate::echo::clip(var))
+            ))
+        })?;
+        if !recorded.scrubbed_inputs.iter().any(|n| n == name) {
+            return Err(Error::invalid(anyhow!(
+                "--var {name}: a resumed run keeps the inputs it started with; only one whose value held a secret the journal does not keep is given again"
+            )));
+        }
+        again.insert(name, value);
+    }
+    let missing: Vec<&str> =
+        recorded.scrubbed_inputs.iter().map(String::as_str).filter(|n| !again.contains_key(n)).collect();
+    if !missing.is_empty() {
+        return Err(Error::invalid(anyhow!(
+            "input {} held a secret, which the journal does not keep: give {} again",
+            missing.join(", "),
+            if missing.len() == 1 { "it" } else { "them" }
+        ))
+        .with_hint(missing.iter().map(|n| format!("--var {n}=...")).collect::<Vec<_>>().join(" ")));
+    }
+    Ok(recorded
+        .inputs
+        .iter()
+        .map(|(name, value)| format!("{name}={}", again.get(name.as_str()).copied().unwrap_or(value)))
+        .collect())
 }
 
 fn plural(n: usize) -> &'static str {
@@ -136,6 +197,7 @@ pub fn resume(ui: &Ui, args: &ResumeArgs) -> Result<ExitCode, Error> {
     }
     refuse_if_running(&state_dir, &run_id, "resuming")?;
     let (config, runbook) = files(ui, &recorded, args.force)?;
+    let vars = inputs_again(&recorded, &args.vars)?;
     let services = Services::new(&config);
     let at = resume_point(&runbook, &recorded.state);
     let stopped = recorded.state.status.map_or("it stopped without finishing", RunStatus::as_str);
@@ -148,7 +210,6 @@ pub fn resume(ui: &Ui, args: &ResumeArgs) -> Result<ExitCode, Error> {
     if !drift.is_empty() && !args.force {
         go_on_despite(ui, &drift, args.yes, &at_step)?;
     }
-    let vars = recorded.inputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let options = WalkOptions {
         vars,
         yes: args.yes,

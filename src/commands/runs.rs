@@ -14,7 +14,7 @@ use crate::engine::state::RunState;
 use crate::engine::story::{Moment, Story};
 use crate::error::{Error, ExitCode};
 use crate::ui::Ui;
-use crate::untrusted::printable;
+use crate::untrusted::{one_line, printable};
 
 /// One run's story with the journal it was read from.
 #[derive(Debug)]
@@ -138,9 +138,9 @@ fn journals(ui: &Ui, dir: &Path, rehearsal: bool) -> Vec<(PathBuf, bool)> {
     files
 }
 
-/// Rows of cells (made printable) as columns as wide as their widest cell, two spaces apart.
+/// Rows of cells (made printable, each on one line) as columns as wide as their widest cell, two spaces apart.
 fn table(rows: &[Vec<String>]) -> Vec<String> {
-    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| printable(c).into_owned()).collect()).collect();
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| one_line(c).into_owned()).collect()).collect();
     let columns = rows.first().map_or(0, Vec::len);
     let widths: Vec<usize> =
         (0..columns).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
@@ -260,7 +260,7 @@ fn show(ui: &Ui, state: &Path, run: &str) -> Result<ExitCode, Error> {
         header.push(("mitigated", format!("{} after the start, by {}", human(mitigated.after_ms), mitigated.step)));
     }
     for (label, value) in header {
-        ui.stdout(format!("{label:<9} {}", printable(&value)));
+        ui.stdout(format!("{label:<9} {}", one_line(&value)));
     }
     ui.stdout("");
     for (ts, moment) in story.moments() {

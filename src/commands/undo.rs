@@ -43,6 +43,14 @@ fn undo_step(recorded: &Recorded, config: &Config, id: &str, kind: &str) -> Undo
         kind: "manual",
         scripted: Scripted::Skip(why),
     };
+    // Confirmed, and the run stopped before saying how it went: the write may have been made.
+    if state.in_flight().contains(id) && kind != "flag" {
+        return skip(match kind {
+            "revert" => "the run stopped during this revert, which may have been pushed: its commit is not journaled; look at the branch".into(),
+            "ci" => "the run stopped after this step was confirmed: a pipeline run may have been triggered, which cannot be taken back".into(),
+            _ => "the run stopped during this step: take it back by hand if needed".into(),
+        });
+    }
     if get("changed") == "false" || (kind == "revert" && get("commits").is_empty()) {
         return skip("it changed nothing".into());
     }
@@ -55,7 +63,7 @@ fn undo_step(recorded: &Recorded, config: &Config, id: &str, kind: &str) -> Undo
             match (read(preview.map(|p| &p.0)), read(preview.map(|p| &p.1))) {
                 (Some(before), Some(after)) => UndoStep {
                     undoes: id.to_string(),
-                    name: format!("Put flag {} back as run {run} found it", before.flag),
+                    name: format!("Put flag {} back as run {run} found it", crate::untrusted::one_line(&before.flag)),
                     kind: "flag",
                     scripted: Scripted::Act(Action::Restore(Box::new(FlagRestore {
                         flag: before.flag,
@@ -139,6 +147,13 @@ fn merge_flag_restores(steps: &mut [UndoStep]) {
 /// The undo as a runbook: one step per step taken back, newest first. Its path is the undone
 /// run's runbook, so that the undo takes the same lock; its steps' actions are scripted.
 fn undo_runbook(recorded: &Recorded, steps: &[UndoStep]) -> Result<LoadedRunbook, Error> {
+    if let Some(bad) = steps.iter().find(|s| !crate::runbook::validate::is_identifier(&s.undoes, true)) {
+        return Err(Error::invalid(anyhow!(
+            "the journal of run {} names a step `{}`, which is no step id: it was not written by rollout as it is",
+            recorded.state.run_id,
+            crate::untrusted::one_line(&crate::echo::clip(&bad.undoes))
+        )));
+    }
     let quoted = |text: &str| serde_json::to_string(text).unwrap_or_default();
     let mut yaml = format!(
         "version: 1\ntitle: {}\nsteps:\n",
@@ -150,7 +165,11 @@ fn undo_runbook(recorded: &Recorded, steps: &[UndoStep]) -> Result<LoadedRunbook
             "revert" => "revert: { commit: HEAD }".to_string(),
             _ => format!("manual: {{ instructions: {} }}", quoted(&step.name)),
         };
-        yaml.push_str(&format!("  - id: undo-{}\n    name: {}\n    {kind}\n", step.undoes, quoted(&step.name)));
+        yaml.push_str(&format!(
+            "  - id: {}\n    name: {}\n    {kind}\n",
+            quoted(&format!("undo-{}", step.undoes)),
+            quoted(&step.name)
+        ));
     }
     let path = Path::new(&recorded.origin.runbook_path).to_path_buf();
     LoadedRunbook::from_source(Source::new(path, yaml)).map_err(Error::from)
@@ -170,7 +189,7 @@ pub fn undo(ui: &Ui, args: &UndoArgs) -> Result<ExitCode, Error> {
         return Err(Error::invalid(anyhow!("run {run_id} records an unlock: there is nothing to undo")));
     }
     refuse_if_running(&state_dir, &run_id, "undoing")?;
-    let config = Config::load(Path::new(&recorded.origin.config_path))?;
+    let config = super::recorded::config(ui, &recorded, args.force)?;
     let kinds: HashMap<&str, &str> = recorded
         .records
         .iter()
@@ -179,8 +198,22 @@ pub fn undo(ui: &Ui, args: &UndoArgs) -> Result<ExitCode, Error> {
             _ => None,
         })
         .collect();
-    let done = recorded.state.done();
-    let mut steps: Vec<UndoStep> = done
+    // The steps done, and those confirmed whose end the journal lacks (the run stopped during the
+    // write): newest first, by when they last started.
+    let changed: Vec<&str> = {
+        let state = &recorded.state;
+        let mut last_start: Vec<&str> = Vec::new();
+        for record in &recorded.records {
+            if let Event::StepStarted { step, .. } = &record.event
+                && (state.done().contains(&step.as_str()) || state.in_flight().contains(step))
+            {
+                last_start.retain(|s| *s != step);
+                last_start.push(step);
+            }
+        }
+        last_start
+    };
+    let mut steps: Vec<UndoStep> = changed
         .iter()
         .rev()
         .map(|id| undo_step(&recorded, &config, id, kinds.get(id).copied().unwrap_or("manual")))

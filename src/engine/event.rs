@@ -75,6 +75,10 @@ pub enum Event {
         /// Set for a run that is not a runbook's walk: an undo, an unlock.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         purpose: Option<Purpose>,
+        /// The inputs whose values held a secret, which the journal shows scrubbed: a resume
+        /// must be given them again.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        scrubbed_inputs: Vec<String>,
     },
     /// `rollout resume` took the run up again, in the same journal, at step `at`.
     RunResumed {

@@ -271,6 +271,12 @@ fn start<'a>(walk: Walk<'a>, state_dir: &Path, inputs: Inputs) -> Result<(Run<'a
         inputs: run.inputs.clone(),
         origin: Some(Box::new(origin(config, runbook, options))),
         purpose: options.script.as_ref().map(|s| s.purpose.clone()),
+        scrubbed_inputs: run
+            .inputs
+            .iter()
+            .filter(|(_, value)| crate::redact::scrub(value) != value.as_str())
+            .map(|(name, _)| name.clone())
+            .collect(),
     })?;
     run.header(options.dry_run);
     if options.dry_run {
@@ -344,6 +350,7 @@ pub fn journal_unlock(
             inputs: Inputs::default(),
             origin: Some(Box::new(origin(config, runbook, &WalkOptions::default()))),
             purpose: Some(Purpose::Unlock),
+            scrubbed_inputs: Vec::new(),
         },
         Event::LockBroken { lock: lock.display().to_string(), holder: holder.to_string() },
         Event::RunFinished { status: RunStatus::Succeeded, exit_code: 0 },
@@ -693,7 +700,13 @@ impl<'a> Run<'a> {
         for index in 0..self.total() {
             let id = self.runbook.runbook.steps[index].common.id.clone();
             if index < from {
-                if !self.resumed {
+                // A resumed run journals the `--from` skips its start did not get to.
+                let before_from = {
+                    let state = self.state.borrow();
+                    let from = state.from.as_deref().and_then(|id| self.runbook.step_index(id));
+                    from.is_some_and(|f| index < f) && state.result(&id).is_none()
+                };
+                if !self.resumed || before_from {
                     self.skip(index, None)?;
                 }
                 continue;

@@ -66,6 +66,9 @@ pub struct RunState {
     /// Steps confirmed whose change may have been made, with no end that says how it went:
     /// the run stopped during the write, or the journal could not take what came next.
     in_flight: std::collections::BTreeSet<String>,
+    /// Those of them that were so when the run was last resumed: what the resumed run must not
+    /// do again.
+    stopped_in_flight: std::collections::BTreeSet<String>,
 }
 
 impl RunState {
@@ -102,6 +105,7 @@ impl RunState {
             Event::StepSkipped { step, reason, .. } => self.skipped(step, reason.as_deref()),
             Event::StepSucceeded { step, outputs, outcome, .. } => {
                 self.in_flight.remove(step);
+                self.stopped_in_flight.remove(step);
                 self.outputs.insert(step.clone(), outputs.clone());
                 self.end(step, StepResult::Done, outcome.clone().unwrap_or_else(|| "done".into()));
             }
@@ -109,6 +113,7 @@ impl RunState {
                 if !unsettled {
                     self.triggered.remove(step);
                     self.in_flight.remove(step);
+                    self.stopped_in_flight.remove(step);
                 }
                 if *unanswered {
                     self.ended(step);
@@ -122,6 +127,7 @@ impl RunState {
             // Taken up again: going on, and the step that was running when it stopped is over.
             Event::RunResumed { .. } => {
                 (self.status, self.exit_code, self.running) = (None, None, None);
+                self.stopped_in_flight = std::mem::take(&mut self.in_flight);
             }
             Event::StepPreview { step, before, after, .. } => {
                 self.previews.insert(step.clone(), (before.clone(), after.clone()));
@@ -175,16 +181,21 @@ impl RunState {
     }
 
     /// The steps confirmed whose change may have been made, with no end journaled.
-    pub fn in_flight(&self) -> &std::collections::BTreeSet<String> {
-        &self.in_flight
+    pub fn in_flight(&self) -> std::collections::BTreeSet<String> {
+        self.in_flight.union(&self.stopped_in_flight).cloned().collect()
     }
 
     /// Every pipeline run that may still be going, by the step that triggered it (id, URL); a
-    /// step confirmed whose trigger the journal does not hold (the run stopped, or the journal
-    /// could not take it, right after) may have started one: its run is `ci::UNKNOWN_RUN`.
+    /// step the run stopped in after it was confirmed, whose trigger the journal does not hold
+    /// (the run died, or the journal could not take it), may have started one: its run is
+    /// `ci::UNKNOWN_RUN`. A resumed run reads this; in the run itself a step's own attempt
+    /// does not count.
     pub fn earlier_runs(&self) -> HashMap<String, (String, String)> {
         let mut runs = self.triggered.clone();
-        for step in &self.in_flight {
+        for step in self.in_flight.iter().chain(&self.stopped_in_flight) {
+            if self.running.as_deref() == Some(step) && !self.stopped_in_flight.contains(step) {
+                continue;
+            }
             runs.entry(step.clone()).or_insert_with(|| (crate::ci::UNKNOWN_RUN.to_string(), String::new()));
         }
         runs

@@ -68,6 +68,10 @@ pub struct Attempt {
     pub before: Option<String>,
     pub after: Option<String>,
     pub reach: Option<Reach>,
+    /// A revert pushed to a branch of its own (its preview found no such branch): it leaves
+    /// the deployed branch as it was.
+    #[serde(skip)]
+    pub own_branch: bool,
     pub outputs: Outputs,
     pub outcome: Option<String>,
     pub pipeline_run: Option<String>,
@@ -323,6 +327,7 @@ impl Story {
             Event::StepPreview { step, before, after, reach } => {
                 if let Some(attempt) = self.open(step) {
                     (attempt.before, attempt.after, attempt.reach) = (summary(before), summary(after), *reach);
+                    attempt.own_branch = before.get("commit").is_some_and(serde_json::Value::is_null);
                 }
             }
             Event::StepConfirmed { step, by } => {
@@ -384,8 +389,9 @@ impl Story {
 
     /// Time to mitigate: the first step that reduced exposure, timed from the run's start. That
     /// is a flag step that succeeded with a change whose last preview gave the feature to fewer
-    /// users (`reach: fewer`, `outputs.changed == "true"`); or, for a revert pushed (its
-    /// `outputs.branch` set), the first `ci` step that succeeded after it (the deploy), or the
+    /// users (`reach: fewer`, `outputs.changed == "true"`); or, for a revert pushed onto the
+    /// branch (its `outputs.branch` set, and not a branch of its own), the first `ci` step that
+    /// succeeded after it (the deploy), or the
     /// revert itself when the run finished with no `ci` step after it. None if nothing did, and
     /// for an undo or unlock run: an undo puts back what an incident's run changed.
     pub fn mitigation(&self) -> Option<Mitigation> {
@@ -407,7 +413,8 @@ impl Story {
                     return self.mitigated_by(attempt);
                 }
             }
-            if done && kind == Some("revert") && attempt.output("branch").is_some() && pushed.is_none() {
+            let onto_the_branch = attempt.output("branch").is_some() && !attempt.own_branch;
+            if done && kind == Some("revert") && onto_the_branch && pushed.is_none() {
                 pushed = Some(attempt);
             }
         }

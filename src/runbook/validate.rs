@@ -15,7 +15,9 @@ const MAX_RETRIES: u32 = 10;
 /// The longest runbook name (its file name without .yaml), which is part of journal file names.
 pub const MAX_NAME_BYTES: usize = 100;
 
-fn is_identifier(text: &str, dashes: bool) -> bool {
+/// A step id, an input name: lowercase letters, digits and `_` (and `-` with `dashes`), from a
+/// letter or `_`.
+pub fn is_identifier(text: &str, dashes: bool) -> bool {
     let mut bytes = text.bytes();
     matches!(bytes.next(), Some(b) if b.is_ascii_lowercase() || b == b'_')
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || (dashes && b == b'-'))

@@ -316,7 +316,18 @@ impl Step for CiStep<'_> {
         }
         let run = RunHandle::journaled(get("run_id"), get("url"));
         let label = format!("{} run {}", self.title(), run.id);
-        Ok(match self.pipelines.poll(&run)? {
+        let state = match self.pipelines.poll(&run) {
+            Ok(state) => state,
+            // Its verdict is in the journal: not being able to ask again is no drift.
+            Err(error) => {
+                return Ok(Held::Unchecked(format!(
+                    "{label}: {} as journaled; it cannot be asked again ({})",
+                    get("conclusion"),
+                    crate::untrusted::excerpt(&format!("{error:#}"))
+                )));
+            }
+        };
+        Ok(match state {
             RunState::Succeeded(verdict) => Held::Holds(format!("{label}: {}", verdict.conclusion)),
             RunState::Failed(verdict) | RunState::Cancelled(verdict) => {
                 Held::Drifted(format!("{label} now reports {}", verdict.conclusion))

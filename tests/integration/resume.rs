@@ -455,3 +455,116 @@ fn while_unlock_waits_for_the_name_no_run_can_take_the_lock() {
     unlock.finish(PATIENCE).code(0);
     env.run(&["run", "incident", "--yes"]).code(0);
 }
+
+/// The journal's lines, raw, and written back.
+fn edit_journal(env: &Env, id: &str, edit: impl Fn(Vec<String>) -> Vec<String>) {
+    let path = env.state_dir().join("runs").join(format!("{id}.jsonl"));
+    let lines: Vec<String> = std::fs::read_to_string(&path).unwrap().lines().map(String::from).collect();
+    std::fs::write(&path, edit(lines).join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn a_confirmed_pipeline_whose_trigger_the_journal_lost_is_never_triggered_again() {
+    for lose in ["drop the line", "mistype a field"] {
+        let (server, env) = github();
+        server.script(RunOutcome::Never, 0);
+        let mut run = Background::spawn(env.command(&["run", "deploy", "--yes"]));
+        wait_until("the trigger to be journaled", || {
+            env.state_dir().join("runs").exists() && env.journal_text().contains("step_triggered")
+        });
+        run.wait_for_stderr("waiting for");
+        run.kill_hard();
+        let id = run_id(&env);
+        edit_journal(&env, &id, |lines| {
+            lines
+                .into_iter()
+                .filter_map(|l| match (l.contains("\"step_triggered\""), lose) {
+                    (true, "drop the line") => None,
+                    (true, _) => Some(l.replace("\"url\":\"", "\"url\":null,\"was\":\"")),
+                    (false, _) => Some(l),
+                })
+                .collect()
+        });
+        server.finish_runs(RunOutcome::Success);
+        let out = env.run(&["resume", &id, "--yes"]);
+        out.code(1);
+        assert!(out.stderr.contains("may have triggered a run of pipeline deploy.yml"), "{lose}: {}", out.stderr);
+        assert_eq!(server.runs().len(), 1, "{lose}: dispatched once, in all");
+        if lose == "mistype a field" {
+            assert!(out.stderr.contains("is a `step_triggered` event that does not read"), "{}", out.stderr);
+        }
+    }
+}
+
+#[test]
+fn a_run_started_from_a_later_step_is_resumed_from_there_never_before() {
+    let env = Env::new();
+    let flags = env.read("flags.json");
+    std::fs::remove_file(env.path("flags.json")).unwrap();
+    env.run(&["incident", "--severity", "critical", "--yes", "--from", "reenable"]).code(3);
+    let id = run_id(&env);
+    env.write("flags.json", &flags);
+    let deployed = env.read("deployments.log");
+    let out = env.run(&["resume", &id, "--yes"]);
+    out.code(0);
+    assert!(out.stderr.contains("at step 4/4 reenable"), "{}", out.stderr);
+    assert_eq!(env.read("deployments.log"), deployed, "the deploy before --from did not run");
+    let journal = env.journal();
+    for step in ["disable", "debug", "deploy-fix"] {
+        assert_eq!(successes(&journal, step), 0, "{step} did not run");
+        assert!(journal.iter().any(|e| e["event"] == "step_skipped" && e["step"] == step), "{step} is skipped");
+    }
+    assert_eq!(successes(&journal, "reenable"), 1);
+}
+
+#[test]
+fn a_journal_holding_another_runs_records_is_not_resumed() {
+    let (_server, env) = flipper();
+    let id = crash_between_steps(&env);
+    let runs = env.state_dir().join("runs");
+    std::fs::copy(runs.join(format!("{id}.jsonl")), runs.join("20261202T000000Z-incident-copy.jsonl")).unwrap();
+    let out = env.run(&["resume", "20261202T000000Z-incident-copy", "--yes"]);
+    out.code(2);
+    assert!(out.stderr.contains(&format!("holds records of run {id}")), "{}", out.stderr);
+}
+
+#[test]
+fn a_secret_input_is_given_again_on_resume_and_the_step_gets_it() {
+    let env = Env::new();
+    env.write("record.sh", "#!/bin/sh\necho \"$ROLLOUT_INPUT_ARTIFACT\" >> inputs.log\n");
+    env.write(
+        "rollout.yaml",
+        "version: 1\nflags: { provider: flagd, path: flags.json }\nci: { provider: command, command: [sh, record.sh] }\n",
+    );
+    env.write(
+        "runbooks/inp.yaml",
+        "version: 1\ntitle: Input\ninputs: { artifact: { description: artifact URL } }\nsteps:\n  - { id: first, name: First, manual: { instructions: go } }\n  - id: deploy\n    name: Deploy\n    ci: { pipeline: deploy.yml, inputs: { artifact: \"{{ inputs.artifact }}\" } }\n",
+    );
+    let url = "https://deploy:s3cr3tpass@artifacts.example/build.tgz";
+    env.answer(&["run", "inp", "--var", &format!("artifact={url}")], "y\na\n").code(4);
+    let id = run_id(&env);
+    assert!(!env.journal_text().contains("s3cr3tpass"), "the secret is not journaled");
+    let out = env.run(&["resume", &id, "--yes"]);
+    out.code(2);
+    assert!(out.stderr.contains("input artifact held a secret, which the journal does not keep"), "{}", out.stderr);
+    let out = env.run(&["resume", &id, "--yes", "--var", &format!("artifact={url}")]);
+    out.code(0);
+    assert_eq!(env.read("inputs.log").trim(), url, "the step got the value the operator gave");
+}
+
+#[test]
+fn a_flag_a_later_step_changed_and_a_journaled_command_verdict_are_no_drift() {
+    let env = Env::new();
+    let critical = env.read("runbooks/critical.yaml");
+    env.write(
+        "runbooks/critical.yaml",
+        &format!("{critical}  - id: announce\n    name: Announce it\n    manual: {{ instructions: Tell the team }}\n"),
+    );
+    env.answer(&["incident", "--severity", "critical"], "y\ny\ny\ny\na\n").code(4);
+    let id = run_id(&env);
+    let out = env.run(&["resume", &id, "--yes"]);
+    out.code(0);
+    assert!(out.stderr.contains("was changed again by step reenable: checked there"), "{}", out.stderr);
+    assert!(out.stderr.contains("success as journaled; it cannot be asked again"), "{}", out.stderr);
+    assert!(!out.stderr.contains("no longer hold"), "{}", out.stderr);
+}

@@ -577,3 +577,20 @@ fn timeline_of_a_one_step_run_has_every_heading() {
         out.stdout
     );
 }
+
+#[test]
+fn a_revert_pushed_to_a_branch_of_its_own_is_no_mitigation() {
+    let env = Env::new();
+    env.write(
+        "runbooks/review.yaml",
+        "version: 1\ntitle: Revert onto a branch for review\ninputs: { commit: { type: commit } }\nsteps:\n  - id: revert\n    name: Revert it onto a branch\n    revert: { commit: \"{{ inputs.commit }}\", branch: rollback-review-1 }\n",
+    );
+    let commit = env.sandbox.offending.to_string();
+    env.run(&["run", "review", "--yes", "--var", &format!("commit={commit}")]).code(0);
+    let out = runs(&env, &["--json"]);
+    let row: Value = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
+    assert!(row["time_to_mitigate_ms"].is_null(), "main is as it was: {row}");
+    let id = row["run_id"].as_str().unwrap();
+    let timeline = env.run(&["timeline", id]);
+    assert!(timeline.stdout.contains("not mitigated"), "{}", timeline.stdout);
+}

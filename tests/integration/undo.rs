@@ -548,3 +548,67 @@ fn undo_puts_a_launchdarkly_fallthrough_rollout_and_switch_back() {
     );
     assert_eq!(server.env("va", FLAG, "staging"), staging, "other environments are left alone");
 }
+
+// ---------------------------------------------------------------------------------------------
+// What the journal cannot be trusted for
+
+#[test]
+fn a_flag_write_the_run_died_in_is_undone_too() {
+    use crate::support::background::Background;
+    use crate::support::http_server::Fault;
+    let server = Flipper::start(FLIPPER_TOKEN);
+    server.set(FLAG, Gates::on());
+    server.fail_path(&format!("/features/{FLAG}/boolean"), Fault::Delay(std::time::Duration::from_millis(800)));
+    let env = Env::workspace(&format!(
+        "version: 1\nflags: {{ provider: flipper, url: \"{}\", token_env: FLIPPER_TOKEN }}\nhttp: {{ timeout: 10s, retries: 0 }}\n",
+        server.url()
+    ))
+    .runbook("off", &flag_runbook("off", FLAG, "state: off"))
+    .var("FLIPPER_TOKEN", FLIPPER_TOKEN);
+    let mut run = Background::spawn(env.command(&["run", "off", "--yes"]));
+    run.wait_for_stderr("Apply? yes");
+    while server.count("DELETE") == 0 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    run.kill_hard();
+    while server.gates(FLAG).unwrap().boolean {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let run_id = newest_run(&env);
+    let out = env.run(&["undo", &run_id, "--yes"]);
+    out.code(0);
+    assert!(server.gates(FLAG).unwrap().boolean, "the write the run died in was put back: {}", out.stderr);
+}
+
+#[test]
+fn undo_refuses_a_config_changed_since_the_run_unless_forced() {
+    let env = Env::new();
+    let (out, run_id) = run(&env, &CRITICAL);
+    out.code(0);
+    let after = bytes(&env, "flags.json");
+    std::fs::copy(env.path("flags.json"), env.path("flags2.json")).unwrap();
+    env.write("rollout.yaml", &env.read("rollout.yaml").replace("path: flags.json", "path: flags2.json"));
+    let out = env.run(&["undo", &run_id, "--yes"]);
+    out.code(2);
+    assert_has(&out, "the config");
+    assert_has(&out, "changed since run");
+    assert_has(&out, "+flags: { provider: flagd, path: flags2.json }");
+    assert_bytes(&env, "flags.json", &after, "nothing was put back");
+    assert_bytes(&env, "flags2.json", &after, "nothing was written to the new file either");
+    env.run(&["undo", &run_id, "--yes", "--force"]).code(0);
+}
+
+#[test]
+fn a_journal_naming_a_step_that_is_no_step_id_is_refused_without_a_crash() {
+    let env = Env::new();
+    let (out, run_id) = run(&env, &CRITICAL);
+    out.code(0);
+    let path = env.state_dir().join("runs").join(format!("{run_id}.jsonl"));
+    let evil = "debug\\n    name: a\\n    manual: {instructions: b}\\n  - id: evil\\n    name: evil\\n    ci: { pipeline: deploy.yml, ref: main }\\n  - id: z";
+    let text = std::fs::read_to_string(&path).unwrap().replace("\"step\":\"debug\"", &format!("\"step\":\"{evil}\""));
+    std::fs::write(&path, text).unwrap();
+    let out = env.run(&["undo", &run_id, "--yes"]);
+    out.code(2);
+    assert_has(&out, "which is no step id");
+    assert!(!out.stderr.contains("critical.yaml:"), "the runbook file is not blamed: {}", out.stderr);
+}
