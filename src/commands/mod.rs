@@ -28,7 +28,23 @@ use crate::yaml::Diagnostics;
 pub fn dispatch(cli: Cli, ui: &Ui) -> Result<ExitCode, Error> {
     let cwd = std::env::current_dir().context("cannot read the working directory").map_err(Error::invalid)?;
     let config = cli.config.as_deref();
-    match cli.command {
+    // Commands whose output is their result fail when it could not be written (a full disk);
+    // a reader that went away (`| head`) is no failure, and a run never stops for its output.
+    let reports = matches!(
+        cli.command,
+        Command::Runs(_)
+            | Command::Timeline(_)
+            | Command::List
+            | Command::Validate(_)
+            | Command::Completions(_)
+            | Command::Man
+    );
+    if config.is_some() && matches!(cli.command, Command::Resume(_) | Command::Undo(_)) {
+        ui.warn(
+            "-C is not used here: a run is taken up or undone with the config it started with (its journal names it)",
+        );
+    }
+    let code = match cli.command {
         Command::Incident(args) => incident::incident(ui, config, &cwd, &args),
         Command::Run(args) => incident::run(ui, config, &cwd, &args),
         Command::Rehearse(args) => rehearse::rehearse(ui, config, &cwd, &args),
@@ -41,6 +57,11 @@ pub fn dispatch(cli: Cli, ui: &Ui) -> Result<ExitCode, Error> {
         Command::Unlock(args) => unlock::unlock(ui, config, &cwd, &args),
         Command::Completions(args) => completions::completions(ui, args.shell),
         Command::Man => completions::man(ui),
+    }?;
+    match ui.stdout_failure() {
+        Some(why) if reports => Err(Error::from(anyhow!("could not write the output: {why}"))
+            .with_hint("nothing was changed; write it somewhere with room")),
+        _ => Ok(code),
     }
 }
 

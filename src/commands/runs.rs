@@ -11,7 +11,7 @@ use crate::engine::event::{Purpose, RunStatus};
 use crate::engine::journal;
 use crate::engine::lock::{self, Holder};
 use crate::engine::state::RunState;
-use crate::engine::story::{Moment, Story};
+use crate::engine::story::{Moment, Standing, Story};
 use crate::error::{Error, ExitCode};
 use crate::ui::Ui;
 use crate::untrusted::{one_line, printable};
@@ -268,10 +268,16 @@ fn show(ui: &Ui, state: &Path, run: &str) -> Result<ExitCode, Error> {
             ui.stdout(printable(&line));
         }
     }
-    if !story.next.is_empty() {
+    // A run still going is taken further by itself, not by a resume.
+    let going = matches!(story.standing(&holders), Standing::Running | Standing::Elsewhere(_));
+    let next: Vec<&String> = if going { Vec::new() } else { story.next.iter().collect() };
+    if going || !next.is_empty() {
         ui.stdout("");
     }
-    for next in &story.next {
+    if going {
+        ui.stdout("next: nothing yet: the run is still going (its lock is held)");
+    }
+    for next in next {
         ui.stdout(format!("next: {next}"));
     }
     Ok(ExitCode::Success)

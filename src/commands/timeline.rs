@@ -104,8 +104,9 @@ struct Timeline {
     questions: [&'static str; 4],
 }
 
-fn hms(ts: Timestamp) -> String {
-    ts.strftime("%H:%M:%S").to_string()
+/// A moment to the second, with its date: an incident may cross midnight.
+fn at_second(ts: Timestamp) -> String {
+    ts.strftime("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 fn status(story: &Story) -> String {
@@ -354,8 +355,8 @@ fn impact(t: &Timeline) -> String {
         Some(m) => format!(
             "Time to mitigate: {} (from {} UTC to {} UTC: {}, {})",
             human(m.ms()),
-            hms(m.from),
-            hms(m.to),
+            at_second(m.from),
+            at_second(m.to),
             m.step,
             cell(&m.what)
         ),
@@ -367,7 +368,8 @@ fn markdown(t: &Timeline) -> Vec<String> {
     let mut out = vec![format!("# {}", cell(&t.title)), String::new()];
     section(&mut out, "Summary", summary_lines(t));
     section(&mut out, "Impact", vec![impact(t)]);
-    let rows = t.rows.iter().map(|r| vec![hms(r.time), r.step.clone(), r.who.clone(), r.what.clone(), r.link.clone()]);
+    let rows =
+        t.rows.iter().map(|r| vec![at_second(r.time), r.step.clone(), r.who.clone(), r.what.clone(), r.link.clone()]);
     section(&mut out, "Timeline", table(&["Time (UTC)", "Step", "Who", "What changed", "Link"], rows.collect()));
     let took = |d: &Took| {
         let step = if d.attempt > 1 { format!("{} (attempt {})", d.step, d.attempt) } else { d.step.clone() };
@@ -379,7 +381,7 @@ fn markdown(t: &Timeline) -> Vec<String> {
         "Durations",
         table(&["Step", "Run", "Result", "Duration"], t.durations.iter().map(took).collect()),
     );
-    let when = |e: &Problem| e.time.map(hms).unwrap_or_default();
+    let when = |e: &Problem| e.time.map(at_second).unwrap_or_default();
     let errors: Vec<String> =
         t.errors.iter().map(|e| format!("{} UTC, {} (run {}): {}", when(e), e.step, e.run_id, e.error)).collect();
     section(&mut out, "Errors", bullets(&errors, "None."));

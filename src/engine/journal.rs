@@ -173,13 +173,17 @@ pub fn find(state_dir: &Path, run: &str) -> Result<Option<(PathBuf, bool)>> {
     let mut found = Vec::new();
     for (dir, rehearsal) in [(runs_dir(state_dir), false), (runs_dir(&rehearsals_dir(state_dir)), true)] {
         let exact = dir.join(format!("{run}.jsonl"));
+        if std::fs::symlink_metadata(&exact).is_ok_and(|m| m.file_type().is_symlink()) {
+            anyhow::bail!("{} is a symbolic link: rollout reads only journals it wrote", exact.display());
+        }
         if exact.is_file() {
             return Ok(Some((exact, rehearsal)));
         }
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            if name.starts_with(run) && name.ends_with(".jsonl") && path.is_file() {
+            let regular = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file());
+            if name.starts_with(run) && name.ends_with(".jsonl") && regular {
                 found.push((path, rehearsal));
             }
         }

@@ -440,10 +440,12 @@ impl Story {
         next
     }
 
-    /// Each step's latest attempt, in the order the steps were first met.
+    /// Each step's latest attempt, in the order of those attempts.
     pub fn latest(&self) -> Vec<&Attempt> {
+        // In the order of each step's latest attempt: what changed last is told last.
         let mut latest: indexmap::IndexMap<&str, &Attempt> = indexmap::IndexMap::new();
         for attempt in &self.steps {
+            latest.shift_remove(attempt.step.as_str());
             latest.insert(attempt.step.as_str(), attempt);
         }
         latest.into_values().collect()

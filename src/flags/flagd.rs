@@ -554,6 +554,12 @@ impl FlagService for FlagdFile {
         Ok(FlagState { source, ..state })
     }
 
+    fn model(&self, name: &str, raw: &Value) -> Result<FlagState> {
+        let flag = raw.as_object().with_context(|| format!("the state of flag {name} is not an entry"))?;
+        let (on, off) = self.variants(name, flag)?;
+        Ok(entry_state(flag, raw.clone(), &on, &off))
+    }
+
     /// Every write replaces the targeting: rules rollout cannot read are cleared.
     fn plan(&self, _flag: &str, target: FlagTarget, current: &FlagState) -> Result<FlagPlan> {
         Ok(FlagPlan::replacing(current, target))

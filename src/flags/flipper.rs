@@ -181,6 +181,11 @@ impl FlagService for Flipper {
         Ok(feature.state(raw))
     }
 
+    fn model(&self, _name: &str, raw: &Value) -> Result<FlagState> {
+        let feature: Feature = serde_json::from_value(raw.clone())?;
+        Ok(feature.state(raw.clone()))
+    }
+
     /// `DELETE .../boolean` clears every gate and `POST .../boolean` every other gate; a
     /// percentage alone keeps the other gates (Flipper ORs them).
     fn plan(&self, _name: &str, target: FlagTarget, current: &FlagState) -> Result<FlagPlan> {

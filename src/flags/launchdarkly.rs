@@ -175,10 +175,15 @@ impl FlagService for LaunchDarkly {
     }
 
     fn read(&self, name: &str) -> Result<FlagState> {
-        let (flag, document) = self.flag(name)?;
+        let (_, document) = self.flag(name)?;
+        self.model(name, &document)
+    }
+
+    fn model(&self, name: &str, raw: &serde_json::Value) -> Result<FlagState> {
+        let flag: Flag = serde_json::from_value(raw.clone())?;
         let variations = self.boolean(name, &flag)?;
         let environment = self.environment(name, &flag)?;
-        Ok(environment.state(environment.on, &flag, variations, document))
+        Ok(environment.state(environment.on, &flag, variations, raw.clone()))
     }
 
     /// Off serves the off variation and keeps the rules; on sets the fallthrough and keeps

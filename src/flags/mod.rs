@@ -205,6 +205,9 @@ pub trait FlagService: Send {
     }
     /// The flag's current state; an unknown flag is a failed precondition.
     fn read(&self, flag: &str) -> Result<FlagState>;
+    /// Who would get the feature if the service held `raw` (a state `read` returned, read back
+    /// from a journal): what undo shows before it writes `raw` back.
+    fn model(&self, flag: &str, raw: &serde_json::Value) -> Result<FlagState>;
     /// What writing `target` would leave, from the state just read; reads nothing more. A
     /// target the service cannot hold is a failed precondition.
     fn plan(&self, flag: &str, target: FlagTarget, current: &FlagState) -> Result<FlagPlan>;

@@ -208,11 +208,16 @@ impl FlagService for Unleash {
     }
 
     fn read(&self, name: &str) -> Result<FlagState> {
-        let (environment, raw) = self.environment(name)?;
+        let (_, raw) = self.environment(name)?;
+        self.model(name, &raw)
+    }
+
+    fn model(&self, _name: &str, raw: &serde_json::Value) -> Result<FlagState> {
+        let environment: Environment = serde_json::from_value(raw.clone())?;
         if !environment.enabled {
-            return Ok(FlagState::off(raw));
+            return Ok(FlagState::off(raw.clone()));
         }
-        Ok(environment.when_on(raw))
+        Ok(environment.when_on(raw.clone()))
     }
 
     /// Off keeps the strategies (turning the environment on brings them back); a share is

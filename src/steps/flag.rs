@@ -267,6 +267,18 @@ impl RestoreStep<'_> {
 
     fn preview_from(&self, now: &FlagState) -> Result<Preview> {
         let FlagRestore { flag, to, left, run, force } = &self.restore;
+        // What is shown and confirmed is what the service will be given: the journaled
+        // representation, read as the service reads it, must be the state the journal says.
+        let written = self.service.model(flag, &to.raw)?;
+        if !written.same_as(to) {
+            return Err(Precondition(format!(
+                "the journal says run {run} found {} {}, but the state it keeps for it reads as {}: not put back",
+                self.place(),
+                to.summary(),
+                written.summary()
+            ))
+            .into());
+        }
         let write = Change::Flag(FlagWrite { before: now.clone(), after: to.clone() });
         let snapshots = (FlagStepState::snapshot(flag, now), FlagStepState::snapshot(flag, to));
         if now.raw == to.raw && now.source == to.source {

@@ -26,7 +26,8 @@ pub struct Ui {
     json: bool,
     stderr_is_terminal: bool,
     interactive: bool,
-    stdout_open: Mutex<bool>,
+    /// None while stdout takes output; the error that ended it, once one did.
+    stdout_lost: Mutex<Option<io::Error>>,
     stderr_open: AtomicBool,
     prompt: prompt::Lines,
 }
@@ -47,7 +48,7 @@ impl Ui {
             json: cli.json,
             stderr_is_terminal,
             interactive: forced || io::stdin().is_terminal(),
-            stdout_open: Mutex::new(true),
+            stdout_lost: Mutex::new(None),
             stderr_open: AtomicBool::new(true),
             prompt: prompt::Lines::default(),
         }
@@ -132,10 +133,19 @@ impl Ui {
 
     /// A line of command output on stdout; once the reader has gone, output stops quietly.
     pub fn stdout(&self, text: impl Display) {
-        let mut open = self.stdout_open.lock().unwrap_or_else(|e| e.into_inner());
-        if *open && writeln!(io::stdout().lock(), "{}", redact::scrub(&text.to_string())).is_err() {
-            *open = false;
+        let mut lost = self.stdout_lost.lock().unwrap_or_else(|e| e.into_inner());
+        if lost.is_none()
+            && let Err(error) = writeln!(io::stdout().lock(), "{}", redact::scrub(&text.to_string()))
+        {
+            *lost = Some(error);
         }
+    }
+
+    /// Why stdout stopped taking output, when that was not its reader going away (a closed
+    /// pipe, `| head`): a full disk, say. For commands whose output is their result.
+    pub fn stdout_failure(&self) -> Option<String> {
+        let lost = self.stdout_lost.lock().unwrap_or_else(|e| e.into_inner());
+        lost.as_ref().filter(|e| e.kind() != io::ErrorKind::BrokenPipe).map(|e| e.to_string())
     }
 
     /// One JSON event on stdout, when `--json` was given.

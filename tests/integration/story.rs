@@ -551,7 +551,7 @@ fn timeline_of_a_one_step_run_has_every_heading() {
     one_step(&env, "20261202T031209Z-kill-0001");
     let out = env.run(&["timeline", "20261202T031209Z-kill-0001"]);
     out.code(0);
-    let expected = "Time to mitigate: 2 mins 14 secs (from 03:12:09 UTC to 03:14:23 UTC: off, done; on, 100% -> off)";
+    let expected = "Time to mitigate: 2 mins 14 secs (from 2026-12-02 03:12:09 UTC to 2026-12-02 03:14:23 UTC: off, done; on, 100% -> off)";
     assert!(out.stdout.contains(expected), "{}", out.stdout);
     assert!(out.stdout.starts_with("# Postmortem: kill incident, 2026-12-02\n"), "{}", out.stdout);
     for heading in [
@@ -572,7 +572,7 @@ fn timeline_of_a_one_step_run_has_every_heading() {
         assert!(out.stdout.contains(heading), "{heading}\n{}", out.stdout);
     }
     assert!(
-        out.stdout.contains("| 03:14:23 | 1/1 off | ann@box (operator) | done; on, 100% -> off |  |"),
+        out.stdout.contains("| 2026-12-02 03:14:23 | 1/1 off | ann@box (operator) | done; on, 100% -> off |  |"),
         "{}",
         out.stdout
     );
@@ -593,4 +593,18 @@ fn a_revert_pushed_to_a_branch_of_its_own_is_no_mitigation() {
     let id = row["run_id"].as_str().unwrap();
     let timeline = env.run(&["timeline", id]);
     assert!(timeline.stdout.contains("not mitigated"), "{}", timeline.stdout);
+}
+
+#[test]
+fn a_timeline_that_could_not_be_written_is_a_failure_a_closed_pipe_is_not() {
+    let env = Env::new();
+    env.run(&["incident", "--severity", "critical", "--yes"]).code(0);
+    let id = env.journal()[0]["run_id"].as_str().unwrap().to_string();
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let out = env.command(&["timeline", &id]).stdout(full).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("could not write the output: No space left on device"));
+    let mut head = env.command(&["timeline", &id]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    drop(head.stdout.take());
+    assert_eq!(head.wait().unwrap().code(), Some(0), "a reader that went away is no failure");
 }

@@ -612,3 +612,34 @@ fn a_journal_naming_a_step_that_is_no_step_id_is_refused_without_a_crash() {
     assert_has(&out, "which is no step id");
     assert!(!out.stderr.contains("critical.yaml:"), "the runbook file is not blamed: {}", out.stderr);
 }
+
+#[test]
+fn a_journaled_state_whose_representation_reads_otherwise_is_not_put_back() {
+    let env = Env::new();
+    let (out, run_id) = run(&env, &CRITICAL);
+    out.code(0);
+    let after = bytes(&env, "flags.json");
+    // The journal says the run found the flag on for 5%, but the entry it keeps says 100%.
+    let path = env.state_dir().join("runs").join(format!("{run_id}.jsonl"));
+    let text: String = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            if line.contains("\"step_preview\"") && line.contains("\"step\":\"disable\"") {
+                line.replacen("\"summary\":\"on, 100%\"", "\"summary\":\"on, 5%\"", 1).replacen(
+                    "\"share\":100.0",
+                    "\"share\":5.0",
+                    1,
+                )
+            } else {
+                line.to_string()
+            }
+        })
+        .map(|line| line + "\n")
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    let out = env.run(&["undo", &run_id, "--yes"]);
+    out.code(3);
+    assert_has(&out, "but the state it keeps for it reads as on, 100%: not put back");
+    assert_bytes(&env, "flags.json", &after, "nothing was written");
+}
