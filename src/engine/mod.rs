@@ -24,7 +24,7 @@ use crate::interrupt;
 use crate::runbook::inputs::{self, Inputs};
 use crate::runbook::resolve::{self, Action, Outputs, Scope, Unresolved};
 use crate::runbook::template::Ref;
-use crate::runbook::{LoadedRunbook, PreflightOrder, validate};
+use crate::runbook::{LoadedRunbook, PreflightOrder, Service, StepKind, validate};
 use crate::steps::{Context, Preview, Projection, Step, StepFactory};
 use crate::ui::Ui;
 use crate::ui::prompt::{Answer, NoAnswer};
@@ -116,7 +116,6 @@ fn check_before_start(
     config: &Config,
     runbook: &LoadedRunbook,
     options: &WalkOptions,
-    services: &dyn StepFactory,
 ) -> Result<(Inputs, usize), Error> {
     let inputs = inputs::resolve(runbook, &options.vars)?;
     let from = match (&options.resume, &options.from) {
@@ -156,13 +155,38 @@ fn check_before_start(
     if !problems.is_empty() {
         return Err(Diagnostics(problems).into());
     }
-    for index in from..runbook.runbook.steps.len() {
-        if let Some(Scripted::Skip(_)) = options.script.as_ref().map(|s| &s.steps[index]) {
-            continue;
-        }
-        services.prepare(runbook.runbook.steps[index].kind()).map_err(Error::invalid)?;
-    }
     Ok((inputs, from))
+}
+
+/// The steps from `from` on that the preflight looks at (not the scripted skips, nor what a
+/// resumed run already settled), and how many of the first of them only reduce exposure and
+/// may run while the rest is checked.
+fn preflight_order(runbook: &LoadedRunbook, options: &WalkOptions, from: usize) -> (Vec<usize>, usize) {
+    let settled =
+        options.resume.as_ref().and_then(|r| RunState::fold(&r.records)).map(|state| settled(runbook, &state));
+    let indexes: Vec<usize> = (from..runbook.runbook.steps.len())
+        .filter(|&i| {
+            !matches!(options.script.as_ref().map(|s| &s.steps[i]), Some(Scripted::Skip(_)))
+                && !settled.as_ref().is_some_and(|s| s.contains(&runbook.runbook.steps[i].common.id))
+        })
+        .collect();
+    let early = if options.dry_run || runbook.runbook.preflight == PreflightOrder::AllFirst {
+        0
+    } else {
+        indexes.iter().take_while(|i| runbook.runbook.steps[**i].only_reduces_exposure()).count()
+    };
+    (indexes, early)
+}
+
+/// The steps of `state`'s run already done or skipped: a resumed run never runs them again.
+fn settled(runbook: &LoadedRunbook, state: &RunState) -> std::collections::HashSet<String> {
+    runbook
+        .runbook
+        .steps
+        .iter()
+        .map(|s| s.common.id.clone())
+        .filter(|id| matches!(state.result(id), Some(StepResult::Done | StepResult::Skipped)))
+        .collect()
 }
 
 /// Walk `runbook` against `services` (built from `config` by the commands, fakes in tests).
@@ -174,20 +198,31 @@ pub fn walk(
     options: &WalkOptions,
     state_dir: &Path,
 ) -> Result<Finished, Error> {
-    let (inputs, from) = check_before_start(ui, config, runbook, options, services)?;
-    let (mut run, _lock) = match &options.resume {
-        Some(resumption) => resume(Walk { ui, config, services, runbook, options }, state_dir, inputs, resumption)?,
-        None => start(Walk { ui, config, services, runbook, options }, state_dir, inputs)?,
-    };
-    let indexes = run.to_check(from);
+    let (inputs, from) = check_before_start(ui, config, runbook, options)?;
     // The leading steps that only reduce exposure run as soon as they are checked; the rest is
-    // checked meanwhile, on services of its own in another thread.
-    let early = if options.dry_run || runbook.runbook.preflight == PreflightOrder::AllFirst {
-        0
-    } else {
-        indexes.iter().take_while(|i| runbook.runbook.steps[**i].only_reduces_exposure()).count()
-    };
+    // checked meanwhile, on services of its own in another thread. Git, which the mitigation
+    // does not need and whose set-up alone (libgit2's TLS) takes tens of milliseconds, is then
+    // set up there first, and here only once the mitigation is done.
+    let (indexes, early) = preflight_order(runbook, options, from);
     let background = if early > 0 && early < indexes.len() { services.fork() } else { None };
+    let mitigation_uses = |kind: StepKind| indexes[..early].iter().any(|&i| runbook.runbook.steps[i].kind() == kind);
+    let mut later: Vec<StepKind> = Vec::new();
+    for &index in &indexes {
+        let kind = runbook.runbook.steps[index].kind();
+        if background.is_some() && kind.service() == Some(Service::Git) && !mitigation_uses(kind) {
+            if !later.contains(&kind) {
+                later.push(kind);
+            }
+            continue;
+        }
+        services.prepare(kind).map_err(Error::invalid)?;
+    }
+    let (mut run, _lock) = match &options.resume {
+        Some(resumption) => {
+            resume(Walk { ui, config, services, runbook, options, later: &later }, state_dir, inputs, resumption)?
+        }
+        None => start(Walk { ui, config, services, runbook, options, later: &later }, state_dir, inputs)?,
+    };
     let (outputs, earlier) = {
         let state = run.state.borrow();
         (state.outputs().clone(), state.earlier_runs())
@@ -222,7 +257,11 @@ pub fn walk(
         if plan.iter().any(|(_, p)| matches!(p, Planned::Failed(_))) {
             // A mitigation step cannot be checked: every step is reported, and none runs.
             let mut all = plan;
-            all.extend(run.own(joined(handle)?)?);
+            run.describe_later();
+            match joined(handle).and_then(|checked| run.own(checked)) {
+                Ok(rest) => all.extend(rest),
+                Err(error) => return run.stopped_by(error),
+            }
             if let Some(finished) = run.preflight_verdict(&all, false)? {
                 return Ok(finished);
             }
@@ -249,6 +288,9 @@ struct Walk<'a> {
     services: &'a dyn StepFactory,
     runbook: &'a LoadedRunbook,
     options: &'a WalkOptions,
+    /// The kinds of service only steps checked in the background use: not described in the
+    /// header, but with the rest of the plan.
+    later: &'a [StepKind],
 }
 
 /// Start a new run: its journal, `run_started`, the header and (unless a dry run) the lock.
@@ -308,13 +350,7 @@ fn resume<'a>(
     let journal = Journal::reopen(state_dir, &resumption.run_id)?;
     let state = RunState::fold(&resumption.records).unwrap_or_default();
     let run_id = resumption.run_id.clone();
-    let settled = runbook
-        .runbook
-        .steps
-        .iter()
-        .map(|s| s.common.id.clone())
-        .filter(|id| matches!(state.result(id), Some(StepResult::Done | StepResult::Skipped)))
-        .collect();
+    let settled = settled(runbook, &state);
     let mut run = Run::new(walk, inputs, run_id, journal, state);
     run.settled = settled;
     let at = runbook.runbook.steps.get(resumption.at).map_or("the end", |s| s.common.id.as_str());
@@ -405,12 +441,15 @@ struct Run<'a> {
     /// Taken up again by `rollout resume`: the steps before the one it goes on from are the
     /// journal's already.
     resumed: bool,
+    /// The kinds of service described with the rest of the plan, not in the header.
+    later: Vec<StepKind>,
 }
 
 impl<'a> Run<'a> {
     fn new(walk: Walk<'a>, inputs: Inputs, run_id: String, journal: Journal, state: RunState) -> Run<'a> {
-        let Walk { ui, config, services, runbook, options } = walk;
+        let Walk { ui, config, services, runbook, options, later } = walk;
         Run {
+            later: later.to_vec(),
             ui,
             config,
             runbook,
@@ -474,6 +513,20 @@ impl<'a> Run<'a> {
         std::cell::Ref::map(self.state.borrow(), RunState::outputs)
     }
 
+    /// The header's lines for the services set up in the background, now that they are.
+    fn describe_later(&self) {
+        for &kind in &self.later {
+            self.describe(kind);
+        }
+    }
+
+    /// Where a kind of step acts, one header line.
+    fn describe(&self, kind: StepKind) {
+        if let Some((label, place)) = self.services.describe(kind) {
+            self.ui.say(format!("  {label:<7} {place}"));
+        }
+    }
+
     fn header(&self, dry_run: bool) {
         let book = &self.runbook.runbook;
         let ui = self.ui;
@@ -492,8 +545,12 @@ impl<'a> Run<'a> {
             }
         }
         for kind in kinds {
-            if let Some((label, place)) = self.services.describe(kind) {
-                ui.say(format!("  {label:<7} {place}"));
+            if self.later.contains(&kind) {
+                if let Some(label) = kind.service().and_then(Service::label) {
+                    ui.say(format!("  {label:<7} checked in the background, shown with the rest of the plan"));
+                }
+            } else {
+                self.describe(kind);
             }
         }
         for spec in &book.steps {
@@ -536,17 +593,6 @@ impl<'a> Run<'a> {
 
     fn progress(&self) -> String {
         self.state.borrow().progress(self.total())
-    }
-
-    /// The steps from `from` on that the preflight looks at: not the scripted skips, nor what a
-    /// resumed run already settled.
-    fn to_check(&self, from: usize) -> Vec<usize> {
-        (from..self.total())
-            .filter(|&i| {
-                !matches!(self.scripted(i), Some(Scripted::Skip(_)))
-                    && !self.settled.contains(&self.runbook.runbook.steps[i].common.id)
-            })
-            .collect()
     }
 
     /// The background's findings with steps of this thread's services for the ready ones.
@@ -627,6 +673,7 @@ impl<'a> Run<'a> {
     /// here if a step cannot succeed, and what was already done stays.
     fn rest_verdict(&mut self, plan: &[(usize, Planned<'a>)]) -> Result<Option<Finished>, Error> {
         let ui = self.ui;
+        self.describe_later();
         ui.say(ui.dim("  preflight of the other steps:"));
         let (preconditions, errors) = self.show_plan(plan, false)?;
         if preconditions + errors == 0 {
@@ -652,6 +699,14 @@ impl<'a> Run<'a> {
             plan.len()
         ));
         self.finish(RunStatus::PreflightFailed, ExitCode::Preflight).map(Some)
+    }
+
+    /// The background preflight could not look at the rest (a service it could not set up):
+    /// the run ends there, journaled, with that error's exit code.
+    fn stopped_by(&mut self, error: Error) -> Result<Finished, Error> {
+        let status = if error.code == ExitCode::Preflight { RunStatus::PreflightFailed } else { RunStatus::Failed };
+        self.record(Event::RunFinished { status, exit_code: error.code.code() })?;
+        Err(error)
     }
 
     /// Print the plan (every step's preview, and what cannot succeed); end the run if it must.
@@ -712,7 +767,10 @@ impl<'a> Run<'a> {
                 continue;
             }
             if let Some((_, handle)) = pending.take_if(|(at, _)| *at <= index) {
-                let rest = self.own(joined(handle)?)?;
+                let rest = match joined(handle).and_then(|checked| self.own(checked)) {
+                    Ok(rest) => rest,
+                    Err(error) => return self.stopped_by(error),
+                };
                 if let Some(finished) = self.rest_verdict(&rest)? {
                     return Ok(finished);
                 }

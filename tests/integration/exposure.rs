@@ -350,6 +350,10 @@ fn the_header_plan_and_summary_say_where_and_what() {
         assert!(at(step) > first_prompt && at(step) < second, "{step:?} is shown before step 2 runs");
     }
     assert!(out.stderr.contains("preflight: 3 more steps checked, 1 checked when they run"), "{}", out.stderr);
+    // Git is set up (and shown) only once the mitigation is done: its TLS set-up alone would
+    // delay the first write by tens of milliseconds.
+    assert!(at("  git     checked in the background") < first_prompt, "{}", out.stderr);
+    assert!(at("  git     remote origin") > first_prompt, "{}", out.stderr);
 
     env.write("flags.json", &flags);
     let out = env.run(&["incident", "--severity", "high", "--yes", "--var", &format!("commit={commit}")]);

@@ -143,6 +143,11 @@ pub enum Service {
 }
 
 impl Service {
+    /// Its name in the run header: the config section, for the services the header shows.
+    pub fn label(self) -> Option<&'static str> {
+        (self != Service::Notify).then(|| self.section())
+    }
+
     /// The config section it is set up from.
     pub fn section(self) -> &'static str {
         match self {
