@@ -102,7 +102,7 @@ pub fn runbook_named(config: &Config, name: &str) -> Result<LoadedRunbook, Error
     } else {
         format!("runbooks there: {}", echo::clip(&known.join(", ")))
     };
-    let shown = echo::clip(name);
+    let shown = crate::untrusted::one_line(&echo::clip(name)).into_owned();
     let error = if name.contains(['/', '\\']) || name.starts_with('.') {
         anyhow!(
             "`{shown}` is not a runbook name: `rollout run` takes the name of a file in {}, without .yaml",

@@ -31,8 +31,12 @@ pub struct Recorded {
 /// sandbox is gone), with the origin this version journals.
 pub fn recorded(ui: &Ui, state_dir: &Path, run: &str) -> Result<Recorded, Error> {
     let (path, rehearsal) = journal::find(state_dir, run).map_err(Error::invalid)?.ok_or_else(|| {
-        Error::invalid(anyhow!("no run {} in {}", crate::echo::clip(run), journal::runs_dir(state_dir).display()))
-            .with_hint("`rollout runs` lists them")
+        Error::invalid(anyhow!(
+            "no run {} in {}",
+            crate::untrusted::one_line(&crate::echo::clip(run)),
+            journal::runs_dir(state_dir).display()
+        ))
+        .with_hint("`rollout runs` lists them")
     })?;
     if rehearsal {
         return Err(Error::invalid(anyhow!("run {run} is a rehearsal: its sandbox is gone, so it cannot be taken up")));

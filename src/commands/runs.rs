@@ -114,7 +114,7 @@ fn read(ui: &Ui, journal: &Path, rehearsal: bool) -> Option<Told> {
 pub fn open(ui: &Ui, state_dir: &Path, run: &str) -> Result<Told, Error> {
     let runs = journal::runs_dir(state_dir);
     let no_run = || {
-        let shown = crate::echo::clip(run);
+        let shown = crate::untrusted::one_line(&crate::echo::clip(run)).into_owned();
         Error::invalid(anyhow::anyhow!("no run {shown} in {}; `rollout runs` lists them", runs.display()))
     };
     let (path, rehearsal) = journal::find(state_dir, run).map_err(Error::invalid)?.ok_or_else(no_run)?;

@@ -304,9 +304,24 @@ fn went_wrong(stories: &[&Story], every: &[(&Story, &Attempt)], unmitigated: boo
     wrong
 }
 
-/// A table cell: printable, with `|` escaped and line breaks as `<br>`.
+/// The most characters of one text from the journal a timeline shows (an error with a CI
+/// log tail fits; a runaway one is cut, saying how long it was).
+const SHOWN: usize = 4000;
+
+/// Text from the journal as markdown shows it: printable, `&` and `<` as entities, so that no
+/// tag or entity of a log line is markup in the postmortem (`->` stays as it is), and cut at
+/// `SHOWN` characters.
+fn inert(text: &str) -> String {
+    let cut = match text.char_indices().nth(SHOWN) {
+        Some((at, _)) => format!("{}… ({} characters)", &text[..at], text.chars().count()),
+        None => text.to_string(),
+    };
+    printable(&cut).replace('&', "&amp;").replace('<', "&lt;")
+}
+
+/// A table cell: inert, with `|` escaped and line breaks as `<br>`.
 fn cell(text: &str) -> String {
-    printable(text).replace('|', "\\|").replace('\n', "<br>")
+    inert(text).replace('|', "\\|").replace('\n', "<br>")
 }
 
 /// `## heading`, a blank line, then `body`, then a blank line.
@@ -331,7 +346,7 @@ fn bullets(items: &[String], none: &str) -> Vec<String> {
         return vec![none.to_string()];
     }
     // A list item may run over lines: each further line is indented under it.
-    items.iter().map(|item| format!("- {}", printable(item).replace('\n', "\n  "))).collect()
+    items.iter().map(|item| format!("- {}", inert(item).replace('\n', "\n  "))).collect()
 }
 
 fn summary_lines(t: &Timeline) -> Vec<String> {

@@ -168,7 +168,10 @@ pub fn read(path: &Path) -> Result<Read> {
 /// start of one id. `None` when no journal matches; an `Err` when several do.
 pub fn find(state_dir: &Path, run: &str) -> Result<Option<(PathBuf, bool)>> {
     if run.is_empty() || run.contains(['/', '\\']) || run.starts_with('.') {
-        anyhow::bail!("`{}` is not a run id: `rollout runs` lists them", crate::echo::clip(run));
+        anyhow::bail!(
+            "`{}` is not a run id: `rollout runs` lists them",
+            crate::untrusted::one_line(&crate::echo::clip(run))
+        );
     }
     let mut found = Vec::new();
     for (dir, rehearsal) in [(runs_dir(state_dir), false), (runs_dir(&rehearsals_dir(state_dir)), true)] {
@@ -192,9 +195,21 @@ pub fn find(state_dir: &Path, run: &str) -> Result<Option<(PathBuf, bool)>> {
         0 => Ok(None),
         1 => Ok(found.pop()),
         n => {
-            let ids: Vec<String> =
-                found.iter().filter_map(|(p, _)| p.file_stem().map(|s| s.to_string_lossy().into_owned())).collect();
-            anyhow::bail!("{n} runs start with `{}`: {}", crate::echo::clip(run), ids.join(", "))
+            let mut ids: Vec<String> = found
+                .iter()
+                .filter_map(|(p, rehearsal)| {
+                    let id = p.file_stem()?.to_string_lossy().into_owned();
+                    Some(if *rehearsal { format!("{id} (rehearsal)") } else { id })
+                })
+                .collect();
+            ids.sort();
+            let more = if n > 10 { format!(", and {} more", n - 10) } else { String::new() };
+            ids.truncate(10);
+            anyhow::bail!(
+                "{n} runs start with `{}`: {}{more}; give more of the id",
+                crate::untrusted::one_line(&crate::echo::clip(run)),
+                ids.join(", ")
+            )
         }
     }
 }

@@ -568,3 +568,18 @@ fn a_flag_a_later_step_changed_and_a_journaled_command_verdict_are_no_drift() {
     assert!(out.stderr.contains("success as journaled; it cannot be asked again"), "{}", out.stderr);
     assert!(!out.stderr.contains("no longer hold"), "{}", out.stderr);
 }
+
+#[test]
+fn a_prefix_several_runs_share_is_refused_naming_them_in_order() {
+    let (_server, env) = flipper();
+    env.run(&["run", "incident", "--yes"]).code(0);
+    env.run(&["run", "incident", "--yes"]).code(0);
+    let out = env.run(&["resume", "2"]);
+    out.code(2);
+    let listed = out.stderr.split("2 runs start with `2`: ").nth(1).and_then(|rest| rest.split(';').next());
+    let ids: Vec<&str> = listed.unwrap_or_else(|| panic!("{}", out.stderr)).split(", ").collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!((ids.len(), &ids), (2, &sorted), "{}", out.stderr);
+    assert!(out.stderr.contains("give more of the id"), "{}", out.stderr);
+}

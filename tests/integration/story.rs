@@ -529,12 +529,18 @@ fn timeline_cells_escape_pipes_line_breaks_and_terminal_escapes() {
     let env = Env::new();
     resumed(&env, "20261202T030000Z-high-0001");
     let path = env.state_dir().join("runs/20261202T030000Z-high-0001.jsonl");
-    let text = std::fs::read_to_string(&path).unwrap().replace("tests | lint", "tests | lint\\u001b[2K");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("tests | lint", "tests | lint\\u001b[2K")
+        .replace("second line", "second line </details><script>alert(1)</script> & more");
     std::fs::write(&path, text).unwrap();
     let out = env.run(&["timeline", "20261202T030000Z-high-0001"]);
     out.code(0);
     let row = out.stdout.lines().find(|l| l.contains("run 41 failed")).unwrap();
     assert!(row.contains(r"tests \| lint\u{1b}[2K<br>second line"), "{row}");
+    // A log line is never markup in the postmortem.
+    assert!(row.contains("&lt;/details>&lt;script>alert(1)&lt;/script> &amp; more"), "{row}");
+    assert!(!out.stdout.contains("<script>"), "{}", out.stdout);
     let table: Vec<&str> =
         out.stdout.lines().skip_while(|l| !l.starts_with("| Time (UTC)")).take_while(|l| l.starts_with('|')).collect();
     assert_eq!(table.len(), 10, "{}", out.stdout);
