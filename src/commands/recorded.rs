@@ -159,12 +159,26 @@ fn refuse_changed(ui: &Ui, recorded: &Recorded, changed: &[Changed], force: bool
     .with_hint("look at the difference above; --force goes on with the files as they are now"))
 }
 
-/// Refuse (exit 5) while run `run_id` is still going: its lock names a live process here.
-pub fn refuse_if_running(state_dir: &Path, run_id: &str, doing: &str) -> Result<(), Error> {
+/// Run `run` read back to be taken further (`verb`: resume, undo): refused when it is a dry
+/// run, which changed nothing, or when it is still going.
+pub fn to_take_further(ui: &Ui, state_dir: &Path, run: &str, verb: &str) -> Result<Recorded, Error> {
+    let recorded = recorded(ui, state_dir, run)?;
+    let run_id = &recorded.state.run_id;
+    if recorded.state.dry_run {
+        return Err(Error::invalid(anyhow!(
+            "run {run_id} is a dry run: it changed nothing, so there is nothing to {verb}"
+        )));
+    }
+    refuse_if_running(state_dir, run_id, verb)?;
+    Ok(recorded)
+}
+
+/// Refuse (exit 5) while run `run_id` is still going: a process holds its lock.
+fn refuse_if_running(state_dir: &Path, run_id: &str, verb: &str) -> Result<(), Error> {
     for (_, holder) in lock::holders(state_dir) {
         if holder.run_id == run_id && holder.liveness() == Liveness::Running {
             return Err(Error::new(ExitCode::Locked, anyhow!("run {run_id} is still going: {holder}"))
-                .with_hint(format!("wait for it to finish, or stop it, before {doing} it")));
+                .with_hint(format!("wait for it to finish, or stop it, before you {verb} it")));
         }
     }
     Ok(())

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use anyhow::anyhow;
 
-use super::recorded::{Recorded, files, recorded, refuse_if_running};
+use super::recorded::{Recorded, files, to_take_further};
 use crate::cli::ResumeArgs;
 use crate::engine::event::RunStatus;
 use crate::engine::journal;
@@ -173,13 +173,8 @@ fn verb(n: usize) -> &'static str {
 pub fn resume(ui: &Ui, args: &ResumeArgs) -> Result<ExitCode, Error> {
     crate::interrupt::install();
     let state_dir = journal::state_dir();
-    let recorded = recorded(ui, &state_dir, &args.run)?;
+    let recorded = to_take_further(ui, &state_dir, &args.run, "resume")?;
     let run_id = recorded.state.run_id.clone();
-    if recorded.state.dry_run {
-        return Err(Error::invalid(anyhow!(
-            "run {run_id} is a dry run: it changed nothing, so there is nothing to resume"
-        )));
-    }
     if recorded.purpose.is_some() {
         return Err(Error::invalid(anyhow!("run {run_id} is not a runbook's walk: it is not resumed"))
             .with_hint("run `rollout undo` again for an undo: it puts back only what is still changed"));
@@ -195,7 +190,6 @@ pub fn resume(ui: &Ui, args: &ResumeArgs) -> Result<ExitCode, Error> {
         }
         _ => {}
     }
-    refuse_if_running(&state_dir, &run_id, "resuming")?;
     let (config, runbook) = files(ui, &recorded, args.force)?;
     let vars = inputs_again(&recorded, &args.vars)?;
     let services = Services::new(&config);

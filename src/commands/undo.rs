@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::anyhow;
 
-use super::recorded::{Recorded, recorded, refuse_if_running};
+use super::recorded::{Recorded, to_take_further};
 use crate::cli::UndoArgs;
 use crate::config::Config;
 use crate::engine::event::{Event, Purpose};
@@ -178,17 +178,11 @@ fn undo_runbook(recorded: &Recorded, steps: &[UndoStep]) -> Result<LoadedRunbook
 pub fn undo(ui: &Ui, args: &UndoArgs) -> Result<ExitCode, Error> {
     crate::interrupt::install();
     let state_dir = journal::state_dir();
-    let recorded = recorded(ui, &state_dir, &args.run)?;
+    let recorded = to_take_further(ui, &state_dir, &args.run, "undo")?;
     let run_id = recorded.state.run_id.clone();
-    if recorded.state.dry_run {
-        return Err(Error::invalid(anyhow!(
-            "run {run_id} is a dry run: it changed nothing, so there is nothing to undo"
-        )));
-    }
     if recorded.purpose == Some(Purpose::Unlock) {
         return Err(Error::invalid(anyhow!("run {run_id} records an unlock: there is nothing to undo")));
     }
-    refuse_if_running(&state_dir, &run_id, "undoing")?;
     let config = super::recorded::config(ui, &recorded, args.force)?;
     let kinds: HashMap<&str, &str> = recorded
         .records

@@ -114,8 +114,8 @@ fn runbook_yaml(steps: &[(&str, &str)]) -> String {
     yaml
 }
 
-/// Walk `steps` with `--yes` (and `from`) against `services`; the end and the journal's events.
-fn walk_with(steps: &[(&str, &str)], services: &FakeServices, from: Option<&str>) -> (Finished, Vec<Event>) {
+/// A folder with a config and the runbook of manual steps `steps`, loaded, and a quiet Ui.
+fn workspace(steps: &[(&str, &str)]) -> (tempfile::TempDir, Config, LoadedRunbook, Ui) {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir(dir.path().join("runbooks")).expect("runbooks dir");
     std::fs::write(dir.path().join("rollout.yaml"), "version: 1\n").expect("config");
@@ -124,6 +124,12 @@ fn walk_with(steps: &[(&str, &str)], services: &FakeServices, from: Option<&str>
     let config = Config::load(&dir.path().join("rollout.yaml")).expect("config loads");
     let runbook = LoadedRunbook::load(&runbook_path).expect("runbook loads");
     let ui = Ui::new(&Cli::parse_from(["rollout", "--quiet", "run", "test"]));
+    (dir, config, runbook, ui)
+}
+
+/// Walk `steps` with `--yes` (and `from`) against `services`; the end and the journal's events.
+fn walk_with(steps: &[(&str, &str)], services: &FakeServices, from: Option<&str>) -> (Finished, Vec<Event>) {
+    let (dir, config, runbook, ui) = workspace(steps);
     let no_pause = Backoff { first: Duration::ZERO, ..Backoff::STEP_RETRY };
     let options =
         WalkOptions { yes: true, from: from.map(String::from), retry_pause: Some(no_pause), ..WalkOptions::default() };
@@ -225,14 +231,7 @@ fn an_interruption_ends_the_run_with_130() {
 /// Walk `steps` once, then resume the run it left, as `rollout resume` does: both ends, and
 /// the one journal's events.
 fn walk_then_resume(steps: &[(&str, &str)], services: &FakeServices) -> (Finished, Finished, Vec<Event>) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::create_dir(dir.path().join("runbooks")).expect("runbooks dir");
-    std::fs::write(dir.path().join("rollout.yaml"), "version: 1\n").expect("config");
-    let runbook_path = dir.path().join("runbooks/test.yaml");
-    std::fs::write(&runbook_path, runbook_yaml(steps)).expect("runbook");
-    let config = Config::load(&dir.path().join("rollout.yaml")).expect("config loads");
-    let runbook = LoadedRunbook::load(&runbook_path).expect("runbook loads");
-    let ui = Ui::new(&Cli::parse_from(["rollout", "--quiet", "run", "test"]));
+    let (dir, config, runbook, ui) = workspace(steps);
     let state = dir.path().join("state");
     let options = WalkOptions { yes: true, ..WalkOptions::default() };
     let first = walk(&ui, &config, services, &runbook, &options, &state).expect("the walk ends");
