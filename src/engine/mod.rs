@@ -481,13 +481,8 @@ impl<'a> Run<'a> {
 
     /// The action of step `index`: the script's, or the runbook's with what is known so far.
     fn action(&self, index: usize) -> Result<Action, Unresolved> {
-        match self.scripted(index) {
-            Some(Scripted::Act(action)) => Ok(action.clone()),
-            // A scripted skip is never carried out, so never resolved either.
-            Some(Scripted::Skip(_)) | None => {
-                resolve::action(self.runbook, index, Scope { inputs: &self.inputs, outputs: &self.scope_outputs() })
-            }
-        }
+        let outputs = self.scope_outputs();
+        preflight::action(self.runbook, self.script, index, Scope { inputs: &self.inputs, outputs: &outputs })
     }
 
     fn total(&self) -> usize {

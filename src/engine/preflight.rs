@@ -55,16 +55,24 @@ pub(super) struct Lookup<'s> {
     pub script: Option<&'s Script>,
 }
 
+/// The action of step `index`: the script's, or the runbook's with what `scope` knows.
+pub(super) fn action(
+    runbook: &LoadedRunbook,
+    script: Option<&Script>,
+    index: usize,
+    scope: Scope,
+) -> Result<Action, Unresolved> {
+    match script.map(|s| &s.steps[index]) {
+        Some(Scripted::Act(action)) => Ok(action.clone()),
+        // A scripted skip is never carried out, so never resolved either.
+        Some(Scripted::Skip(_)) | None => resolve::action(runbook, index, scope),
+    }
+}
+
 impl Lookup<'_> {
-    /// The action of step `index`: the script's, or the runbook's with the outputs known.
+    /// The action of step `index`, with the outputs known when the preflight began.
     pub fn action(&self, index: usize) -> Result<Action, Unresolved> {
-        match self.script.map(|s| &s.steps[index]) {
-            Some(Scripted::Act(action)) => Ok(action.clone()),
-            // A scripted skip is never carried out, so never resolved either.
-            Some(Scripted::Skip(_)) | None => {
-                resolve::action(self.runbook, index, Scope { inputs: self.inputs, outputs: self.outputs })
-            }
-        }
+        action(self.runbook, self.script, index, Scope { inputs: self.inputs, outputs: self.outputs })
     }
 
     /// Preview the steps `indexes` in order with `services`, each assuming the earlier ones
