@@ -583,3 +583,41 @@ fn a_prefix_several_runs_share_is_refused_naming_them_in_order() {
     assert_eq!((ids.len(), &ids), (2, &sorted), "{}", out.stderr);
     assert!(out.stderr.contains("give more of the id"), "{}", out.stderr);
 }
+
+#[test]
+fn a_revert_reverted_or_gone_from_the_branch_since_the_crash_is_drift() {
+    use crate::support::git;
+    for change in ["revert the revert", "reset the branch"] {
+        let env = Env::new();
+        env.write(
+            "runbooks/fix.yaml",
+            "version: 1\ntitle: Revert\ninputs: { commit: { type: commit } }\nsteps:\n  - id: revert\n    name: Revert it\n    revert: { commit: \"{{ inputs.commit }}\" }\n  - id: check\n    name: Check\n    manual: { instructions: Look }\n",
+        );
+        let commit = env.sandbox.offending.to_string();
+        env.answer(&["run", "fix", "--var", &format!("commit={commit}")], "y\na\n").code(4);
+        let id = run_id(&env);
+        let remote = env.sandbox.remote();
+        let before = git(&remote, &["rev-parse", "main~1"]);
+        let scratch = tempfile::tempdir().unwrap();
+        let work = scratch.path().join("w");
+        git(scratch.path(), &["clone", "-q", remote.to_str().unwrap(), "w"]);
+        match change {
+            "revert the revert" => {
+                git(&work, &["-c", "user.name=Ann", "-c", "user.email=ann@example.org", "revert", "--no-edit", "HEAD"]);
+                git(&work, &["push", "-q", "origin", "HEAD:main"]);
+            }
+            _ => {
+                git(&work, &["push", "-q", "--force", "origin", &format!("{before}:main")]);
+            }
+        }
+        let out = env.run(&["resume", &id, "--yes"]);
+        out.code(3);
+        let said = if change == "revert the revert" {
+            "was itself reverted on origin/main by"
+        } else {
+            "is no longer on origin/main"
+        };
+        assert!(out.stderr.contains(said), "{change}: {}", out.stderr);
+        assert!(out.stderr.contains("1 done step no longer holds"), "{change}: {}", out.stderr);
+    }
+}
