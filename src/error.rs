@@ -41,7 +41,7 @@ impl ExitCode {
             ExitCode::StepFailed => "a step failed (its error is printed and journaled)",
             ExitCode::Invalid => "invalid input: usage, runbook, config, missing variable, no terminal without --yes",
             ExitCode::Preflight => {
-                "preflight failed: a read-only check shows a step cannot succeed; nothing was changed"
+                "preflight failed: a step cannot succeed; nothing changed but mitigation steps run first"
             }
             ExitCode::Aborted => "the operator aborted (or stdin closed at a prompt)",
             ExitCode::Locked => "another run holds the lock for this runbook",

@@ -32,7 +32,7 @@ use crate::yaml::Diagnostics;
 use event::{By, Event, Origin, Purpose, Record, RunStatus};
 use journal::Journal;
 use lock::RunLock;
-use preflight::{Checked, Lookup, Planned};
+use preflight::{Background, Checked, Lookup, Planned};
 use state::{RunState, StepResult};
 
 #[derive(Debug, Clone, Default)]
@@ -237,47 +237,50 @@ pub fn walk(
         earlier: &earlier,
         script: options.script.as_ref(),
     };
-    std::thread::scope(|scope| {
-        let mut projection = Projection::default();
-        let Some(factory) = background else {
-            let plan = lookup.check(services, &indexes, &mut projection)?;
-            if let Some(finished) = run.preflight_verdict(&plan, options.dry_run)? {
-                return Ok(finished);
-            }
-            return run.steps(from, plan, None);
-        };
-        let (first, rest) = indexes.split_at(early);
-        let plan = lookup.check(services, first, &mut projection)?;
-        let rest = rest.to_vec();
-        let at = rest[0];
-        let handle = scope.spawn(move || -> Result<Vec<(usize, Checked)>, Error> {
-            let plan = lookup.check(&*factory, &rest, &mut projection)?;
-            Ok(plan.into_iter().map(|(index, planned)| (index, Checked::from(planned))).collect())
-        });
-        if plan.iter().any(|(_, p)| matches!(p, Planned::Failed(_))) {
-            // A mitigation step cannot be checked: every step is reported, and none runs.
-            let mut all = plan;
-            run.describe_later();
-            match joined(handle).and_then(|checked| run.own(checked)) {
-                Ok(rest) => all.extend(rest),
-                Err(error) => return run.stopped_by(error),
-            }
-            if let Some(finished) = run.preflight_verdict(&all, false)? {
-                return Ok(finished);
-            }
-            return run.steps(from, all, None);
+    let mut projection = Projection::default();
+    let Some(factory) = background else {
+        let plan = lookup.check(services, &indexes, &mut projection)?;
+        if let Some(finished) = run.preflight_verdict(&plan, options.dry_run)? {
+            return Ok(finished);
         }
-        run.show_early(&plan, indexes.len())?;
-        run.steps(from, plan, Some((at, handle)))
-    })
+        return run.steps(from, plan, None);
+    };
+    let (first, rest) = indexes.split_at(early);
+    let plan = lookup.check(services, first, &mut projection)?;
+    let owned = preflight::Owned {
+        ui: ui.muted(),
+        run_id: run_id.clone(),
+        runbook: runbook.clone(),
+        inputs: inputs.clone(),
+        outputs: outputs.clone(),
+        earlier: earlier.clone(),
+        script: options.script.clone(),
+    };
+    let at = rest[0];
+    let handle = preflight::in_background(factory, owned, rest.to_vec(), projection);
+    if plan.iter().any(|(_, p)| matches!(p, Planned::Failed(_))) {
+        // A mitigation step cannot be checked: every step is reported, and none runs.
+        let mut all = plan;
+        run.describe_later();
+        match run.wait_for(handle)? {
+            Waited::Found(rest) => all.extend(rest),
+            Waited::Ended(finished) => return *finished,
+        }
+        if let Some(finished) = run.preflight_verdict(&all, false)? {
+            return Ok(finished);
+        }
+        return run.steps(from, all, None);
+    }
+    run.show_early(&plan, indexes.len())?;
+    run.steps(from, plan, Some((at, handle)))
 }
 
-/// The preflight going on in another thread: what it will find.
-type Background<'scope> = std::thread::ScopedJoinHandle<'scope, Result<Vec<(usize, Checked)>, Error>>;
-
-/// What the background preflight found, or why it found nothing.
-fn joined(handle: Background<'_>) -> Result<Vec<(usize, Checked)>, Error> {
-    handle.join().map_err(|_| Error::from(anyhow!("the preflight in the background stopped unexpectedly")))?
+/// How waiting for the background preflight ended.
+enum Waited<'a> {
+    /// What it found, with steps of this thread's services.
+    Found(Vec<(usize, Planned<'a>)>),
+    /// The run ended while waiting (Ctrl-C), or because it could not look.
+    Ended(Box<Result<Finished, Error>>),
 }
 
 /// What a walk is given: where it speaks, the config and its services, the runbook, the options.
@@ -696,8 +699,35 @@ impl<'a> Run<'a> {
         self.finish(RunStatus::PreflightFailed, ExitCode::Preflight).map(Some)
     }
 
-    /// The background preflight could not look at the rest (a service it could not set up):
-    /// the run ends there, journaled, with that error's exit code.
+    /// Wait for the background preflight, saying so if it takes a while; Ctrl-C ends the
+    /// run (what was already done stays, and the summary says so), never the wait alone.
+    fn wait_for(&mut self, handle: Background) -> Result<Waited<'a>, Error> {
+        let ui = self.ui;
+        let mut said = false;
+        let started = Instant::now();
+        while !handle.is_finished() {
+            if !said && started.elapsed() > Duration::from_millis(500) {
+                ui.say(ui.dim("  waiting for the preflight of the other steps (Ctrl-C stops here)"));
+                said = true;
+            }
+            if interrupt::sleep(Duration::from_millis(20)) {
+                ui.always(format!("  {} interrupted while the other steps were being checked", ui.caution("■")));
+                return Ok(Waited::Ended(Box::new(self.finish(RunStatus::Interrupted, ExitCode::Interrupted))));
+            }
+        }
+        let found = handle
+            .join()
+            .map_err(|_| Error::from(anyhow!("the preflight in the background stopped unexpectedly")))
+            .and_then(|found| found)
+            .and_then(|checked| self.own(checked));
+        Ok(match found {
+            Ok(rest) => Waited::Found(rest),
+            Err(error) => Waited::Ended(Box::new(self.stopped_by(error))),
+        })
+    }
+
+    /// The background preflight could not look at the rest: the run ends there, journaled,
+    /// with that error's exit code.
     fn stopped_by(&mut self, error: Error) -> Result<Finished, Error> {
         let status = if error.code == ExitCode::Preflight { RunStatus::PreflightFailed } else { RunStatus::Failed };
         self.record(Event::RunFinished { status, exit_code: error.code.code() })?;
@@ -741,7 +771,7 @@ impl<'a> Run<'a> {
         &mut self,
         from: usize,
         plan: Vec<(usize, Planned<'a>)>,
-        mut pending: Option<(usize, Background<'_>)>,
+        mut pending: Option<(usize, Background)>,
     ) -> Result<Finished, Error> {
         // The first step to run is applied with what its preflight preview worked out.
         let fresh = plan.first().map(|(index, _)| *index);
@@ -762,9 +792,9 @@ impl<'a> Run<'a> {
                 continue;
             }
             if let Some((_, handle)) = pending.take_if(|(at, _)| *at <= index) {
-                let rest = match joined(handle).and_then(|checked| self.own(checked)) {
-                    Ok(rest) => rest,
-                    Err(error) => return self.stopped_by(error),
+                let rest = match self.wait_for(handle)? {
+                    Waited::Found(rest) => rest,
+                    Waited::Ended(finished) => return *finished,
                 };
                 if let Some(finished) = self.rest_verdict(&rest)? {
                     return Ok(finished);

@@ -40,8 +40,44 @@ impl From<Planned<'_>> for Checked {
     }
 }
 
-/// What it takes to resolve and preview a run's steps, all borrowed, so that another thread
-/// can look too.
+/// The preflight going on in another thread: what it will find. Never joined before it has
+/// finished: a run that ends does not wait for it.
+pub(super) type Background = std::thread::JoinHandle<Result<Vec<(usize, Checked)>, Error>>;
+
+/// What a preflight in another thread needs, its own: it may outlive the walk.
+pub(super) struct Owned {
+    pub ui: Ui,
+    pub run_id: String,
+    pub runbook: LoadedRunbook,
+    pub inputs: Inputs,
+    pub outputs: HashMap<String, Outputs>,
+    pub earlier: HashMap<String, (String, String)>,
+    pub script: Option<Script>,
+}
+
+/// Preview `indexes` in another thread with `services`, from `projection` on.
+pub(super) fn in_background(
+    services: Box<dyn StepFactory + Send>,
+    owned: Owned,
+    indexes: Vec<usize>,
+    mut projection: Projection,
+) -> Background {
+    std::thread::spawn(move || {
+        let lookup = Lookup {
+            ui: &owned.ui,
+            run_id: &owned.run_id,
+            runbook: &owned.runbook,
+            inputs: &owned.inputs,
+            outputs: &owned.outputs,
+            earlier: &owned.earlier,
+            script: owned.script.as_ref(),
+        };
+        let plan = lookup.check(&*services, &indexes, &mut projection)?;
+        Ok(plan.into_iter().map(|(index, planned)| (index, Checked::from(planned))).collect())
+    })
+}
+
+/// What it takes to resolve and preview a run's steps, all borrowed.
 #[derive(Clone, Copy)]
 pub(super) struct Lookup<'s> {
     pub ui: &'s Ui,
@@ -91,7 +127,14 @@ impl Lookup<'_> {
                 Err(Unresolved::Waiting(reference)) => Planned::Deferred(reference),
                 Err(Unresolved::Invalid(diagnostic)) => return Err(Diagnostics(vec![diagnostic]).into()),
                 Ok(action) => {
-                    let step = services.step(action).map_err(Error::invalid)?;
+                    // A service that cannot be set up (a token not set) leaves the step unchecked.
+                    let step = match services.step(action) {
+                        Ok(step) => step,
+                        Err(error) => {
+                            plan.push((index, Planned::Failed(error)));
+                            continue;
+                        }
+                    };
                     let cx = Context {
                         ui: self.ui,
                         run_id: self.run_id,

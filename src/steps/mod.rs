@@ -197,8 +197,8 @@ pub trait StepFactory {
     /// Where a kind of step acts, for the run header.
     fn describe(&self, kind: StepKind) -> Option<(&'static str, String)>;
     /// Services of the same config, with connections of their own, for another thread (the
-    /// preflight in the background); None when there are none to give.
-    fn fork(&self) -> Option<Box<dyn StepFactory + Send + '_>> {
+    /// preflight in the background), which may outlive the walk; None when there are none.
+    fn fork(&self) -> Option<Box<dyn StepFactory + Send>> {
         None
     }
 }
@@ -294,8 +294,11 @@ impl StepFactory for Services<'_> {
         }
     }
 
-    fn fork(&self) -> Option<Box<dyn StepFactory + Send + '_>> {
-        Some(Box::new(Services::new(self.config)))
+    /// The background preflight is not waited for when a run ends (aborted, interrupted): its
+    /// services get a config of their own, kept until the process ends.
+    fn fork(&self) -> Option<Box<dyn StepFactory + Send>> {
+        let config: &'static Config = Box::leak(Box::new(self.config.clone()));
+        Some(Box::new(Services::new(config)))
     }
 
     fn prepare(&self, kind: StepKind) -> Result<()> {

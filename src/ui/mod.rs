@@ -54,6 +54,22 @@ impl Ui {
         }
     }
 
+    /// A Ui that shows nothing and asks nothing: for work in another thread (the preflight in
+    /// the background), which reports what it found instead.
+    pub fn muted(&self) -> Ui {
+        Ui {
+            color: self.color,
+            quiet: true,
+            verbose: false,
+            json: false,
+            stderr_is_terminal: false,
+            interactive: false,
+            stdout_lost: Mutex::new(Some(io::Error::other("muted"))),
+            stderr_open: AtomicBool::new(false),
+            prompt: prompt::Lines::default(),
+        }
+    }
+
     /// Whether someone can answer prompts (stdin is a terminal, or the test hook says so).
     pub fn interactive(&self) -> bool {
         self.interactive

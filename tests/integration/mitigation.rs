@@ -127,3 +127,55 @@ fn a_dry_run_shows_the_whole_plan_first() {
     assert!(out.stderr.contains("Dry run passed: 2 steps checked"), "{}", out.stderr);
     assert!(!out.stderr.contains("in the background"), "{}", out.stderr);
 }
+
+#[test]
+fn an_abort_at_the_mitigation_prompt_ends_at_once_whatever_the_background_is_doing() {
+    let (server, env) = workspace("");
+    let gate = Gate::default();
+    server.fail_path("/repos/va/vets-website/actions/workflows/deploy.yml", Fault::Hold(gate.clone()));
+    let mut command = env.command(&["run", "mitigate"]);
+    command.env("CI_TOKEN", TOKEN).env("ROLLOUT_FORCE_INTERACTIVE", "1");
+    let mut run = Background::spawn(command);
+    run.wait_for_stderr("Apply?");
+    run.send("a\n");
+    // The held check answers only after a minute: the run must not wait for it.
+    let out = run.finish(Duration::from_secs(10));
+    out.code(4);
+    assert_eq!(env.journal().last().unwrap()["status"], "aborted");
+    gate.open();
+}
+
+#[test]
+fn ctrl_c_while_the_rest_is_still_checked_ends_the_run_and_says_the_mitigation_stays() {
+    let (server, env) = workspace("");
+    let gate = Gate::default();
+    server.fail_path("/repos/va/vets-website/actions/workflows/deploy.yml", Fault::Hold(gate.clone()));
+    let mut command = env.command(&["run", "mitigate", "--yes"]);
+    command.env("CI_TOKEN", TOKEN);
+    let mut run = Background::spawn(command);
+    run.wait_for_stderr("waiting for the preflight of the other steps");
+    assert!(flag_is_off(&env), "the mitigation was applied first");
+    run.interrupt();
+    let out = run.finish(Duration::from_secs(10));
+    out.code(130);
+    assert!(out.stderr.contains("interrupted while the other steps were being checked"), "{}", out.stderr);
+    assert!(out.stderr.contains("disable  flag"), "the summary shows what was done: {}", out.stderr);
+    assert_eq!(env.journal().last().unwrap()["status"], "interrupted");
+    assert_eq!(server.runs().len(), 0, "nothing was triggered");
+    gate.open();
+}
+
+#[test]
+fn a_service_the_background_cannot_set_up_stops_the_run_there_and_says_what_stays() {
+    let env = Env::new();
+    env.write("rollout.yaml", &env.read("rollout.yaml").replace("git: {", "git: { token_env: NO_SUCH_TOKEN_FOR_GIT,"));
+    let commit = env.sandbox.offending.to_string();
+    let out = env.run(&["incident", "--severity", "high", "--yes", "--var", &format!("commit={commit}")]);
+    out.code(1);
+    assert!(out.stderr.contains("NO_SUCH_TOKEN_FOR_GIT"), "{}", out.stderr);
+    assert!(out.stderr.contains("stopped here, what was already done stays: reduce"), "{}", out.stderr);
+    assert_eq!(env.flag()["targeting"]["fractional"][0][1], 50, "the mitigation stays: {}", env.flag());
+    let journal = env.journal();
+    assert!(journal.iter().any(|e| e["event"] == "step_failed" && e["step"] == "revert"), "{journal:?}");
+    assert_eq!(journal.last().unwrap()["status"], "failed");
+}
