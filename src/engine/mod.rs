@@ -200,22 +200,21 @@ pub fn walk(
 ) -> Result<Finished, Error> {
     let (inputs, from) = check_before_start(ui, config, runbook, options)?;
     // The leading steps that only reduce exposure run as soon as they are checked; the rest is
-    // checked meanwhile, on services of its own in another thread. Git, which the mitigation
-    // does not need and whose set-up alone (libgit2's TLS) takes tens of milliseconds, is then
-    // set up there first, and here only once the mitigation is done.
+    // checked meanwhile, on services of its own in another thread. Every service is set up (its
+    // secrets known to the scrubber, its config checked) before the run starts; but git's first
+    // read, whose libgit2 set-up alone (its TLS) takes tens of milliseconds, is left to the
+    // background, and the header shows the remote with the rest of the plan.
     let (indexes, early) = preflight_order(runbook, options, from);
     let background = if early > 0 && early < indexes.len() { services.fork() } else { None };
     let mitigation_uses = |kind: StepKind| indexes[..early].iter().any(|&i| runbook.runbook.steps[i].kind() == kind);
     let mut later: Vec<StepKind> = Vec::new();
     for &index in &indexes {
         let kind = runbook.runbook.steps[index].kind();
-        if background.is_some() && kind.service() == Some(Service::Git) && !mitigation_uses(kind) {
-            if !later.contains(&kind) {
-                later.push(kind);
-            }
-            continue;
-        }
         services.prepare(kind).map_err(Error::invalid)?;
+        let deferred = background.is_some() && kind.service() == Some(Service::Git) && !mitigation_uses(kind);
+        if deferred && !later.contains(&kind) {
+            later.push(kind);
+        }
     }
     let (mut run, _lock) = match &options.resume {
         Some(resumption) => {
@@ -692,7 +691,7 @@ impl<'a> Run<'a> {
             return self.finish(RunStatus::Failed, ExitCode::StepFailed).map(Some);
         }
         ui.always(format!(
-            "{} Preflight failed: {preconditions} of {} steps cannot succeed; stopped before them, {stays}.",
+            "{} Preflight failed: {preconditions} of the {} other steps cannot succeed; stopped before them, {stays}.",
             ui.bad("✗"),
             plan.len()
         ));
@@ -724,6 +723,30 @@ impl<'a> Run<'a> {
             Ok(rest) => Waited::Found(rest),
             Err(error) => Waited::Ended(Box::new(self.stopped_by(error))),
         })
+    }
+
+    /// Whether step `index` ran to its end: done, it leaves what its preview said it would (or
+    /// found that already so).
+    fn changed_as_planned(&self, index: usize) -> bool {
+        self.state.borrow().result(&self.runbook.runbook.steps[index].common.id) == Some(StepResult::Done)
+    }
+
+    /// Preview `indexes` again here, from the live state and what the run has done so far.
+    fn check_again(&self, indexes: &[usize]) -> Result<Vec<(usize, Planned<'a>)>, Error> {
+        let (outputs, earlier) = {
+            let state = self.state.borrow();
+            (state.outputs().clone(), state.earlier_runs())
+        };
+        let lookup = Lookup {
+            ui: self.ui,
+            run_id: &self.run_id,
+            runbook: self.runbook,
+            inputs: &self.inputs,
+            outputs: &outputs,
+            earlier: &earlier,
+            script: self.script,
+        };
+        lookup.check(self.services, indexes, &mut Projection::default())
     }
 
     /// The background preflight could not look at the rest: the run ends there, journaled,
@@ -775,6 +798,8 @@ impl<'a> Run<'a> {
     ) -> Result<Finished, Error> {
         // The first step to run is applied with what its preflight preview worked out.
         let fresh = plan.first().map(|(index, _)| *index);
+        // While the rest is checked in the background, the steps planned here are the mitigation.
+        let early: Vec<usize> = if pending.is_some() { plan.iter().map(|(i, _)| *i).collect() } else { Vec::new() };
         let mut plans: HashMap<usize, Planned<'a>> = plan.into_iter().collect();
         let mut failed = false;
         for index in 0..self.total() {
@@ -792,10 +817,16 @@ impl<'a> Run<'a> {
                 continue;
             }
             if let Some((_, handle)) = pending.take_if(|(at, _)| *at <= index) {
-                let rest = match self.wait_for(handle)? {
+                let mut rest = match self.wait_for(handle)? {
                     Waited::Found(rest) => rest,
                     Waited::Ended(finished) => return *finished,
                 };
+                // The background assumed every mitigation step would do what it said; one the
+                // operator skipped (or that found nothing to change) did not: look again, live.
+                if early.iter().any(|i| !self.changed_as_planned(*i)) {
+                    let indexes: Vec<usize> = rest.iter().map(|(i, _)| *i).collect();
+                    rest = self.check_again(&indexes)?;
+                }
                 if let Some(finished) = self.rest_verdict(&rest)? {
                     return Ok(finished);
                 }

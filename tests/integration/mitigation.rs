@@ -73,7 +73,7 @@ fn a_later_step_that_cannot_succeed_stops_the_run_before_it_and_the_mitigation_s
     assert!(out.stderr.contains("workflow deploy.yml does not exist"), "{}", out.stderr);
     assert!(
         out.stderr.contains(
-            "Preflight failed: 1 of 1 steps cannot succeed; stopped before them, what was already done stays: disable"
+            "Preflight failed: 1 of the 1 other steps cannot succeed; stopped before them, what was already done stays: disable"
         ),
         "{}",
         out.stderr
@@ -166,16 +166,64 @@ fn ctrl_c_while_the_rest_is_still_checked_ends_the_run_and_says_the_mitigation_s
 }
 
 #[test]
-fn a_service_the_background_cannot_set_up_stops_the_run_there_and_says_what_stays() {
+fn a_git_token_not_set_is_refused_before_anything_and_its_value_is_never_shown() {
     let env = Env::new();
     env.write("rollout.yaml", &env.read("rollout.yaml").replace("git: {", "git: { token_env: NO_SUCH_TOKEN_FOR_GIT,"));
+    let flags = env.read("flags.json");
     let commit = env.sandbox.offending.to_string();
     let out = env.run(&["incident", "--severity", "high", "--yes", "--var", &format!("commit={commit}")]);
-    out.code(1);
-    assert!(out.stderr.contains("NO_SUCH_TOKEN_FOR_GIT"), "{}", out.stderr);
-    assert!(out.stderr.contains("stopped here, what was already done stays: reduce"), "{}", out.stderr);
+    out.code(2);
+    assert!(out.stderr.contains("NO_SUCH_TOKEN_FOR_GIT is not set"), "{}", out.stderr);
+    assert_eq!(env.read("flags.json"), flags, "nothing was changed");
+    // Set, it is a secret from the start: an input holding it is scrubbed in the header and the
+    // journal, although git itself is read only in the background.
+    let secret = "gittoken-5b1c0e7d9a";
+    let out = env.run_with(
+        &[
+            "incident",
+            "--severity",
+            "high",
+            "--yes",
+            "--var",
+            &format!("commit={commit}"),
+            "--var",
+            &format!("fix_ref={secret}"),
+        ],
+        &[("NO_SUCH_TOKEN_FOR_GIT", secret)],
+    );
+    assert!(!out.stderr.contains(secret), "{}", out.stderr);
+    assert!(!env.journal_text().contains(secret), "the journal never holds it");
+}
+
+#[test]
+fn a_clone_the_background_cannot_open_stops_the_run_there_and_says_what_stays() {
+    let env = Env::new();
+    std::fs::rename(env.path("app"), env.path("app.gone")).unwrap();
+    let commit = env.sandbox.offending.to_string();
+    let out = env.run(&["incident", "--severity", "high", "--yes", "--var", &format!("commit={commit}")]);
+    out.code(3);
+    assert!(out.stderr.contains("what was already done stays: reduce"), "{}", out.stderr);
     assert_eq!(env.flag()["targeting"]["fractional"][0][1], 50, "the mitigation stays: {}", env.flag());
     let journal = env.journal();
     assert!(journal.iter().any(|e| e["event"] == "step_failed" && e["step"] == "revert"), "{journal:?}");
-    assert_eq!(journal.last().unwrap()["status"], "failed");
+    assert_eq!(journal.last().unwrap()["status"], "preflight_failed");
+}
+
+#[test]
+fn a_skipped_mitigation_has_the_rest_checked_again_from_the_live_state() {
+    let env = Env::new();
+    env.write(
+        "runbooks/skip.yaml",
+        &format!(
+            "version: 1\ntitle: Skip\nsteps:\n  - id: off\n    name: Turn it off\n    optional: true\n    flag: {{ name: {FLAG}, state: off, direction: down }}\n  - id: look\n    name: Look\n    manual: {{ instructions: Look }}\n  - id: still-on\n    name: It is still on\n    flag: {{ name: {FLAG}, expect: on }}\n"
+        ),
+    );
+    let out = env.answer(&["run", "skip"], "s\ny\n");
+    out.code(0);
+    assert!(
+        !out.stderr.contains("but this step expects it on"),
+        "judged as if the skipped step had run: {}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("as expected (only read, never written)"), "{}", out.stderr);
 }
