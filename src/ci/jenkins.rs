@@ -153,10 +153,18 @@ impl Pipelines for Jenkins {
         trigger_once(&look_at, send, read)
     }
 
+    /// The build, once the queue item named it.
+    fn durable(&self, run: &RunHandle) -> Option<RunHandle> {
+        let build = self.builds.borrow().get(&run.id).cloned()?;
+        Some(RunHandle { id: build.clone(), url: Some(build) })
+    }
+
     fn poll(&self, run: &RunHandle) -> Result<RunState> {
         let cached = self.builds.borrow().get(&run.id).cloned();
         let build_url = match cached {
             Some(url) => url,
+            // A build's own URL (journaled once known): polled directly.
+            None if !run.id.contains("/queue/item/") => run.id.clone(),
             None => match self.left_queue(run)? {
                 Ok(url) => {
                     self.builds.borrow_mut().insert(run.id.clone(), url.clone());

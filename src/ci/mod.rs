@@ -150,6 +150,12 @@ pub trait Pipelines: Send {
         let at = run.url.as_deref().map(|u| format!(" at {u}")).unwrap_or_default();
         format!("run {} goes on{at}: rollout never cancels a remote run", run.id)
     }
+    /// A handle that outlasts `run`, once the service names the run by something longer-lived
+    /// than what the trigger answered (Jenkins: the build, which outlives its queue item by
+    /// far): journaled, so that a later rollout process follows that.
+    fn durable(&self, _run: &RunHandle) -> Option<RunHandle> {
+        None
+    }
     /// How long to wait before poll number `polls` (from 0): steady at first, then backing off.
     fn poll_interval(&self, polls: u32) -> Duration {
         crate::backoff::poll_pause(polls, false)
@@ -219,6 +225,10 @@ impl Pipelines for Printable {
 
     fn poll_interval(&self, polls: u32) -> Duration {
         self.0.poll_interval(polls)
+    }
+
+    fn durable(&self, run: &RunHandle) -> Option<RunHandle> {
+        self.0.durable(run)
     }
 
     fn rate_limit_pause(&self) -> Option<Duration> {

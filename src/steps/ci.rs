@@ -114,8 +114,21 @@ impl CiStep<'_> {
             rate_limit: &|| self.pipelines.rate_limit_pause(),
         };
         let mut waiting_for_human = None;
+        let mut journaled = run.clone();
         let ended = wait::until(cx, &label, self.timeout(), &policy, |progress| {
-            self.poll(run, &label, progress, &mut waiting_for_human)
+            let polled = self.poll(run, &label, progress, &mut waiting_for_human);
+            // A handle that outlasts the journaled one is journaled too, once: a later rollout
+            // process follows the run by it.
+            if let Some(durable) = self.pipelines.durable(run)
+                && durable.id != journaled.id
+            {
+                let url = durable.url.clone().unwrap_or_default();
+                if let Err(error) = (cx.triggered)(&durable.id, &url) {
+                    progress.warn(format!("run {} could not be journaled by its build: {error:#}", run.id));
+                }
+                journaled = durable;
+            }
+            polled
         })?;
         let limit = match ended {
             Ended::Ready(verdict) => return Ok(verdict),

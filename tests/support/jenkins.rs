@@ -65,6 +65,8 @@ struct State {
     queue: (u32, QueueEnd),
     next_queue_id: u64,
     merge_next: bool,
+    /// Queue items are gone (Jenkins keeps one about five minutes after its build starts).
+    queue_forgotten: bool,
     /// Session cookie value → crumb.
     sessions: BTreeMap<String, String>,
 }
@@ -139,6 +141,7 @@ impl Jenkins {
             queue: (1, QueueEnd::Starts),
             next_queue_id: 41,
             merge_next: false,
+            queue_forgotten: false,
             sessions: BTreeMap::new(),
         };
         let api = Arc::new(Api {
@@ -178,6 +181,12 @@ impl Jenkins {
     /// (default 1, Starts). Applies to items queued from now on.
     pub fn queue_script(&self, polls: u32, end: QueueEnd) {
         self.api.state.lock().unwrap().queue = (polls, end);
+    }
+
+    /// Every queue item so far is gone, as Jenkins drops one some minutes after its build
+    /// started: reading it answers 404.
+    pub fn forget_queue(&self) {
+        self.api.state.lock().unwrap().queue_forgotten = true;
     }
 
     /// The next trigger of a job is merged into its newest queue item: 303, that item's URL.
@@ -357,6 +366,9 @@ impl Api {
         match (request.method.as_str(), segments.as_slice()) {
             ("GET", ["crumbIssuer", "api", "json"]) => return self.crumb(&mut state),
             ("GET", ["api", "json"]) => return answer(self.root_json(&state)),
+            ("GET", ["queue", "item", _, "api", "json"]) if state.queue_forgotten => {
+                return html_error(404, "Not Found");
+            }
             ("GET", ["queue", "item", id, "api", "json"]) => {
                 return match state.recs.iter().position(|r| r.build.queue_id.to_string() == *id) {
                     Some(index) => answer(self.queue_read(&mut state, index)),
