@@ -85,7 +85,7 @@ pub fn files(ui: &Ui, recorded: &Recorded, force: bool) -> Result<(Config, Loade
     let config = Config::load(Path::new(&origin.config_path))?;
     let runbook = LoadedRunbook::load(runbook_path)?;
     let mut changed = Vec::new();
-    if sha256(runbook.source.text.as_bytes()) != origin.runbook_sha256 {
+    if crate::engine::event::sha256(runbook.source.text.as_bytes()) != origin.runbook_sha256 {
         let then = origin.runbook_text.clone();
         changed.push(Changed { what: "runbook", path: &origin.runbook_path, then, now: runbook.source.text.clone() });
     }
@@ -103,10 +103,6 @@ pub fn config(ui: &Ui, recorded: &Recorded, force: bool) -> Result<Config, Error
     Ok(config)
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(bytes))
-}
-
 /// A file the run read that is not what it was: its text then (if journaled) and now.
 struct Changed<'a> {
     what: &'static str,
@@ -118,7 +114,7 @@ struct Changed<'a> {
 fn config_change(origin: &Origin) -> Option<Changed<'_>> {
     let now = std::fs::read_to_string(&origin.config_path).unwrap_or_default();
     let digest = origin.config_sha256.as_deref()?;
-    (digest != sha256(now.as_bytes())).then(|| Changed {
+    (digest != crate::engine::event::sha256(now.as_bytes())).then(|| Changed {
         what: "config",
         path: &origin.config_path,
         then: origin.config_text.clone(),

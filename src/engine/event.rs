@@ -178,6 +178,11 @@ pub struct Origin {
     pub config_text: Option<String>,
 }
 
+/// The sha256 of `bytes`, hex, as `Origin` records a file's.
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(bytes))
+}
+
 /// What a run that walks no runbook of its own is for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -222,10 +222,7 @@ pub fn walk(
         }
         None => start(Walk { ui, config, services, runbook, options, later: &later }, state_dir, inputs)?,
     };
-    let (outputs, earlier) = {
-        let state = run.state.borrow();
-        (state.outputs().clone(), state.earlier_runs())
-    };
+    let (outputs, earlier) = run.known();
     let (inputs, run_id) = (run.inputs.clone(), run.run_id.clone());
     let lookup = Lookup {
         ui,
@@ -400,21 +397,21 @@ pub fn journal_unlock(
 
 /// Where this run comes from, for a later run that takes it up again.
 fn origin(config: &Config, runbook: &LoadedRunbook, options: &WalkOptions) -> Origin {
-    let sha256 = |bytes: &[u8]| format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(bytes));
+    let config_bytes = std::fs::read(&config.path).ok();
     // A shipped runbook's path (`<shipped>/...`) is no file, and stays as it is.
     let absolute =
         |path: &Path| std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string();
     Origin {
         runbook_path: absolute(&runbook.source.path),
-        runbook_sha256: sha256(runbook.source.text.as_bytes()),
+        runbook_sha256: event::sha256(runbook.source.text.as_bytes()),
         config_path: absolute(&config.path),
-        config_sha256: std::fs::read(&config.path).ok().map(|bytes| sha256(&bytes)),
+        config_sha256: config_bytes.as_deref().map(event::sha256),
         user: lock::user(),
         host: lock::host(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         from: options.from.clone(),
         runbook_text: Some(runbook.source.text.clone()),
-        config_text: std::fs::read_to_string(&config.path).ok(),
+        config_text: config_bytes.and_then(|bytes| String::from_utf8(bytes).ok()),
     }
 }
 
@@ -731,12 +728,16 @@ impl<'a> Run<'a> {
         self.state.borrow().result(&self.runbook.runbook.steps[index].common.id) == Some(StepResult::Done)
     }
 
+    /// What the steps so far produced, and the pipeline runs they may have left going: what a
+    /// preflight resolves and previews with.
+    fn known(&self) -> (HashMap<String, Outputs>, HashMap<String, (String, String)>) {
+        let state = self.state.borrow();
+        (state.outputs().clone(), state.earlier_runs())
+    }
+
     /// Preview `indexes` again here, from the live state and what the run has done so far.
     fn check_again(&self, indexes: &[usize]) -> Result<Vec<(usize, Planned<'a>)>, Error> {
-        let (outputs, earlier) = {
-            let state = self.state.borrow();
-            (state.outputs().clone(), state.earlier_runs())
-        };
+        let (outputs, earlier) = self.known();
         let lookup = Lookup {
             ui: self.ui,
             run_id: &self.run_id,

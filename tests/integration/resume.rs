@@ -262,8 +262,9 @@ fn github() -> (GitHub, Env) {
     (server, env)
 }
 
-#[test]
-fn killed_while_waiting_on_github_the_resume_follows_the_same_run_and_never_dispatches_again() {
+/// A run of the `deploy` runbook on the GitHub emulator, killed -9 while it waits on the run it
+/// triggered (which never ends until told to); the run's id.
+fn crash_waiting_on_github() -> (GitHub, Env, String) {
     let (server, env) = github();
     server.script(RunOutcome::Never, 0);
     let mut run = Background::spawn(env.command(&["run", "deploy", "--yes"]));
@@ -273,6 +274,12 @@ fn killed_while_waiting_on_github_the_resume_follows_the_same_run_and_never_disp
     run.wait_for_stderr("waiting for");
     run.kill_hard();
     let id = run_id(&env);
+    (server, env, id)
+}
+
+#[test]
+fn killed_while_waiting_on_github_the_resume_follows_the_same_run_and_never_dispatches_again() {
+    let (server, env, id) = crash_waiting_on_github();
     let triggered = env.journal().into_iter().find(|e| e["event"] == "step_triggered").unwrap();
     server.finish_runs(RunOutcome::Success);
 
@@ -466,15 +473,7 @@ fn edit_journal(env: &Env, id: &str, edit: impl Fn(Vec<String>) -> Vec<String>) 
 #[test]
 fn a_confirmed_pipeline_whose_trigger_the_journal_lost_is_never_triggered_again() {
     for lose in ["drop the line", "mistype a field"] {
-        let (server, env) = github();
-        server.script(RunOutcome::Never, 0);
-        let mut run = Background::spawn(env.command(&["run", "deploy", "--yes"]));
-        wait_until("the trigger to be journaled", || {
-            env.state_dir().join("runs").exists() && env.journal_text().contains("step_triggered")
-        });
-        run.wait_for_stderr("waiting for");
-        run.kill_hard();
-        let id = run_id(&env);
+        let (server, env, id) = crash_waiting_on_github();
         edit_journal(&env, &id, |lines| {
             lines
                 .into_iter()
