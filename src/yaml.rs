@@ -66,8 +66,9 @@ struct Node {
 
 #[derive(Debug, Clone)]
 enum Kind {
-    /// A scalar's text and whether it was plain (unquoted, so `5` is a number).
-    Scalar(String, bool),
+    /// A scalar's text and whether it was plain (unquoted, so `5` is a number); boxed, so that
+    /// it holds no spare capacity.
+    Scalar(Box<str>, bool),
     Sequence(Vec<Node>),
     Mapping(Vec<(Node, Node)>),
 }
@@ -181,7 +182,7 @@ fn child<'n>(node: &'n Node, step: Step<'_>) -> Option<(&'n Node, Option<Loc>)> 
         (Kind::Sequence(items), Step::Index(i)) => items.get(i).map(|item| (item, None)),
         (Kind::Mapping(entries), Step::Key(name)) => entries
             .iter()
-            .find(|(key, _)| matches!(&key.kind, Kind::Scalar(text, _) if text == name))
+            .find(|(key, _)| matches!(&key.kind, Kind::Scalar(text, _) if &**text == name))
             .map(|(key, value)| (value, Some(key.loc))),
         _ => None,
     }
@@ -223,7 +224,7 @@ impl Builder {
             let (event, span) = next.map_err(|e| scan_problem(&e))?;
             self.event(event, span)?;
         }
-        Ok(self.root.unwrap_or(Node { loc: START, kind: Kind::Scalar(String::new(), true) }))
+        Ok(self.root.unwrap_or(Node { loc: START, kind: Kind::Scalar(Box::default(), true) }))
     }
 
     fn event(&mut self, event: Event<'_>, span: Span) -> Result<(), Problem> {
@@ -233,7 +234,7 @@ impl Builder {
                 return Err((loc, "deserializing from YAML containing more than one document is not supported".into()));
             }
             Event::Scalar(text, style, anchor, _) => {
-                let node = Node { loc, kind: Kind::Scalar(text.into_owned(), style == ScalarStyle::Plain) };
+                let node = Node { loc, kind: Kind::Scalar(text.into(), style == ScalarStyle::Plain) };
                 self.add(node, anchor)?;
             }
             Event::Alias(id) => self.alias(id, loc)?,
@@ -637,7 +638,7 @@ impl<'de, 'a, I: Iterator<Item = &'a (Node, Node)>> de::MapAccess<'de> for MapAc
         for entry in self.entries.by_ref() {
             let key = Deserializer { node: &entry.0, ..self.of };
             if let (Some((fields, unknown)), Kind::Scalar(name, _)) = (self.fields, &entry.0.kind)
-                && !fields.contains(&name.as_str())
+                && !fields.contains(&&**name)
             {
                 unknown.set(true);
                 self.of.sink.record(&key.place::<()>(Err(de::Error::unknown_field(name, fields))).unwrap_err());
@@ -652,7 +653,7 @@ impl<'de, 'a, I: Iterator<Item = &'a (Node, Node)>> de::MapAccess<'de> for MapAc
     fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, Error> {
         let (key, value) = self.value.take().expect("serde asks for a value after its key");
         let name = match &key.kind {
-            Kind::Scalar(text, _) => text.as_str(),
+            Kind::Scalar(text, _) => &**text,
             _ => "?",
         };
         let path = Trail::Key(self.of.path, name);

@@ -35,6 +35,11 @@ use lock::RunLock;
 use preflight::{Background, Checked, Lookup, Planned};
 use state::{RunState, StepResult};
 
+/// Under `--yes`, how old a step's read may be and still be the read the write follows: the
+/// write goes out at once, and a second read would only repeat the first. Anything older, and
+/// any write an operator answered for, is read again first.
+const JUST_READ: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Clone, Default)]
 pub struct WalkOptions {
     pub vars: Vec<String>,
@@ -234,12 +239,13 @@ pub fn walk(
         script: options.script.as_ref(),
     };
     let mut projection = Projection::default();
+    let read_at = Instant::now();
     let Some(factory) = background else {
         let plan = lookup.check(services, &indexes, &mut projection)?;
         if let Some(finished) = run.preflight_verdict(&plan, options.dry_run)? {
             return Ok(finished);
         }
-        return run.steps(from, plan, None);
+        return run.steps(from, (plan, read_at), None);
     };
     let (first, rest) = indexes.split_at(early);
     let plan = lookup.check(services, first, &mut projection)?;
@@ -265,10 +271,10 @@ pub fn walk(
         if let Some(finished) = run.preflight_verdict(&all, false)? {
             return Ok(finished);
         }
-        return run.steps(from, all, None);
+        return run.steps(from, (all, read_at), None);
     }
     run.show_early(&plan, indexes.len())?;
-    run.steps(from, plan, Some((at, handle)))
+    run.steps(from, (plan, read_at), Some((at, handle)))
 }
 
 /// How waiting for the background preflight ended.
@@ -789,12 +795,13 @@ impl<'a> Run<'a> {
         Ok(None)
     }
 
-    /// Walk the steps from `from`, with what the preflight planned; `pending`, the rest of the
-    /// plan from the background, is waited for before the step it starts at.
+    /// Walk the steps from `from`, with what the preflight planned (from reads begun at the
+    /// moment it gives); `pending`, the rest of the plan from the background, is waited for
+    /// before the step it starts at.
     fn steps(
         &mut self,
         from: usize,
-        plan: Vec<(usize, Planned<'a>)>,
+        (plan, read_at): (Vec<(usize, Planned<'a>)>, Instant),
         mut pending: Option<(usize, Background)>,
     ) -> Result<Finished, Error> {
         // The first step to run is applied with what its preflight preview worked out.
@@ -843,7 +850,7 @@ impl<'a> Run<'a> {
                 self.skip(index, Some(reason.clone()))?;
                 continue;
             }
-            match self.step(index, plans.remove(&index), fresh == Some(index))? {
+            match self.step(index, plans.remove(&index), (fresh == Some(index)).then_some(read_at))? {
                 Flow::Next => {}
                 Flow::FailedContinue => failed = true,
                 Flow::Stop(status, code) => return self.finish(status, code),
@@ -869,8 +876,8 @@ impl<'a> Run<'a> {
     }
 
     /// Run step `index`: `planned` is what the preflight found, used as it is when `fresh` (it
-    /// was just read) and brought up to date otherwise.
-    fn step(&mut self, index: usize, planned: Option<Planned<'a>>, fresh: bool) -> Result<Flow, Error> {
+    /// was just read, at that moment) and brought up to date otherwise.
+    fn step(&mut self, index: usize, planned: Option<Planned<'a>>, fresh: Option<Instant>) -> Result<Flow, Error> {
         let ui = self.ui;
         let spec = self.runbook.runbook.steps[index].clone();
         let id = spec.common.id.clone();
@@ -895,8 +902,10 @@ impl<'a> Run<'a> {
         };
         let projection = Projection::default();
         let quiet = |_: &str, _: &str| Ok(());
+        // When what the preview shows was read: a write right after it needs no second read.
+        let mut read_at = fresh.unwrap_or_else(Instant::now);
         let (step, preview) = match planned {
-            Some(Planned::Ready(preview, step)) if fresh => (step, Ok(*preview)),
+            Some(Planned::Ready(preview, step)) if fresh.is_some() => (step, Ok(*preview)),
             Some(Planned::Ready(preview, step)) => {
                 let preview = step.refresh(&self.context(&id, &projection, None, &quiet), *preview);
                 (step, preview)
@@ -926,6 +935,11 @@ impl<'a> Run<'a> {
                 Err(flow) => return Ok(flow),
             };
             // The operator may have looked at the prompt for minutes: read again before writing.
+            // Under --yes nobody looked: a read made moments ago is the one before the write.
+            if by == By::YesFlag && read_at.elapsed() < JUST_READ {
+                break by;
+            }
+            read_at = Instant::now();
             let fresh = match step.recheck(&self.context(&id, &projection, None, &quiet), &preview) {
                 Ok(None) => break by,
                 Ok(Some(fresh)) => fresh,

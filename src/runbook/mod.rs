@@ -98,7 +98,8 @@ impl InputType {
 }
 
 /// A step as written: serde cannot combine `flatten` with `deny_unknown_fields`, so the kinds
-/// are Options here, and [`StepYaml::split`] turns them into one [`StepKindSpec`].
+/// are Options here (boxed: a step holds one), and [`StepYaml::split`] turns them into one
+/// [`StepKindSpec`].
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StepYaml {
@@ -113,15 +114,15 @@ struct StepYaml {
     #[serde(default)]
     on_failure: OnFailure,
     #[serde(default)]
-    flag: Option<FlagSpec>,
+    flag: Option<Box<FlagSpec>>,
     #[serde(default)]
-    revert: Option<RevertSpec>,
+    revert: Option<Box<RevertSpec>>,
     #[serde(default)]
-    ci: Option<CiSpec>,
+    ci: Option<Box<CiSpec>>,
     #[serde(default)]
-    manual: Option<ManualSpec>,
+    manual: Option<Box<ManualSpec>>,
     #[serde(default)]
-    notify: Option<NotifySpec>,
+    notify: Option<Box<NotifySpec>>,
 }
 
 impl StepYaml {
@@ -129,11 +130,11 @@ impl StepYaml {
     fn split(self) -> DraftStep {
         let StepYaml { id, name, optional, retries, timeout, on_failure, flag, revert, ci, manual, notify } = self;
         let mut kinds: Vec<StepKindSpec> = [
-            flag.map(StepKindSpec::Flag),
-            revert.map(StepKindSpec::Revert),
-            ci.map(StepKindSpec::Ci),
-            manual.map(StepKindSpec::Manual),
-            notify.map(StepKindSpec::Notify),
+            flag.map(|spec| StepKindSpec::Flag(*spec)),
+            revert.map(|spec| StepKindSpec::Revert(*spec)),
+            ci.map(|spec| StepKindSpec::Ci(*spec)),
+            manual.map(|spec| StepKindSpec::Manual(*spec)),
+            notify.map(|spec| StepKindSpec::Notify(*spec)),
         ]
         .into_iter()
         .flatten()
