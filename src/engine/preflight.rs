@@ -1,15 +1,15 @@
 //! The preflight: steps previewed read-only before they run, each assuming the earlier ones did
-//! what they say. `Lookup::check` serves both the walk's thread and the background one.
+//! what they say; in the background, the steps of each service are checked side by side.
 
 use std::collections::HashMap;
 
 use super::{Script, Scripted};
 use crate::ci::RunHandle;
 use crate::error::Error;
-use crate::runbook::LoadedRunbook;
 use crate::runbook::inputs::Inputs;
 use crate::runbook::resolve::{self, Action, Outputs, Scope, Unresolved};
 use crate::runbook::template::Ref;
+use crate::runbook::{LoadedRunbook, Service};
 use crate::steps::{Context, Preview, Projection, Step, StepFactory};
 use crate::ui::Ui;
 use crate::yaml::Diagnostics;
@@ -55,12 +55,16 @@ pub(super) struct Owned {
     pub script: Option<Script>,
 }
 
-/// Preview `indexes` in another thread with `services`, from `projection` on.
+/// Preview `indexes` in another thread with `services`, from `projection` on. The steps of one
+/// service are checked in order (a flag step assumes what the earlier ones leave); those of
+/// different services read nothing the others change, so each service's steps are checked in
+/// a thread of their own, on services of their own: the git fetch and plan, the CI reads and
+/// the flag reads side by side.
 pub(super) fn in_background(
     services: Box<dyn StepFactory + Send>,
     owned: Owned,
     indexes: Vec<usize>,
-    mut projection: Projection,
+    projection: Projection,
 ) -> Background {
     std::thread::spawn(move || {
         let lookup = Lookup {
@@ -72,9 +76,45 @@ pub(super) fn in_background(
             earlier: &owned.earlier,
             script: owned.script.as_ref(),
         };
-        let plan = lookup.check(&*services, &indexes, &mut projection)?;
-        Ok(plan.into_iter().map(|(index, planned)| (index, Checked::from(planned))).collect())
+        let groups = by_service(&owned.runbook, &indexes);
+        // Services that cannot be forked (they hold no connections) are all checked here.
+        let forks: Option<Vec<Box<dyn StepFactory + Send>>> = groups.iter().skip(1).map(|_| services.fork()).collect();
+        let Some(forks) = forks else {
+            return lookup.checked(&*services, &indexes, projection);
+        };
+        let mut found = std::thread::scope(|scope| {
+            let threads: Vec<_> = std::iter::once(services)
+                .chain(forks)
+                .zip(groups)
+                .map(|(services, group)| {
+                    let projection = projection.clone();
+                    scope.spawn(move || lookup.checked(&*services, &group, projection))
+                })
+                .collect();
+            let joined = threads.into_iter().map(|thread| {
+                thread.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a preflight check stopped unexpectedly").into()))
+            });
+            joined.collect::<Result<Vec<_>, Error>>()
+        })?
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
+        found.sort_by_key(|(index, _)| *index);
+        Ok(found)
     })
+}
+
+/// `indexes` in groups, one per service the steps use (in order within each).
+fn by_service(runbook: &LoadedRunbook, indexes: &[usize]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<(Option<Service>, Vec<usize>)> = Vec::new();
+    for &index in indexes {
+        let service = runbook.runbook.steps[index].kind().service();
+        match groups.iter_mut().find(|(of, _)| *of == service) {
+            Some((_, group)) => group.push(index),
+            None => groups.push((service, vec![index])),
+        }
+    }
+    groups.into_iter().map(|(_, group)| group).collect()
 }
 
 /// What it takes to resolve and preview a run's steps, all borrowed.
@@ -106,6 +146,17 @@ pub(super) fn action(
 }
 
 impl Lookup<'_> {
+    /// [`Lookup::check`], the findings without the steps (which stay with `services`).
+    fn checked(
+        &self,
+        services: &dyn StepFactory,
+        indexes: &[usize],
+        mut projection: Projection,
+    ) -> Result<Vec<(usize, Checked)>, Error> {
+        let plan = self.check(services, indexes, &mut projection)?;
+        Ok(plan.into_iter().map(|(index, planned)| (index, Checked::from(planned))).collect())
+    }
+
     /// The action of step `index`, with the outputs known when the preflight began.
     pub fn action(&self, index: usize) -> Result<Action, Unresolved> {
         action(self.runbook, self.script, index, Scope { inputs: self.inputs, outputs: self.outputs })

@@ -4,11 +4,13 @@
 use std::time::{Duration, Instant};
 
 use crate::support::background::{Background, PATIENCE};
+use crate::support::flipper::{Flipper, Gates};
 use crate::support::github::{GitHub, Outcome};
 use crate::support::http_server::{Fault, Gate};
 use crate::support::{Env, FLAG};
 
 const TOKEN: &str = "ci-secret-3b8e61";
+const FLIPPER_TOKEN: &str = "flipper-secret-5d0c27";
 const SHA: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 
 /// Flags in the sandbox's flagd file, the pipeline on a GitHub emulator, and a runbook that turns
@@ -226,4 +228,58 @@ fn a_skipped_mitigation_has_the_rest_checked_again_from_the_live_state() {
         out.stderr
     );
     assert!(out.stderr.contains("as expected (only read, never written)"), "{}", out.stderr);
+}
+
+#[test]
+fn the_other_steps_of_different_services_are_checked_side_by_side() {
+    // The flags on a Flipper emulator (its reads are seen), the pipeline on GitHub's; after the
+    // mitigation, a deploy and then another flag step.
+    let flipper = Flipper::start(FLIPPER_TOKEN);
+    flipper.set(FLAG, Gates::on());
+    flipper.set("banner", Gates::on());
+    let github = GitHub::start(TOKEN);
+    github.add_branch("va/vets-website", "main", SHA);
+    github.add_workflow("va/vets-website", "deploy.yml");
+    github.script(Outcome::Success, 0);
+    let env = Env::new();
+    env.write(
+        "rollout.yaml",
+        &format!(
+            "version: 1\nflags: {{ provider: flipper, url: \"{}\", token_env: FLIPPER_TOKEN }}\nci: {{ provider: github, repo: va/vets-website, token_env: CI_TOKEN, url: \"{}\" }}\n",
+            flipper.url(),
+            github.url()
+        ),
+    );
+    env.write(
+        "runbooks/mitigate.yaml",
+        &format!(
+            "version: 1\ntitle: Mitigate\nsteps:\n  - id: disable\n    name: Turn it off\n    flag: {{ name: {FLAG}, state: off, direction: down }}\n  - id: deploy\n    name: Deploy the fix\n    ci: {{ pipeline: deploy.yml, ref: main, timeout: 1m }}\n  - id: banner\n    name: Take the banner down\n    flag: {{ name: banner, state: off }}\n"
+        ),
+    );
+    let env = env.var("CI_TOKEN", TOKEN).var("FLIPPER_TOKEN", FLIPPER_TOKEN);
+    // The deploy's check hangs until the test lets it through: the banner's is not behind it.
+    let gate = Gate::default();
+    github.fail_path("/repos/va/vets-website/actions/workflows/deploy.yml", Fault::Hold(gate.clone()));
+    let mut command = env.command(&["run", "mitigate", "--yes"]);
+    command.env("CI_TOKEN", TOKEN).env("FLIPPER_TOKEN", FLIPPER_TOKEN);
+    let run = Background::spawn(command);
+    let banner_read = || flipper.requests().iter().any(|r| r.method == "GET" && r.path.ends_with("/features/banner"));
+    let deadline = Instant::now() + PATIENCE;
+    while !banner_read() {
+        assert!(
+            Instant::now() < deadline,
+            "the banner was not checked while the deploy's check waited\n{}",
+            run.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    gate.open();
+    let out = run.finish(PATIENCE);
+    out.code(0);
+    assert!(out.stderr.contains("preflight: 2 more steps checked"), "{}", out.stderr);
+    // In the runbook's order all the same: the deploy ran before the banner came down.
+    let preflight = &out.stderr[out.stderr.find("preflight of the other steps:").expect("the rest's plan")..];
+    assert!(preflight.find("2/3 deploy:").unwrap() < preflight.find("3/3 banner:").unwrap(), "{preflight}");
+    assert_eq!(github.runs().len(), 1);
+    assert_eq!(flipper.gates("banner").map(|g| g.boolean), Some(false));
 }
