@@ -241,7 +241,9 @@ pub fn walk(
     let mut projection = Projection::default();
     let read_at = Instant::now();
     let Some(factory) = background else {
-        let plan = lookup.check(services, &indexes, &mut projection)?;
+        let (mut plan, elsewhere) = lookup.side_by_side(services, &indexes, &mut projection)?;
+        plan.extend(run.own(elsewhere)?);
+        plan.sort_by_key(|(index, _)| *index);
         if let Some(finished) = run.preflight_verdict(&plan, options.dry_run)? {
             return Ok(finished);
         }

@@ -55,16 +55,13 @@ pub(super) struct Owned {
     pub script: Option<Script>,
 }
 
-/// Preview `indexes` in another thread with `services`, from `projection` on. The steps of one
-/// service are checked in order (a flag step assumes what the earlier ones leave); those of
-/// different services read nothing the others change, so each service's steps are checked in
-/// a thread of their own, on services of their own: the git fetch and plan, the CI reads and
-/// the flag reads side by side.
+/// Preview `indexes` in another thread with `services`, from `projection` on, each service's
+/// steps side by side ([`Lookup::side_by_side`]).
 pub(super) fn in_background(
     services: Box<dyn StepFactory + Send>,
     owned: Owned,
     indexes: Vec<usize>,
-    projection: Projection,
+    mut projection: Projection,
 ) -> Background {
     std::thread::spawn(move || {
         let lookup = Lookup {
@@ -76,29 +73,9 @@ pub(super) fn in_background(
             earlier: &owned.earlier,
             script: owned.script.as_ref(),
         };
-        let groups = by_service(&owned.runbook, &indexes);
-        // Services that cannot be forked (they hold no connections) are all checked here.
-        let forks: Option<Vec<Box<dyn StepFactory + Send>>> = groups.iter().skip(1).map(|_| services.fork()).collect();
-        let Some(forks) = forks else {
-            return lookup.checked(&*services, &indexes, projection);
-        };
-        let mut found = std::thread::scope(|scope| {
-            let threads: Vec<_> = std::iter::once(services)
-                .chain(forks)
-                .zip(groups)
-                .map(|(services, group)| {
-                    let projection = projection.clone();
-                    scope.spawn(move || lookup.checked(&*services, &group, projection))
-                })
-                .collect();
-            let joined = threads.into_iter().map(|thread| {
-                thread.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a preflight check stopped unexpectedly").into()))
-            });
-            joined.collect::<Result<Vec<_>, Error>>()
-        })?
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>();
+        let (here, elsewhere) = lookup.side_by_side(&*services, &indexes, &mut projection)?;
+        let mut found: Vec<(usize, Checked)> =
+            here.into_iter().map(|(index, planned)| (index, Checked::from(planned))).chain(elsewhere).collect();
         found.sort_by_key(|(index, _)| *index);
         Ok(found)
     })
@@ -116,6 +93,9 @@ fn by_service(runbook: &LoadedRunbook, indexes: &[usize]) -> Vec<Vec<usize>> {
     }
     groups.into_iter().map(|(_, group)| group).collect()
 }
+
+/// What [`Lookup::side_by_side`] found: the steps checked here, and the findings from elsewhere.
+pub(super) type SideBySide<'f> = (Vec<(usize, Planned<'f>)>, Vec<(usize, Checked)>);
 
 /// What it takes to resolve and preview a run's steps, all borrowed.
 #[derive(Clone, Copy)]
@@ -146,6 +126,45 @@ pub(super) fn action(
 }
 
 impl Lookup<'_> {
+    /// Preview `indexes` as [`Lookup::check`] does, the steps of each service side by side. The
+    /// steps of one service are checked in order (a flag step assumes what the earlier ones
+    /// leave); those of different services read nothing the others change, so the first
+    /// service's are checked here with `services` (and kept as steps), and each other's in a
+    /// thread of its own on services of its own (its findings, without steps): the git fetch
+    /// and plan, the CI reads and the flag reads at once. One after another when the services
+    /// cannot be forked (they hold no connections).
+    pub fn side_by_side<'f>(
+        &self,
+        services: &'f dyn StepFactory,
+        indexes: &[usize],
+        projection: &mut Projection,
+    ) -> Result<SideBySide<'f>, Error> {
+        let mut groups = by_service(self.runbook, indexes).into_iter();
+        let first = groups.next().unwrap_or_default();
+        let forks: Option<Vec<Box<dyn StepFactory + Send>>> = groups.clone().map(|_| services.fork()).collect();
+        let Some(forks) = forks.filter(|forks| !forks.is_empty()) else {
+            return Ok((self.check(services, indexes, projection)?, Vec::new()));
+        };
+        let lookup = *self;
+        std::thread::scope(|scope| {
+            let threads: Vec<_> = forks
+                .into_iter()
+                .zip(groups)
+                .map(|(services, group)| {
+                    let projection = projection.clone();
+                    scope.spawn(move || lookup.checked(&*services, &group, projection))
+                })
+                .collect();
+            let here = self.check(services, &first, projection)?;
+            let mut elsewhere = Vec::new();
+            for thread in threads {
+                let found = thread.join().map_err(|_| anyhow::anyhow!("a preflight check stopped unexpectedly"))?;
+                elsewhere.extend(found?);
+            }
+            Ok((here, elsewhere))
+        })
+    }
+
     /// [`Lookup::check`], the findings without the steps (which stay with `services`).
     fn checked(
         &self,

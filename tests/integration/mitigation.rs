@@ -7,7 +7,7 @@ use crate::support::background::{Background, PATIENCE};
 use crate::support::flipper::{Flipper, Gates};
 use crate::support::github::{GitHub, Outcome};
 use crate::support::http_server::{Fault, Gate};
-use crate::support::{Env, FLAG};
+use crate::support::{Env, FLAG, Outcome as Ran};
 
 const TOKEN: &str = "ci-secret-3b8e61";
 const FLIPPER_TOKEN: &str = "flipper-secret-5d0c27";
@@ -230,10 +230,10 @@ fn a_skipped_mitigation_has_the_rest_checked_again_from_the_live_state() {
     assert!(out.stderr.contains("as expected (only read, never written)"), "{}", out.stderr);
 }
 
-#[test]
-fn the_other_steps_of_different_services_are_checked_side_by_side() {
-    // The flags on a Flipper emulator (its reads are seen), the pipeline on GitHub's; after the
-    // mitigation, a deploy and then another flag step.
+/// A Flipper emulator for the flags (its reads are seen) and GitHub's for the pipeline, and a
+/// runbook that turns the flag off (`direction: down`), deploys, then takes a banner down. The
+/// deploy's check hangs until the banner's read arrives: `args` returns once the run did.
+fn checked_side_by_side(args: &[&str]) -> (Ran, Flipper, GitHub) {
     let flipper = Flipper::start(FLIPPER_TOKEN);
     flipper.set(FLAG, Gates::on());
     flipper.set("banner", Gates::on());
@@ -257,10 +257,9 @@ fn the_other_steps_of_different_services_are_checked_side_by_side() {
         ),
     );
     let env = env.var("CI_TOKEN", TOKEN).var("FLIPPER_TOKEN", FLIPPER_TOKEN);
-    // The deploy's check hangs until the test lets it through: the banner's is not behind it.
     let gate = Gate::default();
     github.fail_path("/repos/va/vets-website/actions/workflows/deploy.yml", Fault::Hold(gate.clone()));
-    let mut command = env.command(&["run", "mitigate", "--yes"]);
+    let mut command = env.command(args);
     command.env("CI_TOKEN", TOKEN).env("FLIPPER_TOKEN", FLIPPER_TOKEN);
     let run = Background::spawn(command);
     let banner_read = || flipper.requests().iter().any(|r| r.method == "GET" && r.path.ends_with("/features/banner"));
@@ -274,7 +273,12 @@ fn the_other_steps_of_different_services_are_checked_side_by_side() {
         std::thread::sleep(Duration::from_millis(10));
     }
     gate.open();
-    let out = run.finish(PATIENCE);
+    (run.finish(PATIENCE), flipper, github)
+}
+
+#[test]
+fn the_other_steps_of_different_services_are_checked_side_by_side() {
+    let (out, flipper, github) = checked_side_by_side(&["run", "mitigate", "--yes"]);
     out.code(0);
     assert!(out.stderr.contains("preflight: 2 more steps checked"), "{}", out.stderr);
     // In the runbook's order all the same: the deploy ran before the banner came down.
@@ -282,4 +286,17 @@ fn the_other_steps_of_different_services_are_checked_side_by_side() {
     assert!(preflight.find("2/3 deploy:").unwrap() < preflight.find("3/3 banner:").unwrap(), "{preflight}");
     assert_eq!(github.runs().len(), 1);
     assert_eq!(flipper.gates("banner").map(|g| g.boolean), Some(false));
+}
+
+#[test]
+fn a_plan_checked_all_first_checks_each_services_steps_side_by_side_too() {
+    let (out, flipper, github) = checked_side_by_side(&["run", "mitigate", "--dry-run"]);
+    out.code(0);
+    let plan: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("  ") && l.contains("/3 ")).collect();
+    assert!(
+        plan[0].contains("1/3 disable:") && plan[1].contains("2/3 deploy:") && plan[2].contains("3/3 banner:"),
+        "{plan:?}"
+    );
+    assert!(out.stderr.contains("Dry run passed: 3 steps checked"), "{}", out.stderr);
+    assert_eq!((flipper.non_get_count(), github.non_get_count()), (0, 0));
 }
