@@ -171,19 +171,30 @@ impl GitRemote {
     }
 
     /// The remote branch's tip. Objects the clone lacks are fetched into a throwaway store
-    /// that `repo` reads from: the clone itself gains nothing until `keep_fetched`.
+    /// that `repo` reads from: the clone itself gains nothing until `keep_fetched`. One
+    /// connection, the store's, both lists the remote's branches and downloads what is missing.
     pub fn remote_tip(&self, repo: &Repository, branch: &str) -> Result<Oid> {
-        let tip = self
-            .remote_head(repo, branch)?
+        let wanted = format!("refs/heads/{branch}");
+        let (store, aside) = scratch::Store::new(repo)?;
+        let mut remote = self.find_remote(&aside)?;
+        let mut connection =
+            remote.connect_auth(Direction::Fetch, Some(self.credentials.callbacks()), None).map_err(|e| {
+                explain(e, format!("cannot reach remote {} ({})", self.remote, self.url(repo)), &self.url(repo))
+            })?;
+        let tip = connection
+            .list()?
+            .iter()
+            .find(|head| head.name() == wanted)
+            .map(|head| head.oid())
             .ok_or_else(|| Precondition(format!("remote {} has no branch {branch}", self.remote)))?;
         if repo.find_commit(tip).is_err() {
-            let (store, aside) = scratch::Store::new(repo)?;
+            scratch::know_branches(repo, &aside)?;
             let mut options = FetchOptions::new();
             options.remote_callbacks(self.credentials.callbacks());
-            let wanted = format!("refs/heads/{branch}");
-            self.find_remote(&aside)?.download(&[wanted.as_str()], Some(&mut options)).map_err(|e| {
+            connection.remote().download(&[wanted.as_str()], Some(&mut options)).map_err(|e| {
                 explain(e, format!("cannot fetch {wanted} from remote {}", self.remote), &self.url(repo))
             })?;
+            drop(connection);
             store.lend_to(repo)?;
             self.fetched.borrow_mut().push(store);
         }

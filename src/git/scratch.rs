@@ -15,8 +15,8 @@ pub struct Store {
 
 impl Store {
     /// A store that fetches as the clone would (its config is included: remotes, URL rewrites,
-    /// proxies) and whose refs are the clone's branches, so that the remote sends only what the
-    /// clone lacks.
+    /// proxies); [`know_branches`] before a download, so that the remote sends only what
+    /// the clone lacks.
     pub fn new(clone: &Repository) -> Result<(Store, Repository)> {
         let dir = tempfile::Builder::new().prefix("rollout-fetch-").tempdir().context("cannot create a temp folder")?;
         let clone_config = clone.commondir().join("config");
@@ -31,15 +31,6 @@ impl Store {
         alternate.push(b'\n');
         std::fs::write(dir.path().join("objects/info/alternates"), alternate)?;
         let repo = Repository::open_bare(dir.path())?;
-        for reference in clone.references()? {
-            if let Ok(reference) = reference
-                && let (Ok(name), Some(target)) = (reference.name(), reference.target())
-                && (name.starts_with("refs/heads/") || name.starts_with("refs/remotes/"))
-            {
-                // A ref that cannot be copied only makes the fetch ask for more.
-                let _ = repo.reference(name, target, true, "rollout: what the clone has");
-            }
-        }
         Ok((Store { dir }, repo))
     }
 
@@ -68,4 +59,19 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Give a store's repository (`aside`) the clone's branches, so that a download into it asks
+/// the remote only for what the clone lacks.
+pub fn know_branches(clone: &Repository, aside: &Repository) -> Result<()> {
+    for reference in clone.references()? {
+        if let Ok(reference) = reference
+            && let (Ok(name), Some(target)) = (reference.name(), reference.target())
+            && (name.starts_with("refs/heads/") || name.starts_with("refs/remotes/"))
+        {
+            // A ref that cannot be copied only makes the fetch ask for more.
+            let _ = aside.reference(name, target, true, "rollout: what the clone has");
+        }
+    }
+    Ok(())
 }

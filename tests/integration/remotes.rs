@@ -733,6 +733,31 @@ fn files_holding(dir: &Path, secret: &[u8], into: &mut Vec<PathBuf>) {
 
 #[test]
 #[ignore = "needs git-http: run scripts/test"]
+fn a_clone_behind_the_remote_lists_and_fetches_over_one_connection() {
+    let http = GitHttp::from_env();
+    let env = Env::new();
+    let (name, _) = http.serve(&env, None);
+    configure_git(&env, &format!(", token_env: ROLLOUT_GIT_TOKEN, username: {}", http.user));
+    revert_offending(&env);
+    // Someone pushed since the clone last fetched: the preflight must fetch the new tip.
+    let authed = http.url.replacen("://", &format!("://{}:{}@", http.user, http.token), 1);
+    push_unrelated(&WorkClone::clone(&format!("{authed}/{name}.git")));
+    let before = http.requests(&name);
+
+    let (out, _) = run(&env, &["run", "revert", "--dry-run"], &[("ROLLOUT_GIT_TOKEN", &http.token)]);
+    out.code(0);
+    assert!(out.stderr.contains("onto origin/main: 3 files (+4 -10), applies cleanly"), "{}", out.stderr);
+    let log = std::fs::read_to_string(&http.log).unwrap();
+    let ours: Vec<&str> = log.lines().filter(|l| l.contains(&format!("/{name}.git/"))).skip(before).collect();
+    // One listing of the branches (with its answer to the credentials challenge), one download.
+    let listings = ours.iter().filter(|l| l.contains("GET /") && l.contains("/info/refs?service=git-upload-pack"));
+    let listed: Vec<&&str> = listings.filter(|l| l.contains("\" 200 ")).collect();
+    assert_eq!(listed.len(), 1, "{ours:#?}");
+    assert_eq!(ours.iter().filter(|l| l.contains("POST /") && l.contains("\" 200 ")).count(), 1, "{ours:#?}");
+}
+
+#[test]
+#[ignore = "needs git-http: run scripts/test"]
 fn http_token_from_token_env_pushes_the_revert() {
     let http = GitHttp::from_env();
     let env = Env::new();
