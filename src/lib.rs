@@ -73,11 +73,13 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
         }
     };
     let ui = ui::Ui::new(&cli);
-    match commands::dispatch(cli, &ui) {
+    let code = match commands::dispatch(cli, &ui) {
         Ok(code) => code.code(),
         Err(error) => {
             ui.error(&error);
             error.code.code()
         }
-    }
+    };
+    git::remove_left();
+    code
 }

@@ -35,10 +35,11 @@ use lock::RunLock;
 use preflight::{Background, Checked, Lookup, Planned};
 use state::{RunState, StepResult};
 
-/// Under `--yes`, how old a step's read may be and still be the read the write follows: the
-/// write goes out at once, and a second read would only repeat the first. Anything older, and
-/// any write an operator answered for, is read again first.
-const JUST_READ: Duration = Duration::from_secs(1);
+/// Under `--yes`, how long since a step's read came back it may still be the read the write
+/// follows: the write goes out at once, and a second read would only repeat the first, leaving
+/// no narrower gap (a round trip to a hosted flag service takes about as long). Anything older,
+/// and any write an operator answered for, is read again first.
+const JUST_READ: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone, Default)]
 pub struct WalkOptions {
@@ -239,15 +240,19 @@ pub fn walk(
         script: options.script.as_ref(),
     };
     let mut projection = Projection::default();
-    let read_at = Instant::now();
     let Some(factory) = background else {
-        let (mut plan, elsewhere) = lookup.side_by_side(services, &indexes, &mut projection)?;
-        plan.extend(run.own(elsewhere)?);
+        let checked = lookup
+            .side_by_side(services, &indexes, &mut projection)
+            .and_then(|(here, elsewhere)| Ok(here.into_iter().chain(run.own(elsewhere)?).collect::<Vec<_>>()));
+        let mut plan = match checked {
+            Ok(plan) => plan,
+            Err(error) => return run.stopped_by(error),
+        };
         plan.sort_by_key(|(index, _)| *index);
         if let Some(finished) = run.preflight_verdict(&plan, options.dry_run)? {
             return Ok(finished);
         }
-        return run.steps(from, (plan, read_at), None);
+        return run.steps(from, plan, None);
     };
     let (first, rest) = indexes.split_at(early);
     let plan = lookup.check(services, first, &mut projection)?;
@@ -273,10 +278,10 @@ pub fn walk(
         if let Some(finished) = run.preflight_verdict(&all, false)? {
             return Ok(finished);
         }
-        return run.steps(from, (all, read_at), None);
+        return run.steps(from, all, None);
     }
     run.show_early(&plan, indexes.len())?;
-    run.steps(from, (plan, read_at), Some((at, handle)))
+    run.steps(from, plan, Some((at, handle)))
 }
 
 /// How waiting for the background preflight ended.
@@ -604,8 +609,8 @@ impl<'a> Run<'a> {
             .into_iter()
             .map(|(index, checked)| {
                 let planned = match checked {
-                    Checked::Ready(preview) => match self.action(index) {
-                        Ok(action) => Planned::Ready(preview, services.step(action).map_err(Error::invalid)?),
+                    Checked::Ready(preview, read) => match self.action(index) {
+                        Ok(action) => Planned::Ready(preview, services.step(action).map_err(Error::invalid)?, read),
                         Err(Unresolved::Waiting(reference)) => Planned::Deferred(reference),
                         Err(Unresolved::Invalid(diagnostic)) => return Err(Diagnostics(vec![diagnostic]).into()),
                     },
@@ -632,7 +637,7 @@ impl<'a> Run<'a> {
                 self.record(Event::StepStarted { step: id.clone(), index: index + 1, total: self.total(), kind })?;
             }
             match planned {
-                Planned::Ready(preview, _) => {
+                Planned::Ready(preview, ..) => {
                     ui.say(format!("{label} {}", preview.effect));
                     for note in &preview.notes {
                         ui.say(format!("      {} {note}", ui.caution("!")));
@@ -797,13 +802,12 @@ impl<'a> Run<'a> {
         Ok(None)
     }
 
-    /// Walk the steps from `from`, with what the preflight planned (from reads begun at the
-    /// moment it gives); `pending`, the rest of the plan from the background, is waited for
-    /// before the step it starts at.
+    /// Walk the steps from `from`, with what the preflight planned; `pending`, the rest of the
+    /// plan from the background, is waited for before the step it starts at.
     fn steps(
         &mut self,
         from: usize,
-        (plan, read_at): (Vec<(usize, Planned<'a>)>, Instant),
+        plan: Vec<(usize, Planned<'a>)>,
         mut pending: Option<(usize, Background)>,
     ) -> Result<Finished, Error> {
         // The first step to run is applied with what its preflight preview worked out.
@@ -852,7 +856,7 @@ impl<'a> Run<'a> {
                 self.skip(index, Some(reason.clone()))?;
                 continue;
             }
-            match self.step(index, plans.remove(&index), (fresh == Some(index)).then_some(read_at))? {
+            match self.step(index, plans.remove(&index), fresh == Some(index))? {
                 Flow::Next => {}
                 Flow::FailedContinue => failed = true,
                 Flow::Stop(status, code) => return self.finish(status, code),
@@ -878,8 +882,8 @@ impl<'a> Run<'a> {
     }
 
     /// Run step `index`: `planned` is what the preflight found, used as it is when `fresh` (it
-    /// was just read, at that moment) and brought up to date otherwise.
-    fn step(&mut self, index: usize, planned: Option<Planned<'a>>, fresh: Option<Instant>) -> Result<Flow, Error> {
+    /// was just read) and brought up to date otherwise.
+    fn step(&mut self, index: usize, planned: Option<Planned<'a>>, fresh: bool) -> Result<Flow, Error> {
         let ui = self.ui;
         let spec = self.runbook.runbook.steps[index].clone();
         let id = spec.common.id.clone();
@@ -904,18 +908,17 @@ impl<'a> Run<'a> {
         };
         let projection = Projection::default();
         let quiet = |_: &str, _: &str| Ok(());
-        // When what the preview shows was read: a write right after it needs no second read.
-        let mut read_at = fresh.unwrap_or_else(Instant::now);
-        let (step, preview) = match planned {
-            Some(Planned::Ready(preview, step)) if fresh.is_some() => (step, Ok(*preview)),
-            Some(Planned::Ready(preview, step)) => {
+        // When the read the preview shows came back: a write right after it needs no second.
+        let (step, preview, read_at) = match planned {
+            Some(Planned::Ready(preview, step, read)) if fresh => (step, Ok(*preview), read),
+            Some(Planned::Ready(preview, step, _)) => {
                 let preview = step.refresh(&self.context(&id, &projection, None, &quiet), *preview);
-                (step, preview)
+                (step, preview, Instant::now())
             }
             _ => {
                 let step = self.services.step(action).map_err(Error::invalid)?;
                 let preview = step.preview(&self.context(&id, &projection, None, &quiet));
-                (step, preview)
+                (step, preview, Instant::now())
             }
         };
         let mut preview = match preview {
@@ -937,11 +940,11 @@ impl<'a> Run<'a> {
                 Err(flow) => return Ok(flow),
             };
             // The operator may have looked at the prompt for minutes: read again before writing.
-            // Under --yes nobody looked: a read made moments ago is the one before the write.
-            if by == By::YesFlag && read_at.elapsed() < JUST_READ {
+            // Under --yes nobody looked: a read that came back moments ago is the one the write
+            // follows; but once a read found the world moving, it is read again until it holds.
+            if by == By::YesFlag && rechecks == 0 && read_at.elapsed() < JUST_READ {
                 break by;
             }
-            read_at = Instant::now();
             let fresh = match step.recheck(&self.context(&id, &projection, None, &quiet), &preview) {
                 Ok(None) => break by,
                 Ok(Some(fresh)) => fresh,

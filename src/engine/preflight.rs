@@ -2,6 +2,7 @@
 //! what they say; in the background, the steps of each service are checked side by side.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use super::{Script, Scripted};
 use crate::ci::RunHandle;
@@ -17,7 +18,8 @@ use crate::yaml::Diagnostics;
 /// A preflight look at one step; a ready step is kept, so that it runs with what its preview
 /// worked out (brought up to date when its turn comes).
 pub(super) enum Planned<'a> {
-    Ready(Box<Preview>, Box<dyn Step + 'a>),
+    /// Its preview, the step, and when the preview's read had come back.
+    Ready(Box<Preview>, Box<dyn Step + 'a>, Instant),
     /// Needs the output of an earlier step: checked when it runs.
     Deferred(Ref),
     Failed(anyhow::Error),
@@ -25,7 +27,7 @@ pub(super) enum Planned<'a> {
 
 /// A look from the background thread: the preview without the step, whose services stay there.
 pub(super) enum Checked {
-    Ready(Box<Preview>),
+    Ready(Box<Preview>, Instant),
     Deferred(Ref),
     Failed(anyhow::Error),
 }
@@ -33,7 +35,7 @@ pub(super) enum Checked {
 impl From<Planned<'_>> for Checked {
     fn from(planned: Planned<'_>) -> Checked {
         match planned {
-            Planned::Ready(preview, _) => Checked::Ready(preview),
+            Planned::Ready(preview, _, read) => Checked::Ready(preview, read),
             Planned::Deferred(reference) => Checked::Deferred(reference),
             Planned::Failed(error) => Checked::Failed(error),
         }
@@ -81,17 +83,24 @@ pub(super) fn in_background(
     })
 }
 
-/// `indexes` in groups, one per service the steps use (in order within each).
-fn by_service(runbook: &LoadedRunbook, indexes: &[usize]) -> Vec<Vec<usize>> {
-    let mut groups: Vec<(Option<Service>, Vec<usize>)> = Vec::new();
+/// `indexes` by service, each in order: those checked here (the first step's service, and the
+/// steps that use none, whose checks read nothing), and one group for each other service.
+fn by_service(runbook: &LoadedRunbook, indexes: &[usize]) -> (Vec<usize>, Vec<Vec<usize>>) {
+    let service = |index: usize| runbook.runbook.steps[index].kind().service();
+    let first = indexes.first().map(|&index| service(index));
+    let mut here = Vec::new();
+    let mut others: Vec<(Option<Service>, Vec<usize>)> = Vec::new();
     for &index in indexes {
-        let service = runbook.runbook.steps[index].kind().service();
-        match groups.iter_mut().find(|(of, _)| *of == service) {
-            Some((_, group)) => group.push(index),
-            None => groups.push((service, vec![index])),
+        let of = service(index);
+        if of.is_none() || Some(of) == first {
+            here.push(index);
+        } else if let Some((_, group)) = others.iter_mut().find(|(service, _)| *service == of) {
+            group.push(index);
+        } else {
+            others.push((of, vec![index]));
         }
     }
-    groups.into_iter().map(|(_, group)| group).collect()
+    (here, others.into_iter().map(|(_, group)| group).collect())
 }
 
 /// What [`Lookup::side_by_side`] found: the steps checked here, and the findings from elsewhere.
@@ -139,9 +148,8 @@ impl Lookup<'_> {
         indexes: &[usize],
         projection: &mut Projection,
     ) -> Result<SideBySide<'f>, Error> {
-        let mut groups = by_service(self.runbook, indexes).into_iter();
-        let first = groups.next().unwrap_or_default();
-        let forks: Option<Vec<Box<dyn StepFactory + Send>>> = groups.clone().map(|_| services.fork()).collect();
+        let (first, others) = by_service(self.runbook, indexes);
+        let forks: Option<Vec<Box<dyn StepFactory + Send>>> = others.iter().map(|_| services.fork()).collect();
         let Some(forks) = forks.filter(|forks| !forks.is_empty()) else {
             return Ok((self.check(services, indexes, projection)?, Vec::new()));
         };
@@ -149,16 +157,25 @@ impl Lookup<'_> {
         std::thread::scope(|scope| {
             let threads: Vec<_> = forks
                 .into_iter()
-                .zip(groups)
+                .zip(others)
                 .map(|(services, group)| {
                     let projection = projection.clone();
                     scope.spawn(move || lookup.checked(&*services, &group, projection))
                 })
                 .collect();
-            let here = self.check(services, &first, projection)?;
+            let here = self.check(services, &first, projection);
+            // Every thread is joined before any error is reported: the first step's comes first.
+            let joined: Vec<Result<Vec<(usize, Checked)>, Error>> = threads
+                .into_iter()
+                .map(|thread| {
+                    thread
+                        .join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a preflight check stopped unexpectedly").into()))
+                })
+                .collect();
+            let here = here?;
             let mut elsewhere = Vec::new();
-            for thread in threads {
-                let found = thread.join().map_err(|_| anyhow::anyhow!("a preflight check stopped unexpectedly"))?;
+            for found in joined {
                 elsewhere.extend(found?);
             }
             Ok((here, elsewhere))
@@ -219,7 +236,7 @@ impl Lookup<'_> {
                             if let Some(projected) = preview.projection.clone() {
                                 projection.record(projected);
                             }
-                            Planned::Ready(Box::new(preview), step)
+                            Planned::Ready(Box::new(preview), step, Instant::now())
                         }
                         Err(error) => Planned::Failed(error),
                     }

@@ -5,6 +5,7 @@ pub mod credentials;
 pub mod message;
 pub mod revert;
 mod scratch;
+pub use scratch::remove_left;
 pub mod trees;
 
 use std::cell::RefCell;
@@ -172,29 +173,41 @@ impl GitRemote {
 
     /// The remote branch's tip. Objects the clone lacks are fetched into a throwaway store
     /// that `repo` reads from: the clone itself gains nothing until `keep_fetched`. One
-    /// connection, the store's, both lists the remote's branches and downloads what is missing.
+    /// connection, the store's, both lists the remote's branches and downloads what is missing;
+    /// it goes to the clone's remote URL as the clone's config rewrites it.
     pub fn remote_tip(&self, repo: &Repository, branch: &str) -> Result<Oid> {
         let wanted = format!("refs/heads/{branch}");
-        let (store, aside) = scratch::Store::new(repo)?;
-        let mut remote = self.find_remote(&aside)?;
+        let missing = || Precondition(format!("remote {} has no branch {branch}", self.remote));
+        let (store, aside) = match scratch::Store::new(repo) {
+            Ok(made) => made,
+            // No room for a store (a full or read-only temp folder): the clone lists the
+            // branches, and a tip it lacks cannot be fetched.
+            Err(error) => {
+                let tip = self.remote_head(repo, branch)?.ok_or_else(missing)?;
+                if repo.find_commit(tip).is_err() {
+                    return Err(error.context(format!("cannot fetch {wanted} from remote {}", self.remote)));
+                }
+                return Ok(tip);
+            }
+        };
+        let url = self.find_remote(repo)?.url().map(str::to_string).unwrap_or_default();
+        let mut remote = aside.remote_anonymous(&url)?;
         let mut connection =
             remote.connect_auth(Direction::Fetch, Some(self.credentials.callbacks()), None).map_err(|e| {
                 explain(e, format!("cannot reach remote {} ({})", self.remote, self.url(repo)), &self.url(repo))
             })?;
-        let tip = connection
-            .list()?
-            .iter()
-            .find(|head| head.name() == wanted)
-            .map(|head| head.oid())
-            .ok_or_else(|| Precondition(format!("remote {} has no branch {branch}", self.remote)))?;
+        let tip =
+            connection.list()?.iter().find(|head| head.name() == wanted).map(|head| head.oid()).ok_or_else(missing)?;
         if repo.find_commit(tip).is_err() {
             scratch::know_branches(repo, &aside)?;
             let mut options = FetchOptions::new();
             options.remote_callbacks(self.credentials.callbacks());
-            connection.remote().download(&[wanted.as_str()], Some(&mut options)).map_err(|e| {
+            let downloaded = connection.remote().download(&[wanted.as_str()], Some(&mut options));
+            // Disconnected while the callbacks it was last given are still there.
+            drop(connection);
+            downloaded.map_err(|e| {
                 explain(e, format!("cannot fetch {wanted} from remote {}", self.remote), &self.url(repo))
             })?;
-            drop(connection);
             store.lend_to(repo)?;
             self.fetched.borrow_mut().push(store);
         }

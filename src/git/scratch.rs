@@ -2,15 +2,37 @@
 //! objects as its alternate and keeps what a fetch brings, so a preview writes nothing to the clone.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use anyhow::{Context, Result, anyhow};
 use git2::{ConfigLevel, Repository};
 use tempfile::TempDir;
 
-/// Removed with its folder when dropped.
+/// Removed with its folder when dropped, or by [`remove_left`] as the process ends.
 #[derive(Debug)]
 pub struct Store {
     dir: TempDir,
+}
+
+/// The folders of the stores not yet dropped: a preflight in the background may still hold one
+/// when the run ends, and the process does not wait for it. None once the process is ending.
+static LEFT: Mutex<Option<Vec<PathBuf>>> = Mutex::new(Some(Vec::new()));
+
+/// Remove the folders of the stores still held (by a preflight the run did not wait for); none
+/// is made after this.
+pub fn remove_left() {
+    let left = LEFT.lock().unwrap_or_else(|e| e.into_inner()).take();
+    for dir in left.into_iter().flatten() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(left) = LEFT.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            left.retain(|dir| dir != self.dir.path());
+        }
+    }
 }
 
 impl Store {
@@ -18,6 +40,9 @@ impl Store {
     /// proxies); [`know_branches`] before a download, so that the remote sends only what
     /// the clone lacks.
     pub fn new(clone: &Repository) -> Result<(Store, Repository)> {
+        // Made whole under the lock, so that `remove_left` never meets one half made.
+        let mut left = LEFT.lock().unwrap_or_else(|e| e.into_inner());
+        let left = left.as_mut().ok_or_else(|| anyhow!("not fetched: the run is ending"))?;
         let dir = tempfile::Builder::new().prefix("rollout-fetch-").tempdir().context("cannot create a temp folder")?;
         let clone_config = clone.commondir().join("config");
         let clone_config = clone_config
@@ -31,6 +56,7 @@ impl Store {
         alternate.push(b'\n');
         std::fs::write(dir.path().join("objects/info/alternates"), alternate)?;
         let repo = Repository::open_bare(dir.path())?;
+        left.push(dir.path().to_path_buf());
         Ok((Store { dir }, repo))
     }
 

@@ -389,12 +389,12 @@ fn under_yes_the_write_follows_the_previews_own_read_with_no_second_one() {
 }
 
 #[test]
-fn under_yes_a_flag_read_over_a_second_ago_that_moved_against_the_direction_fails_unwritten() {
+fn under_yes_a_flag_read_a_while_ago_that_moved_against_the_direction_fails_unwritten() {
     let (server, env) = flipper(Gates::on());
-    // The whole plan is checked first, and the second step's check takes over a second: by the
+    // The whole plan is checked first, and the second step's check takes half a second: by the
     // time the first step writes, its preflight read is old, and someone lowered the flag to 3%.
     server.set("other_flag", Gates::on());
-    server.fail_path("/features/other_flag", Fault::Delay(Duration::from_millis(1200)));
+    server.fail_path("/features/other_flag", Fault::Delay(Duration::from_millis(500)));
     server.change_after_reads(FLAG, 1, Gates::percentage_of_actors("3"));
     let two = |change: &str| {
         format!(
@@ -431,4 +431,11 @@ fn under_yes_a_flag_read_over_a_second_ago_that_moved_against_the_direction_fail
         .map(|e| e["before"]["summary"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(befores, ["on, 100%", "on, 3%"]);
+    let reach: Vec<String> = out
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "step_preview" && e["step"] == "lower")
+        .map(|e| e["reach"].as_str().unwrap_or("none").to_string())
+        .collect();
+    assert_eq!(reach, ["fewer", "more"]);
 }

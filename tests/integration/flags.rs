@@ -294,7 +294,7 @@ fn a_429_with_retry_after_is_waited_for() {
         let ids_read = usize::from(!server.url().ends_with("/flipper/api"));
         assert_eq!(
             server.count("GET"),
-            4 + ids_read,
+            3 + ids_read,
             "the rate-limited read, its retry, the read-back (and LaunchDarkly's variation ids)"
         );
         assert_eq!(server.non_get_count(), 1, "one write");

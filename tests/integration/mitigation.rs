@@ -300,3 +300,36 @@ fn a_plan_checked_all_first_checks_each_services_steps_side_by_side_too() {
     assert!(out.stderr.contains("Dry run passed: 3 steps checked"), "{}", out.stderr);
     assert_eq!((flipper.non_get_count(), github.non_get_count()), (0, 0));
 }
+
+#[test]
+fn a_fetch_the_run_did_not_wait_for_leaves_no_temp_folder_behind() {
+    let env = Env::new();
+    // The clone's remote answers its first listing only once the test lets it.
+    let gate = Gate::default();
+    let remote = GitHub::start(TOKEN);
+    remote.fail_path("/app.git/info/refs", Fault::Hold(gate.clone()));
+    crate::support::git(&env.path("app"), &["remote", "set-url", "origin", &format!("{}/app.git", remote.url())]);
+    let temp = tempfile::tempdir().unwrap();
+    let stores = || {
+        std::fs::read_dir(temp.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("rollout-fetch-"))
+            .count()
+    };
+    let commit = env.sandbox.offending.to_string();
+    let mut command = env.command(&["incident", "--severity", "high", "--var", &format!("commit={commit}")]);
+    command.env("TMPDIR", temp.path()).env("ROLLOUT_FORCE_INTERACTIVE", "1");
+    let mut run = Background::spawn(command);
+    run.wait_for_stderr("Apply?");
+    let deadline = Instant::now() + PATIENCE;
+    while stores() == 0 {
+        assert!(Instant::now() < deadline, "the background made no fetch store\n{}", run.stderr());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Aborted while the background still waits for the remote: the run ends without it.
+    run.send("a\n");
+    let out = run.finish(Duration::from_secs(10));
+    out.code(4);
+    assert_eq!(stores(), 0, "a fetch store was left in {}", temp.path().display());
+    gate.open();
+}
