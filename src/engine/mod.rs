@@ -710,7 +710,8 @@ impl<'a> Run<'a> {
 
     /// Wait for the background preflight, saying so if it takes a while; Ctrl-C ends the
     /// run (what was already done stays, and the summary says so), never the wait alone.
-    fn wait_for(&mut self, handle: Background) -> Result<Waited<'a>, Error> {
+    fn wait_for(&mut self, mut handle: Background) -> Result<Waited<'a>, Error> {
+        handle.start();
         let ui = self.ui;
         let mut said = false;
         let started = Instant::now();
@@ -815,6 +816,11 @@ impl<'a> Run<'a> {
         // While the rest is checked in the background, the steps planned here are the mitigation.
         let early: Vec<usize> = if pending.is_some() { plan.iter().map(|(i, _)| *i).collect() } else { Vec::new() };
         let mut plans: HashMap<usize, Planned<'a>> = plan.into_iter().collect();
+        // The background starts checking once the first mitigation step is written, or as
+        // soon as an operator is asked about it (it checks while they read).
+        if let Some((_, background)) = pending.as_mut().filter(|_| !self.yes) {
+            background.start();
+        }
         let mut failed = false;
         for index in 0..self.total() {
             let id = self.runbook.runbook.steps[index].common.id.clone();
@@ -856,7 +862,11 @@ impl<'a> Run<'a> {
                 self.skip(index, Some(reason.clone()))?;
                 continue;
             }
-            match self.step(index, plans.remove(&index), fresh == Some(index))? {
+            let flow = self.step(index, plans.remove(&index), fresh == Some(index))?;
+            if let Some((_, background)) = pending.as_mut() {
+                background.start();
+            }
+            match flow {
                 Flow::Next => {}
                 Flow::FailedContinue => failed = true,
                 Flow::Stop(status, code) => return self.finish(status, code),

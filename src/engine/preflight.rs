@@ -44,7 +44,28 @@ impl From<Planned<'_>> for Checked {
 
 /// The preflight going on in another thread: what it will find. Never joined before it has
 /// finished: a run that ends does not wait for it.
-pub(super) type Background = std::thread::JoinHandle<Result<Vec<(usize, Checked)>, Error>>;
+pub(super) struct Background {
+    thread: std::thread::JoinHandle<Result<Vec<(usize, Checked)>, Error>>,
+    /// Held back until dropped: the first mitigation step goes out without the background's
+    /// work (git's set-up alone is tens of milliseconds of CPU) competing with it.
+    go: Option<std::sync::mpsc::Sender<()>>,
+}
+
+impl Background {
+    /// Let the checks begin (the mitigation's first write is out, or its prompt is up).
+    pub fn start(&mut self) {
+        self.go = None;
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    pub fn join(mut self) -> std::thread::Result<Result<Vec<(usize, Checked)>, Error>> {
+        self.start();
+        self.thread.join()
+    }
+}
 
 /// What a preflight in another thread needs, its own: it may outlive the walk.
 pub(super) struct Owned {
@@ -65,7 +86,10 @@ pub(super) fn in_background(
     indexes: Vec<usize>,
     mut projection: Projection,
 ) -> Background {
-    std::thread::spawn(move || {
+    let (go, held) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        // Until the walk lets go (its sender dropped).
+        let _ = held.recv();
         let lookup = Lookup {
             ui: &owned.ui,
             run_id: &owned.run_id,
@@ -80,7 +104,8 @@ pub(super) fn in_background(
             here.into_iter().map(|(index, planned)| (index, Checked::from(planned))).chain(elsewhere).collect();
         found.sort_by_key(|(index, _)| *index);
         Ok(found)
-    })
+    });
+    Background { thread, go: Some(go) }
 }
 
 /// `indexes` by service, each in order: those checked here (the first step's service, and the

@@ -333,3 +333,45 @@ fn a_fetch_the_run_did_not_wait_for_leaves_no_temp_folder_behind() {
     assert_eq!(stores(), 0, "a fetch store was left in {}", temp.path().display());
     gate.open();
 }
+
+#[test]
+fn under_yes_the_background_checks_begin_once_the_first_mitigation_write_is_out() {
+    let flipper = Flipper::start(FLIPPER_TOKEN);
+    flipper.set(FLAG, Gates::on());
+    let github = GitHub::start(TOKEN);
+    github.add_branch("va/vets-website", "main", SHA);
+    github.add_workflow("va/vets-website", "deploy.yml");
+    github.script(Outcome::Success, 0);
+    let env = Env::new();
+    env.write(
+        "rollout.yaml",
+        &format!(
+            "version: 1\nflags: {{ provider: flipper, url: \"{}\", token_env: FLIPPER_TOKEN }}\nci: {{ provider: github, repo: va/vets-website, token_env: CI_TOKEN, url: \"{}\" }}\n",
+            flipper.url(),
+            github.url()
+        ),
+    );
+    env.write(
+        "runbooks/mitigate.yaml",
+        &format!(
+            "version: 1\ntitle: Mitigate\nsteps:\n  - id: disable\n    name: Turn it off\n    flag: {{ name: {FLAG}, state: off, direction: down }}\n  - id: deploy\n    name: Deploy the fix\n    ci: {{ pipeline: deploy.yml, ref: main, timeout: 1m }}\n"
+        ),
+    );
+    // The flag's write is held: nothing else competes with it, so the pipeline is not read yet.
+    let gate = Gate::default();
+    flipper.fail_path(&format!("/features/{FLAG}/boolean"), Fault::Hold(gate.clone()));
+    let mut command = env.command(&["run", "mitigate", "--yes"]);
+    command.env("CI_TOKEN", TOKEN).env("FLIPPER_TOKEN", FLIPPER_TOKEN);
+    let run = Background::spawn(command);
+    let deadline = Instant::now() + PATIENCE;
+    while flipper.non_get_count() == 0 {
+        assert!(Instant::now() < deadline, "the flag was never written\n{}", run.stderr());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(github.requests().len(), 0, "the pipeline was read while the mitigation's write was out");
+    gate.open();
+    let out = run.finish(PATIENCE);
+    out.code(0);
+    assert_eq!(github.runs().len(), 1);
+}
