@@ -214,6 +214,17 @@ impl GitRemote {
         Ok(tip)
     }
 
+    /// [`GitRemote::remote_tip`] for a check that usually finds the clone has the tip already
+    /// (the revert it pushed): listed from the clone, with a fetch (and its throwaway store)
+    /// only when the tip is new to it.
+    pub fn remote_tip_if_new(&self, repo: &Repository, branch: &str) -> Result<Oid> {
+        match self.remote_head(repo, branch)? {
+            Some(tip) if repo.find_commit(tip).is_ok() => Ok(tip),
+            Some(_) => self.remote_tip(repo, branch),
+            None => Err(Precondition(format!("remote {} has no branch {branch}", self.remote)).into()),
+        }
+    }
+
     /// Copy what `remote_tip` fetched aside into the clone: a revert about to be committed
     /// there builds on it. Dry runs never call this.
     pub fn keep_fetched(&self, repo: &Repository) -> Result<()> {

@@ -190,12 +190,13 @@ impl Step for RevertStep<'_> {
     }
 
     /// The plan is kept while the remote branch is still at the tip it was made on (one
-    /// listing of the remote's heads, and a fetch only if the clone lacks that tip); otherwise
-    /// it is made again.
+    /// listing of the remote's heads, and a fetch only if this thread's clone lacks that tip:
+    /// a preflight in the background fetched into services of its own); otherwise it is made
+    /// again.
     fn refresh(&self, cx: &Context, planned: Preview) -> Result<Preview> {
         let Change::Revert(plan) = &planned.change else { return self.preview(cx) };
         let repo = self.git.open()?;
-        if self.git.remote_tip(&repo, &self.git.branch)? == plan.tip { Ok(planned) } else { self.preview(cx) }
+        if self.git.remote_tip_if_new(&repo, &self.git.branch)? == plan.tip { Ok(planned) } else { self.preview(cx) }
     }
 
     /// The revert still on the branch it was pushed to, and not reverted since. Reads the
@@ -207,7 +208,7 @@ impl Step for RevertStep<'_> {
             return Ok(Held::Unchecked("the revert was not pushed".into()));
         }
         let repo = self.git.open()?;
-        let tip = self.git.remote_tip(&repo, branch)?;
+        let tip = self.git.remote_tip_if_new(&repo, branch)?;
         let revert = git2::Oid::from_str(commit)?;
         let place = self.git.target(branch);
         if revert != tip && !repo.graph_descendant_of(tip, revert).unwrap_or(false) {
