@@ -155,13 +155,25 @@ impl GitRemote {
         })
     }
 
+    /// Connect `remote` (the clone's, or a fetch store's to the same URL) to fetch from it.
+    fn connect<'r, 'c>(
+        &'c self,
+        remote: &'c mut git2::Remote<'r>,
+        repo: &Repository,
+    ) -> Result<git2::RemoteConnection<'r, 'c, 'c>> {
+        remote.connect_auth(Direction::Fetch, Some(self.credentials.callbacks()), None).map_err(|e| {
+            explain(e, format!("cannot reach remote {} ({})", self.remote, self.url(repo)), &self.url(repo))
+        })
+    }
+
+    fn no_branch(&self, branch: &str) -> anyhow::Error {
+        Precondition(format!("remote {} has no branch {branch}", self.remote)).into()
+    }
+
     /// The remote's branches as it reports them now.
     fn heads(&self, repo: &Repository) -> Result<Vec<(String, Oid)>> {
         let mut remote = self.find_remote(repo)?;
-        let connection =
-            remote.connect_auth(Direction::Fetch, Some(self.credentials.callbacks()), None).map_err(|e| {
-                explain(e, format!("cannot reach remote {} ({})", self.remote, self.url(repo)), &self.url(repo))
-            })?;
+        let connection = self.connect(&mut remote, repo)?;
         Ok(connection.list()?.iter().map(|head| (head.name().to_string(), head.oid())).collect())
     }
 
@@ -177,13 +189,12 @@ impl GitRemote {
     /// it goes to the clone's remote URL as the clone's config rewrites it.
     pub fn remote_tip(&self, repo: &Repository, branch: &str) -> Result<Oid> {
         let wanted = format!("refs/heads/{branch}");
-        let missing = || Precondition(format!("remote {} has no branch {branch}", self.remote));
         let (store, aside) = match scratch::Store::new(repo) {
             Ok(made) => made,
             // No room for a store (a full or read-only temp folder): the clone lists the
             // branches, and a tip it lacks cannot be fetched.
             Err(error) => {
-                let tip = self.remote_head(repo, branch)?.ok_or_else(missing)?;
+                let tip = self.remote_head(repo, branch)?.ok_or_else(|| self.no_branch(branch))?;
                 if repo.find_commit(tip).is_err() {
                     return Err(error.context(format!("cannot fetch {wanted} from remote {}", self.remote)));
                 }
@@ -192,12 +203,9 @@ impl GitRemote {
         };
         let url = self.find_remote(repo)?.url().map(str::to_string).unwrap_or_default();
         let mut remote = aside.remote_anonymous(&url)?;
-        let mut connection =
-            remote.connect_auth(Direction::Fetch, Some(self.credentials.callbacks()), None).map_err(|e| {
-                explain(e, format!("cannot reach remote {} ({})", self.remote, self.url(repo)), &self.url(repo))
-            })?;
-        let tip =
-            connection.list()?.iter().find(|head| head.name() == wanted).map(|head| head.oid()).ok_or_else(missing)?;
+        let mut connection = self.connect(&mut remote, repo)?;
+        let listed = connection.list()?.iter().find(|head| head.name() == wanted).map(|head| head.oid());
+        let tip = listed.ok_or_else(|| self.no_branch(branch))?;
         if repo.find_commit(tip).is_err() {
             scratch::know_branches(repo, &aside)?;
             let mut options = FetchOptions::new();
@@ -221,7 +229,7 @@ impl GitRemote {
         match self.remote_head(repo, branch)? {
             Some(tip) if repo.find_commit(tip).is_ok() => Ok(tip),
             Some(_) => self.remote_tip(repo, branch),
-            None => Err(Precondition(format!("remote {} has no branch {branch}", self.remote)).into()),
+            None => Err(self.no_branch(branch)),
         }
     }
 
