@@ -230,13 +230,12 @@ fn a_skipped_mitigation_has_the_rest_checked_again_from_the_live_state() {
     assert!(out.stderr.contains("as expected (only read, never written)"), "{}", out.stderr);
 }
 
-/// A Flipper emulator for the flags (its reads are seen) and GitHub's for the pipeline, and a
-/// runbook that turns the flag off (`direction: down`), deploys, then takes a banner down. The
-/// deploy's check hangs until the banner's read arrives: `args` returns once the run did.
-fn checked_side_by_side(args: &[&str]) -> (Ran, Flipper, GitHub) {
+/// Flags on a Flipper emulator (its requests are seen) and the pipeline on GitHub's, both
+/// tokens set, and a runbook `mitigate` that turns the flag off (`direction: down`), deploys,
+/// then runs `more` (further steps, as YAML).
+fn flipper_and_github(more: &str) -> (Flipper, GitHub, Env) {
     let flipper = Flipper::start(FLIPPER_TOKEN);
     flipper.set(FLAG, Gates::on());
-    flipper.set("banner", Gates::on());
     let github = GitHub::start(TOKEN);
     github.add_branch("va/vets-website", "main", SHA);
     github.add_workflow("va/vets-website", "deploy.yml");
@@ -253,10 +252,19 @@ fn checked_side_by_side(args: &[&str]) -> (Ran, Flipper, GitHub) {
     env.write(
         "runbooks/mitigate.yaml",
         &format!(
-            "version: 1\ntitle: Mitigate\nsteps:\n  - id: disable\n    name: Turn it off\n    flag: {{ name: {FLAG}, state: off, direction: down }}\n  - id: deploy\n    name: Deploy the fix\n    ci: {{ pipeline: deploy.yml, ref: main, timeout: 1m }}\n  - id: banner\n    name: Take the banner down\n    flag: {{ name: banner, state: off }}\n"
+            "version: 1\ntitle: Mitigate\nsteps:\n  - id: disable\n    name: Turn it off\n    flag: {{ name: {FLAG}, state: off, direction: down }}\n  - id: deploy\n    name: Deploy the fix\n    ci: {{ pipeline: deploy.yml, ref: main, timeout: 1m }}\n{more}"
         ),
     );
     let env = env.var("CI_TOKEN", TOKEN).var("FLIPPER_TOKEN", FLIPPER_TOKEN);
+    (flipper, github, env)
+}
+
+/// [`flipper_and_github`] with a banner taken down last. The deploy's check hangs until the
+/// banner's read arrives: `args` returns once the run did.
+fn checked_side_by_side(args: &[&str]) -> (Ran, Flipper, GitHub) {
+    let (flipper, github, env) =
+        flipper_and_github("  - id: banner\n    name: Take the banner down\n    flag: { name: banner, state: off }\n");
+    flipper.set("banner", Gates::on());
     let gate = Gate::default();
     github.fail_path("/repos/va/vets-website/actions/workflows/deploy.yml", Fault::Hold(gate.clone()));
     let mut command = env.command(args);
@@ -336,27 +344,7 @@ fn a_fetch_the_run_did_not_wait_for_leaves_no_temp_folder_behind() {
 
 #[test]
 fn under_yes_the_background_checks_begin_once_the_first_mitigation_write_is_out() {
-    let flipper = Flipper::start(FLIPPER_TOKEN);
-    flipper.set(FLAG, Gates::on());
-    let github = GitHub::start(TOKEN);
-    github.add_branch("va/vets-website", "main", SHA);
-    github.add_workflow("va/vets-website", "deploy.yml");
-    github.script(Outcome::Success, 0);
-    let env = Env::new();
-    env.write(
-        "rollout.yaml",
-        &format!(
-            "version: 1\nflags: {{ provider: flipper, url: \"{}\", token_env: FLIPPER_TOKEN }}\nci: {{ provider: github, repo: va/vets-website, token_env: CI_TOKEN, url: \"{}\" }}\n",
-            flipper.url(),
-            github.url()
-        ),
-    );
-    env.write(
-        "runbooks/mitigate.yaml",
-        &format!(
-            "version: 1\ntitle: Mitigate\nsteps:\n  - id: disable\n    name: Turn it off\n    flag: {{ name: {FLAG}, state: off, direction: down }}\n  - id: deploy\n    name: Deploy the fix\n    ci: {{ pipeline: deploy.yml, ref: main, timeout: 1m }}\n"
-        ),
-    );
+    let (flipper, github, env) = flipper_and_github("");
     // The flag's write is held: nothing else competes with it, so the pipeline is not read yet.
     let gate = Gate::default();
     flipper.fail_path(&format!("/features/{FLAG}/boolean"), Fault::Hold(gate.clone()));
