@@ -209,7 +209,7 @@ fn an_unchanged_step_is_not_applied() {
 
 #[test]
 fn under_yes_a_preview_read_moments_ago_is_written_without_a_second_read() {
-    // (A read over a second old is read again: tests/integration/exposure.rs, on Flipper.)
+    // (An older read is read again: tests/integration/exposure.rs, on Flipper.)
     let moved = Preview { effect: "change it, from elsewhere".into(), ..Preview::default() };
     let script = Rc::new(Script { moved: RefCell::new(Some(moved)), ..Script::default() });
     let (finished, events) = walk_with(&[("a", "")], &services(&[("a", &script)]), None);

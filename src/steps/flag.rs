@@ -1,5 +1,5 @@
-//! The `flag` step: read the flag live, show `before -> after` and whether that means fewer
-//! users or more, read again right before writing, write only if it differs, read it back.
+//! The `flag` step: read the flag live, show `before -> after` and fewer or more users, read
+//! again before writing if anyone could have looked, write only if it differs, read it back.
 
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};

@@ -162,8 +162,8 @@ pub trait Step {
     fn refresh(&self, cx: &Context, _planned: Preview) -> Result<Preview> {
         self.preview(cx)
     }
-    /// Read again right before the write; a preview that differs from the confirmed one
-    /// means the world moved since the operator saw it.
+    /// Read again right before the write (unless, under `--yes`, the preview's read just came
+    /// back); a preview that differs from the confirmed one means the world moved since.
     fn recheck(&self, _cx: &Context, _confirmed: &Preview) -> Result<Option<Preview>> {
         Ok(None)
     }
