@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use indexmap::IndexMap;
 use serde::Deserialize;
 
 use crate::duration;
@@ -61,6 +62,19 @@ pub enum MetricsProvider {
     Prometheus,
     Datadog,
 }
+
+impl MetricsProvider {
+    fn as_str(self) -> &'static str {
+        match self {
+            MetricsProvider::Prometheus => "prometheus",
+            MetricsProvider::Datadog => "datadog",
+        }
+    }
+}
+
+/// The Datadog sites whose API rollout knows, by `site` as Datadog writes it.
+pub const DATADOG_SITES: &[&str] =
+    &["datadoghq.com", "us3.datadoghq.com", "us5.datadoghq.com", "datadoghq.eu", "ap1.datadoghq.com", "ddog-gov.com"];
 
 /// The `flags` section: one variant per provider, holding what that provider uses.
 #[derive(Debug, Clone)]
@@ -253,18 +267,121 @@ pub struct NotifyConfig {
     pub allow_insecure_http: bool,
 }
 
-/// Where gate steps will read metrics; validated now, read by nothing yet.
-#[derive(Debug, Clone, Deserialize)]
+/// One metrics source under `metrics:`, as written; [`RawMetrics::typed`] checks it.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[expect(dead_code, reason = "the section is validated today for the gate steps to come (README)")]
-pub struct MetricsConfig {
-    pub provider: MetricsProvider,
+struct RawMetrics {
+    provider: MetricsProvider,
     #[serde(default)]
-    pub url: Option<String>,
+    url: Option<String>,
+    /// prometheus: a bearer token, when the server sits behind an authenticating proxy.
     #[serde(default)]
-    pub api_key_env: Option<String>,
+    token_env: Option<String>,
+    /// datadog: which Datadog site the organisation is on (`ddog-gov.com` for US government).
     #[serde(default)]
-    pub app_key_env: Option<String>,
+    site: Option<String>,
+    #[serde(default)]
+    api_key_env: Option<String>,
+    #[serde(default)]
+    app_key_env: Option<String>,
+    #[serde(default)]
+    allow_insecure_http: bool,
+}
+
+/// Where gate steps read a metric: one variant per provider.
+#[derive(Debug, Clone)]
+pub enum MetricsConfig {
+    Prometheus(PrometheusConfig),
+    Datadog(DatadogConfig),
+}
+
+/// A Prometheus server's HTTP API (`/api/v1/query`).
+#[derive(Debug, Clone)]
+pub struct PrometheusConfig {
+    pub url: String,
+    pub token_env: Option<String>,
+    pub allow_insecure_http: bool,
+}
+
+/// Datadog's metrics query API on one site, with an API key and an application key.
+#[derive(Debug, Clone)]
+pub struct DatadogConfig {
+    /// `https://api.<site>`, or the `url` given instead (a proxy in front of it).
+    pub url: String,
+    pub api_key_env: String,
+    pub app_key_env: String,
+    pub allow_insecure_http: bool,
+}
+
+impl RawMetrics {
+    /// The provider's own config, or `None` with what is wrong added to `problems`.
+    fn typed(self, source: &Source, name: &str, problems: &mut Vec<Diagnostic>) -> Option<MetricsConfig> {
+        let section = format!("metrics.{name}");
+        let mut misplaced = |field: &str, what: &str| {
+            problems.push(source.at_value(&format!("{section}.{field}"), format!("{section}.{field}: {what}")))
+        };
+        match self.provider {
+            MetricsProvider::Prometheus => {
+                for (field, given) in [
+                    ("site", self.site.is_some()),
+                    ("api_key_env", self.api_key_env.is_some()),
+                    ("app_key_env", self.app_key_env.is_some()),
+                ] {
+                    if given {
+                        misplaced(field, "only the `datadog` provider reads it");
+                    }
+                }
+            }
+            MetricsProvider::Datadog => {
+                if self.token_env.is_some() {
+                    misplaced("token_env", "datadog reads api_key_env and app_key_env instead");
+                }
+                if let Some(site) = &self.site
+                    && !DATADOG_SITES.contains(&site.as_str())
+                {
+                    misplaced("site", &format!("not a Datadog site: use one of {}", DATADOG_SITES.join(", ")));
+                }
+            }
+        }
+        let provider = self.provider.as_str();
+        let mut need = |field: &str, value: Option<String>| {
+            if value.is_none() {
+                problems.push(source.at_key(&section, format!("{section}: provider {provider} needs `{field}`")));
+            }
+            value
+        };
+        let allow_insecure_http = self.allow_insecure_http;
+        Some(match self.provider {
+            MetricsProvider::Prometheus => MetricsConfig::Prometheus(PrometheusConfig {
+                url: need("url", self.url)?,
+                token_env: self.token_env,
+                allow_insecure_http,
+            }),
+            MetricsProvider::Datadog => {
+                let api_key_env = need("api_key_env", self.api_key_env);
+                let app_key_env = need("app_key_env", self.app_key_env);
+                let url = match (self.url, self.site) {
+                    (Some(url), _) => url,
+                    (None, Some(site)) => format!("https://api.{site}"),
+                    (None, None) => need("site", None)?,
+                };
+                MetricsConfig::Datadog(DatadogConfig {
+                    url,
+                    api_key_env: api_key_env?,
+                    app_key_env: app_key_env?,
+                    allow_insecure_http,
+                })
+            }
+        })
+    }
+
+    fn secrets(&self) -> [(&'static str, Option<&str>); 3] {
+        [
+            ("token_env", self.token_env.as_deref()),
+            ("api_key_env", self.api_key_env.as_deref()),
+            ("app_key_env", self.app_key_env.as_deref()),
+        ]
+    }
 }
 
 /// Timeouts and retries of every HTTP call (the `http` section; all optional).
@@ -323,7 +440,7 @@ struct RawConfig {
     #[serde(default)]
     ci: Option<RawCi>,
     #[serde(default)]
-    metrics: Option<MetricsConfig>,
+    metrics: IndexMap<String, RawMetrics>,
     #[serde(default)]
     notify: Option<NotifyConfig>,
     #[serde(default)]
@@ -339,8 +456,8 @@ pub struct Config {
     pub flags: Option<FlagsConfig>,
     pub git: Option<GitConfig>,
     pub ci: Option<CiConfig>,
-    #[expect(dead_code, reason = "read by the gate steps to come")]
-    pub metrics: Option<MetricsConfig>,
+    /// The sources gate steps read, by name.
+    pub metrics: IndexMap<String, MetricsConfig>,
     pub notify: Option<NotifyConfig>,
     pub http: HttpSettings,
 }
@@ -393,6 +510,16 @@ impl Config {
         }
         let flags = raw.flags.and_then(|f| f.typed(source, &mut problems));
         let ci = raw.ci.and_then(|c| c.typed(source, &mut problems));
+        let mut metrics = IndexMap::new();
+        for (name, raw) in raw.metrics {
+            if !crate::runbook::validate::is_identifier(&name, true) {
+                let why = "a metrics source's name is lowercase letters, digits, _ and -, from a letter";
+                problems.push(source.at_key(&format!("metrics.{name}"), format!("metrics.{name}: {why}")));
+            }
+            if let Some(typed) = raw.typed(source, &name, &mut problems) {
+                metrics.insert(name, typed);
+            }
+        }
         problems.extend(checked);
         if !problems.is_empty() {
             return Err(Diagnostics(problems));
@@ -404,7 +531,7 @@ impl Config {
             flags,
             git: raw.git,
             ci,
-            metrics: raw.metrics,
+            metrics,
             notify: raw.notify,
             http: raw.http,
             path,
@@ -554,16 +681,19 @@ fn check(source: &Source, raw: &RawConfig) -> Vec<Diagnostic> {
         ("git.token_env", raw.git.as_ref().and_then(|g| g.token_env.as_deref())),
         ("ci.password_env", raw.ci.as_ref().and_then(|c| c.password_env.as_deref())),
         ("ci.trigger_token_env", raw.ci.as_ref().and_then(|c| c.trigger_token_env.as_deref())),
-        ("metrics.api_key_env", raw.metrics.as_ref().and_then(|m| m.api_key_env.as_deref())),
-        ("metrics.app_key_env", raw.metrics.as_ref().and_then(|m| m.app_key_env.as_deref())),
         ("notify.webhook_env", raw.notify.as_ref().map(|n| n.webhook_env.as_str())),
-    ] {
+    ]
+    .into_iter()
+    .map(|(path, name)| (path.to_string(), name))
+    .chain(raw.metrics.iter().flat_map(|(source, m)| {
+        m.secrets().into_iter().map(move |(field, name)| (format!("metrics.{source}.{field}"), name))
+    })) {
         if let Some(name) = name
             && !is_env_name(name)
         {
             // The value may be a pasted secret: it is never echoed.
             misplaced(
-                path,
+                &path,
                 "this is not an environment variable name (A-Z, 0-9, _): name the variable that holds the secret, like GITHUB_TOKEN, never the secret itself",
             );
         }
@@ -628,6 +758,25 @@ mod tests {
         assert_eq!(
             load("version: 1\nflags: { provider: flipper, url: 'http://f', path: f.json }\n").unwrap_err(),
             ["/teams/va/rollout.yaml:2:52: flags.path: only the `flagd` provider reads a flag file"]
+        );
+    }
+
+    #[test]
+    fn metrics_sources_are_named_and_typed_per_provider() {
+        let config = load(
+            "version: 1\nmetrics:\n  errors: { provider: prometheus, url: 'http://127.0.0.1:9090' }\n  apm: { provider: datadog, site: ddog-gov.com, api_key_env: DD_API_KEY, app_key_env: DD_APP_KEY }\n",
+        )
+        .unwrap();
+        assert!(matches!(&config.metrics["errors"], MetricsConfig::Prometheus(p) if p.url == "http://127.0.0.1:9090"));
+        assert!(matches!(&config.metrics["apm"], MetricsConfig::Datadog(d) if d.url == "https://api.ddog-gov.com"));
+        assert_eq!(
+            load("version: 1\nmetrics:\n  apm: { provider: datadog, site: datadog.com, api_key_env: dd-key }\n")
+                .unwrap_err(),
+            [
+                "/teams/va/rollout.yaml:3:35: metrics.apm.site: not a Datadog site: use one of datadoghq.com, us3.datadoghq.com, us5.datadoghq.com, datadoghq.eu, ap1.datadoghq.com, ddog-gov.com",
+                "/teams/va/rollout.yaml:3:3: metrics.apm: provider datadog needs `app_key_env`",
+                "/teams/va/rollout.yaml:3:61: metrics.apm.api_key_env: this is not an environment variable name (A-Z, 0-9, _): name the variable that holds the secret, like GITHUB_TOKEN, never the secret itself",
+            ]
         );
     }
 }

@@ -20,6 +20,11 @@ const SECOND: Duration = Duration::from_secs(1);
 
 /// A step's `timeout` (and a ci step's): how long it may wait.
 pub static STEP_TIMEOUT: Range = Range { what: "a step's timeout", min: SECOND, max: Duration::from_secs(7 * 86_400) };
+/// A gate's `interval` between samples.
+pub static GATE_INTERVAL: Range = Range { what: "a gate's interval", min: SECOND, max: Duration::from_secs(86_400) };
+/// A gate's `for`, `window` and `initial_delay`.
+pub static GATE_SPAN: Range =
+    Range { what: "a gate's span", min: Duration::ZERO, max: Duration::from_secs(7 * 86_400) };
 /// `http.timeout` and `http.connect_timeout`.
 pub static HTTP_TIMEOUT: Range = Range { what: "an HTTP timeout", min: SECOND, max: Duration::from_secs(600) };
 /// `http.max_wait`: 0 never waits to try again.
@@ -68,6 +73,16 @@ impl serde::de::Visitor<'_> for Visitor {
 /// `deserialize_with` for an optional step timeout.
 pub fn step_timeout<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
     STEP_TIMEOUT.deserialize(deserializer).map(Some)
+}
+
+/// `deserialize_with` for a gate's `interval`.
+pub fn gate_interval<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    GATE_INTERVAL.deserialize(deserializer).map(Some)
+}
+
+/// `deserialize_with` for a gate's `for`, `window` and `initial_delay`.
+pub fn gate_span<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    GATE_SPAN.deserialize(deserializer).map(Some)
 }
 
 /// `deserialize_with` for `http.timeout` and `http.connect_timeout`.

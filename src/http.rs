@@ -107,9 +107,13 @@ impl Response {
             })
             .or_else(|| value.get("details")?.get(0)?.get("message")?.as_str().map(str::to_string))
             .or_else(|| {
-                // JSON:API: `{"errors": [{"detail": "..."}, ...]}`.
-                let details: Vec<&str> =
-                    value.get("errors")?.as_array()?.iter().filter_map(|e| e.get("detail")?.as_str()).collect();
+                // JSON:API: `{"errors": [{"detail": "..."}, ...]}`; Datadog: `{"errors": ["..."]}`.
+                let details: Vec<&str> = value
+                    .get("errors")?
+                    .as_array()?
+                    .iter()
+                    .filter_map(|e| e.as_str().or_else(|| e.get("detail")?.as_str()))
+                    .collect();
                 (!details.is_empty()).then(|| details.join("; "))
             })
     }

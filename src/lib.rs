@@ -14,6 +14,7 @@ mod flags;
 mod git;
 mod http;
 mod interrupt;
+mod metrics;
 mod notify;
 mod percent;
 mod redact;

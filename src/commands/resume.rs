@@ -14,7 +14,7 @@ use crate::engine::{self, Resumption, WalkOptions};
 use crate::error::{Error, ExitCode};
 use crate::runbook::LoadedRunbook;
 use crate::runbook::resolve::{self, Scope};
-use crate::steps::{Context, Done, Held, Projection, Services, StepFactory};
+use crate::steps::{Context, Done, Held, Note, Projection, Services, StepFactory};
 use crate::ui::Ui;
 use crate::ui::prompt::{Answer, NoAnswer};
 
@@ -43,15 +43,16 @@ fn recheck(ui: &Ui, services: &Services, runbook: &LoadedRunbook, recorded: &Rec
         if done.len() == 1 { "" } else { "s" }
     ));
     let projection = Projection::default();
-    let quiet = |_: &str, _: &str| Ok(());
+    let quiet = |_: Note| Ok(());
     let cx = Context {
         ui,
         run_id: &state.run_id,
         deadline: None,
         projection: &projection,
         progress: String::new(),
-        triggered: &quiet,
+        journal: &quiet,
         earlier_run: None,
+        yes: false,
     };
     let width = done.iter().map(|i| runbook.runbook.steps[*i].common.id.chars().count()).max().unwrap_or(0);
     // A flag several done steps changed is checked against the last of them only.

@@ -44,7 +44,7 @@ fn undo_step(recorded: &Recorded, config: &Config, id: &str, kind: &str) -> Undo
         scripted: Scripted::Skip(why),
     };
     // Confirmed, and the run stopped before saying how it went: the write may have been made.
-    if state.in_flight().contains(id) && kind != "flag" {
+    if state.in_flight().contains(id) && !matches!(kind, "flag" | "gate") {
         return skip(match kind {
             "revert" => "the run stopped during this revert, which may have been pushed: its commit is not journaled; look at the branch".into(),
             "ci" => "the run stopped after this step was confirmed: a pipeline run may have been triggered, which cannot be taken back".into(),
@@ -112,6 +112,7 @@ fn undo_step(recorded: &Recorded, config: &Config, id: &str, kind: &str) -> Undo
             ))
         }
         "notify" => skip("a message sent cannot be taken back".into()),
+        "gate" => skip("a gate only read a metric: nothing to take back".into()),
         _ => skip("a manual step was done by hand: take it back by hand if needed".into()),
     }
 }

@@ -55,6 +55,7 @@ pub const EVENTS: &[&str] = &[
     "step_confirmed",
     "step_skipped",
     "step_triggered",
+    "step_sampled",
     "step_succeeded",
     "step_failed",
     "run_finished",
@@ -132,6 +133,12 @@ pub enum Event {
         pipeline_run: String,
         url: String,
     },
+    /// A gate read its metric: the value (null for no data), how it counted, the query sent.
+    StepSampled {
+        step: String,
+        #[serde(flatten)]
+        sample: crate::steps::gate::GateSample,
+    },
     StepSucceeded {
         step: String,
         outputs: Outputs,
@@ -151,6 +158,9 @@ pub enum Event {
         /// timeout, Ctrl-C, lost track). A resumed run follows that run instead of another.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         unsettled: bool,
+        /// A failed gate that names an incident: the command to run next.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
     },
     RunFinished {
         status: RunStatus,
@@ -258,7 +268,13 @@ mod tests {
     fn a_line_reads_back_as_the_record_it_was() {
         let record = Record::now(
             "r1",
-            Event::StepFailed { step: "disable".into(), error: "refused".into(), unanswered: true, unsettled: false },
+            Event::StepFailed {
+                step: "disable".into(),
+                error: "refused".into(),
+                unanswered: true,
+                unsettled: false,
+                next: None,
+            },
         );
         let read: Record = serde_json::from_str(&record.to_line()).unwrap();
         assert_eq!(read, record);

@@ -25,7 +25,7 @@ use crate::runbook::inputs::{self, Inputs};
 use crate::runbook::resolve::{self, Action, Outputs, Scope, Unresolved};
 use crate::runbook::template::Ref;
 use crate::runbook::{LoadedRunbook, PreflightOrder, Service, StepKind, validate};
-use crate::steps::{Context, Preview, Projection, Step, StepFactory};
+use crate::steps::{Context, Note, Preview, Projection, Step, StepFactory};
 use crate::ui::Ui;
 use crate::ui::prompt::{Answer, NoAnswer};
 use crate::yaml::Diagnostics;
@@ -583,7 +583,7 @@ impl<'a> Run<'a> {
         id: &str,
         projection: &'p Projection,
         deadline: Option<Instant>,
-        triggered: &'p dyn Fn(&str, &str) -> anyhow::Result<()>,
+        journal: &'p dyn Fn(Note) -> anyhow::Result<()>,
     ) -> Context<'p> {
         let earlier_run =
             self.state.borrow().earlier_runs().get(id).map(|(run, url)| crate::ci::RunHandle::journaled(run, url));
@@ -593,8 +593,9 @@ impl<'a> Run<'a> {
             deadline,
             projection,
             progress: self.progress(),
-            triggered,
+            journal,
             earlier_run,
+            yes: self.yes,
         }
     }
 
@@ -655,7 +656,13 @@ impl<'a> Run<'a> {
                     }
                     ui.always(format!("{label} {} {error:#}", ui.bad("✗")));
                     let error = format!("{error:#}");
-                    self.record(Event::StepFailed { step: id, error, unanswered: false, unsettled: false })?;
+                    self.record(Event::StepFailed {
+                        step: id,
+                        error,
+                        unanswered: false,
+                        unsettled: false,
+                        next: None,
+                    })?;
                 }
             }
         }
@@ -917,7 +924,7 @@ impl<'a> Run<'a> {
             Err(Unresolved::Invalid(diagnostic)) => return self.fail(&spec, anyhow!(diagnostic.to_string())),
         };
         let projection = Projection::default();
-        let quiet = |_: &str, _: &str| Ok(());
+        let quiet = |_: Note| Ok(());
         // When the read the preview shows came back: a write right after it needs no second.
         let (step, preview, read_at) = match planned {
             Some(Planned::Ready(preview, step, read)) if fresh => (step, Ok(*preview), read),
@@ -935,6 +942,13 @@ impl<'a> Run<'a> {
             Ok(preview) => preview,
             Err(error) => return self.fail(&spec, error),
         };
+        let earlier_samples = self.state.borrow().samples(&id);
+        if earlier_samples > 0 {
+            preview.notes.push(format!(
+                "this gate took {earlier_samples} sample{} before the run stopped: its window starts again",
+                plural(earlier_samples)
+            ));
+        }
         self.record(preview_event(&id, &preview))?;
         self.show_preview(&preview);
         let mut rechecks = 0;
@@ -978,11 +992,16 @@ impl<'a> Run<'a> {
         let mut attempt = 0;
         let outcome = loop {
             let deadline = spec.common.timeout.map(|t| Instant::now() + t);
-            let triggered = |run_id: &str, url: &str| {
-                let event = Event::StepTriggered { step: id.clone(), pipeline_run: run_id.into(), url: url.into() };
+            let journal = |note: Note| {
+                let event = match note {
+                    Note::Triggered { run, url } => {
+                        Event::StepTriggered { step: id.clone(), pipeline_run: run.into(), url: url.into() }
+                    }
+                    Note::Sampled(sample) => Event::StepSampled { step: id.clone(), sample: sample.clone() },
+                };
                 self.record(event).map_err(|e| anyhow!("{e}"))
             };
-            let cx = self.context(&id, &projection, deadline, &triggered);
+            let cx = self.context(&id, &projection, deadline, &journal);
             let result = step.apply(&cx, &preview).and_then(|applied| {
                 step.verify(&cx, &applied).map_err(|e| e.context("the change was made but did not verify"))?;
                 Ok(applied.outputs)
@@ -1104,7 +1123,17 @@ impl<'a> Run<'a> {
         ui.always(format!("  {} {error:#}", ui.bad("✗")));
         let unsettled = Started::is_in(&error) || Interrupted::is_in(&error);
         let error_text = format!("{error:#}");
-        self.record(Event::StepFailed { step: spec.common.id.clone(), error: error_text, unanswered, unsettled })?;
+        let next = match &spec.kind {
+            crate::runbook::StepKindSpec::Gate(gate) if !Interrupted::is_in(&error) => {
+                gate.incident.map(|severity| self.incident_command(severity))
+            }
+            _ => None,
+        };
+        if let Some(next) = &next {
+            ui.always(format!("  {} roll back: {next}", ui.bold("next:")));
+        }
+        let step = spec.common.id.clone();
+        self.record(Event::StepFailed { step, error: error_text, unanswered, unsettled, next })?;
         if Interrupted::is_in(&error) {
             return Ok(Flow::Stop(RunStatus::Interrupted, ExitCode::Interrupted));
         }
@@ -1113,6 +1142,32 @@ impl<'a> Run<'a> {
             return Ok(Flow::FailedContinue);
         }
         Ok(Flow::Stop(RunStatus::Failed, ExitCode::StepFailed))
+    }
+
+    /// `rollout incident --severity high --var flag=x`: the incident runbook of `severity`,
+    /// with each of its inputs this run has, and a placeholder for those it needs and lacks.
+    fn incident_command(&self, severity: crate::runbook::Severity) -> String {
+        // Quoted for a POSIX shell only when it needs it (shlex quotes `=` too).
+        let quote = |text: &str| {
+            let plain = text.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.,:/@%+=".contains(&b));
+            if plain {
+                text.to_string()
+            } else {
+                shlex::try_quote(text).map_or_else(|_| text.to_string(), |q| q.into_owned())
+            }
+        };
+        let mut command = format!("rollout incident --severity {}", severity.as_str());
+        let Ok(incident) = crate::commands::runbook_for_severity(&self.config.runbooks, severity) else {
+            return command;
+        };
+        for (name, spec) in &incident.runbook.inputs {
+            match self.inputs.get(name) {
+                Some(value) => command.push_str(&format!(" --var {}", quote(&format!("{name}={value}")))),
+                None if spec.default.is_none() => command.push_str(&format!(" --var {name}=...")),
+                None => {}
+            }
+        }
+        command
     }
 
     /// What each step did, once any step ran: flags before -> after, commits pushed,

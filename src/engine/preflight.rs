@@ -11,7 +11,7 @@ use crate::runbook::inputs::Inputs;
 use crate::runbook::resolve::{self, Action, Outputs, Scope, Unresolved};
 use crate::runbook::template::Ref;
 use crate::runbook::{LoadedRunbook, Service};
-use crate::steps::{Context, Preview, Projection, Step, StepFactory};
+use crate::steps::{Context, Note, Preview, Projection, Step, StepFactory};
 use crate::ui::Ui;
 use crate::yaml::Diagnostics;
 
@@ -231,7 +231,7 @@ impl Lookup<'_> {
         indexes: &[usize],
         projection: &mut Projection,
     ) -> Result<Vec<(usize, Planned<'f>)>, Error> {
-        let quiet = |_: &str, _: &str| Ok(());
+        let quiet = |_: Note| Ok(());
         let mut plan = Vec::new();
         for &index in indexes {
             let id = &self.runbook.runbook.steps[index].common.id;
@@ -253,8 +253,9 @@ impl Lookup<'_> {
                         deadline: None,
                         projection,
                         progress: String::new(),
-                        triggered: &quiet,
+                        journal: &quiet,
                         earlier_run: self.earlier.get(id).map(|(run, url)| RunHandle::journaled(run, url)),
+                        yes: false,
                     };
                     match step.preview(&cx) {
                         Ok(preview) => {

@@ -63,6 +63,8 @@ pub struct RunState {
     /// Each step's last triggered pipeline run that may still be going (its step never ended, or
     /// ended without following it to its verdict): its id and URL.
     triggered: HashMap<String, (String, String)>,
+    /// The samples each gate took in attempts that did not pass.
+    samples: HashMap<String, usize>,
     /// Steps confirmed whose change may have been made, with no end that says how it went:
     /// the run stopped during the write, or the journal could not take what came next.
     in_flight: std::collections::BTreeSet<String>,
@@ -106,10 +108,11 @@ impl RunState {
             Event::StepSucceeded { step, outputs, outcome, .. } => {
                 self.in_flight.remove(step);
                 self.stopped_in_flight.remove(step);
+                self.samples.remove(step);
                 self.outputs.insert(step.clone(), outputs.clone());
                 self.end(step, StepResult::Done, outcome.clone().unwrap_or_else(|| "done".into()));
             }
-            Event::StepFailed { step, error, unanswered, unsettled } => {
+            Event::StepFailed { step, error, unanswered, unsettled, .. } => {
                 if !unsettled {
                     self.triggered.remove(step);
                     self.in_flight.remove(step);
@@ -135,11 +138,17 @@ impl RunState {
             Event::StepTriggered { step, pipeline_run, url } => {
                 self.triggered.insert(step.clone(), (pipeline_run.clone(), url.clone()));
             }
+            Event::StepSampled { step, .. } => *self.samples.entry(step.clone()).or_default() += 1,
             Event::StepConfirmed { step, .. } if !self.dry_run => {
                 self.in_flight.insert(step.clone());
             }
             Event::StepConfirmed { .. } | Event::LockTakenOver { .. } | Event::LockBroken { .. } => {}
         }
+    }
+
+    /// How many samples gate `step` took in attempts that did not pass.
+    pub fn samples(&self, step: &str) -> usize {
+        self.samples.get(step).copied().unwrap_or_default()
     }
 
     /// A step skipped at its prompt, or (never started) one before `--from` or one undo cannot

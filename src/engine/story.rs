@@ -51,7 +51,7 @@ impl StepResult {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Attempt {
     pub step: String,
-    /// `flag`, `revert`, `ci`, `manual`, `notify`; None for a step that never started.
+    /// `flag`, `revert`, `ci`, `gate`, `manual`, `notify`; None for a step that never started.
     pub kind: Option<String>,
     pub index: Option<usize>,
     pub total: Option<usize>,
@@ -78,6 +78,17 @@ pub struct Attempt {
     pub url: Option<String>,
     pub error: Option<String>,
     pub unanswered: bool,
+    /// A gate's samples: when, the value (None: no data), how it counted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<Sampled>,
+}
+
+/// One sample of a gate, as the story tells it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sampled {
+    pub ts: Timestamp,
+    pub value: Option<f64>,
+    pub judged: crate::runbook::kinds::gate::Judged,
 }
 
 impl Attempt {
@@ -97,7 +108,7 @@ impl Attempt {
 
     /// A step that changed something outside: a manual step's "done" changes nothing.
     pub fn changed(&self) -> bool {
-        self.result == StepResult::Done && !matches!(self.kind.as_deref(), Some("manual" | "notify"))
+        self.result == StepResult::Done && !matches!(self.kind.as_deref(), Some("manual" | "notify" | "gate"))
     }
 
     /// The commits the step made or deployed, short (12).
@@ -339,6 +350,11 @@ impl Story {
             Event::StepTriggered { step, pipeline_run, url } => {
                 if let Some(attempt) = self.open(step) {
                     (attempt.pipeline_run, attempt.url) = (Some(pipeline_run.clone()), Some(url.clone()));
+                }
+            }
+            Event::StepSampled { step, sample } => {
+                if let Some(attempt) = self.open(step) {
+                    attempt.samples.push(Sampled { ts, value: sample.value, judged: sample.judged });
                 }
             }
             Event::StepSucceeded { step, outputs, duration_ms, outcome } => {

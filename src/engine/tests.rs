@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::error::{ExitCode, Interrupted, Started};
 use crate::runbook::resolve::{Action, Outputs};
 use crate::runbook::{LoadedRunbook, StepKind};
-use crate::steps::{Applied, Context, Preview, Step, StepFactory};
+use crate::steps::{Applied, Context, Note, Preview, Step, StepFactory};
 use crate::ui::Ui;
 
 /// What one attempt of `apply` does.
@@ -69,7 +69,7 @@ impl Step for FakeStep {
             Some(Apply::Fail) => Err(anyhow!("the service said no")),
             Some(Apply::TriggerThenFail) => {
                 self.0.triggers.set(self.0.triggers.get() + 1);
-                (cx.triggered)("4812", "https://ci.example/4812")?;
+                (cx.journal)(Note::Triggered { run: "4812", url: "https://ci.example/4812" })?;
                 Err(anyhow!(Started(anyhow!("lost the run while polling"))))
             }
             Some(Apply::Interrupt) => Err(anyhow!(Interrupted("while waiting".into()))),

@@ -18,7 +18,7 @@ use serde::{Deserialize, Deserializer};
 mod severity;
 use crate::duration;
 use crate::yaml::{Diagnostic, Diagnostics, Source};
-pub use kinds::{CiSpec, FlagSpec, ManualSpec, NotifySpec, RevertSpec, Service, StepKind, StepKindSpec};
+pub use kinds::{CiSpec, FlagSpec, GateSpec, ManualSpec, NotifySpec, RevertSpec, Service, StepKind, StepKindSpec};
 pub use severity::Severity;
 
 /// `runbooks/<name>.yaml`; read with its steps as written (`S` = the private `StepYaml`),
@@ -120,6 +120,8 @@ struct StepYaml {
     #[serde(default)]
     ci: Option<Box<CiSpec>>,
     #[serde(default)]
+    gate: Option<Box<GateSpec>>,
+    #[serde(default)]
     manual: Option<Box<ManualSpec>>,
     #[serde(default)]
     notify: Option<Box<NotifySpec>>,
@@ -128,11 +130,13 @@ struct StepYaml {
 impl StepYaml {
     /// The common fields, and the one kind (or why there is not exactly one).
     fn split(self) -> DraftStep {
-        let StepYaml { id, name, optional, retries, timeout, on_failure, flag, revert, ci, manual, notify } = self;
+        let StepYaml { id, name, optional, retries, timeout, on_failure, flag, revert, ci, gate, manual, notify } =
+            self;
         let mut kinds: Vec<StepKindSpec> = [
             flag.map(|spec| StepKindSpec::Flag(*spec)),
             revert.map(|spec| StepKindSpec::Revert(*spec)),
             ci.map(|spec| StepKindSpec::Ci(*spec)),
+            gate.map(|spec| StepKindSpec::Gate(*spec)),
             manual.map(|spec| StepKindSpec::Manual(*spec)),
             notify.map(|spec| StepKindSpec::Notify(*spec)),
         ]

@@ -7,6 +7,7 @@ use indexmap::IndexMap;
 
 use super::kinds::ci::CiRequest;
 use super::kinds::flag::{FlagChange, FlagRestore};
+use super::kinds::gate::GateRequest;
 use super::kinds::manual::ManualRequest;
 use super::kinds::notify::NotifyRequest;
 use super::kinds::revert::RevertRequest;
@@ -32,6 +33,7 @@ pub enum Action {
     Restore(Box<FlagRestore>),
     Revert(RevertRequest),
     Ci(CiRequest),
+    Gate(Box<GateRequest>),
     Manual(ManualRequest),
     Notify(NotifyRequest),
 }

@@ -49,6 +49,23 @@ impl<'a> Checker<'a> {
         self.problems.push(self.source.at_key(path, message));
     }
 
+    /// The runbook's severity: set for an incident runbook.
+    pub(in crate::runbook) fn severity(&self) -> Option<super::Severity> {
+        self.book.severity
+    }
+
+    /// The id of the first step after `step` that reduces exposure (a flag turned off, or with
+    /// `direction: down`).
+    pub(in crate::runbook) fn mitigation_after(&self, step: usize) -> Option<&'a str> {
+        self.book.steps.iter().skip(step + 1).find_map(|later| match &later.kind {
+            Ok(super::StepKindSpec::Flag(flag)) if flag.expect.is_none() => {
+                let off = flag.state.as_ref().is_some_and(|s| super::kinds::flag::parse_state(&s.0) == Ok(false));
+                (off || flag.direction == Some(super::kinds::flag::Direction::Down)).then_some(later.common.id.as_str())
+            }
+            _ => None,
+        })
+    }
+
     fn at_value(&mut self, path: &str, message: String) {
         let message = format!("{}: {message}", echo::clip(path));
         self.problems.push(self.source.at_value(path, message));
@@ -221,11 +238,27 @@ pub fn severity_clashes<'a>(runbooks: impl IntoIterator<Item = &'a LoadedRunbook
     problems
 }
 
-/// Steps whose service the config does not configure.
+/// Steps whose service the config does not configure, and gates whose source it does not name.
 pub fn against_config(runbook: &LoadedRunbook, config: &Config) -> Vec<Diagnostic> {
     let mut problems = Vec::new();
     for (i, step) in runbook.runbook.steps.iter().enumerate() {
         let kind = step.kind();
+        if let super::StepKindSpec::Gate(gate) = &step.kind
+            && !config.metrics.is_empty()
+            && !config.metrics.contains_key(&gate.source)
+        {
+            let path = format!("steps[{i}].gate.source");
+            let names = config.metrics.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
+            problems.push(runbook.source.at_value(
+                &path,
+                format!(
+                    "{path}: {} names no metrics source `{}`: its sources are {}",
+                    config.path.display(),
+                    echo::clip(&gate.source),
+                    echo::clip(&names)
+                ),
+            ));
+        }
         let Some(service) = kind.service().filter(|s| !configured(config, *s)) else { continue };
         let path = format!("steps[{i}].{}", kind.as_str());
         problems.push(runbook.source.at_key(
@@ -247,6 +280,7 @@ fn configured(config: &Config, service: Service) -> bool {
         Service::Flags => config.flags.is_some(),
         Service::Git => config.git.is_some(),
         Service::Ci => config.ci.is_some(),
+        Service::Metrics => !config.metrics.is_empty(),
         Service::Notify => config.notify.is_some(),
     }
 }
@@ -284,8 +318,8 @@ mod tests {
         assert_eq!(
             problems(&text),
             [
-                "r.yaml:8:5: steps[0]: unknown field `nmae`, expected one of `id`, `name`, `optional`, `retries`, `timeout`, `on_failure`, `flag`, `revert`, `ci`, `manual`, `notify`",
-                "r.yaml:12:5: steps[1]: unknown field `retires`, expected one of `id`, `name`, `optional`, `retries`, `timeout`, `on_failure`, `flag`, `revert`, `ci`, `manual`, `notify`",
+                "r.yaml:8:5: steps[0]: unknown field `nmae`, expected one of `id`, `name`, `optional`, `retries`, `timeout`, `on_failure`, `flag`, `revert`, `ci`, `gate`, `manual`, `notify`",
+                "r.yaml:12:5: steps[1]: unknown field `retires`, expected one of `id`, `name`, `optional`, `retries`, `timeout`, `on_failure`, `flag`, `revert`, `ci`, `gate`, `manual`, `notify`",
                 "r.yaml:16:15: steps[2].manual: unknown field `instrutions`, expected `instructions`",
             ]
         );
@@ -353,5 +387,34 @@ mod tests {
                 "r.yaml:9:49: steps[0].ci.inputs.DEPLOY_ENV: `DEPLOY_ENV` and `deploy-env` would both be ROLLOUT_INPUT_DEPLOY_ENV for a command pipeline: rename one"
             ]
         );
+    }
+
+    #[test]
+    fn gates_are_checked_for_their_conditions_and_never_hold_up_a_rollback() {
+        let text = format!(
+            "{HEAD}  - id: g\n    name: n\n    gate: {{ source: errors, query: q, no_data: fail }}\n  - id: h\n    name: n\n    gate: {{ source: errors, query: q, below: 5, fail_below: 1, for: 1m, count: 2, no_data: ask, threshold: 3 }}\n"
+        );
+        let found = problems(&text);
+        assert!(found.iter().any(|p| p.contains("unknown field `threshold`")), "{found:?}");
+        let text = format!(
+            "{HEAD}  - id: g\n    name: n\n    gate: {{ source: errors, query: q, no_data: fail }}\n  - id: h\n    name: n\n    gate: {{ source: errors, query: q, below: x, fail_below: 1, for: 1m, count: 2, no_data: ask }}\n"
+        );
+        let found = problems(&text);
+        assert!(found.iter().any(|p| p.contains("a gate needs a success condition")), "{found:?}");
+        assert!(found.iter().any(|p| p.contains("a gate needs `for`")), "{found:?}");
+        assert!(found.iter().any(|p| p.contains("`for` or `count`, not both")), "{found:?}");
+        assert!(found.iter().any(|p| p.contains("with `below`, the failure threshold is `fail_above`")), "{found:?}");
+        assert!(found.iter().any(|p| p.contains("steps[1].gate.below: `x` is not a number")), "{found:?}");
+
+        let incident = "version: 1\nseverity: critical\ntitle: t\nsteps:\n  - id: spike\n    name: n\n    gate: { source: errors, query: q, above: 5, count: 1, no_data: pass }\n  - id: off\n    name: n\n    flag: { name: f, state: off }\n";
+        let found = problems(incident);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("this gate comes before `off`, which reduces exposure"), "{found:?}");
+        assert_eq!(
+            problems(&incident.replace("no_data: pass", "no_data: pass, holds_rollback: true")),
+            Vec::<String>::new()
+        );
+        // After the mitigation, or in a runbook that is not an incident's, a gate holds nothing up.
+        assert_eq!(problems(&incident.replace("severity: critical\n", "")), Vec::<String>::new());
     }
 }

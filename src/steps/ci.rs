@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use super::wait::{self, Ended, Policy, Poll, Progress};
-use super::{Applied, Change, Context, Done, Held, Preview, Services, Step, journaled};
+use super::{Applied, Change, Context, Done, Held, Note, Preview, Services, Step, journaled};
 use crate::ci::{PipelineRequest, Pipelines, RunHandle, RunState, UNKNOWN_RUN, UnknownRun, Verdict};
 use crate::echo::short_id;
 use crate::error::{Interrupted, Started};
@@ -123,7 +123,7 @@ impl CiStep<'_> {
                 && durable.id != journaled.id
             {
                 let url = durable.url.clone().unwrap_or_default();
-                if let Err(error) = (cx.triggered)(&durable.id, &url) {
+                if let Err(error) = (cx.journal)(Note::Triggered { run: &durable.id, url: &url }) {
                     progress.warn(format!("run {} could not be journaled by its build: {error:#}", run.id));
                 }
                 journaled = durable;
@@ -236,7 +236,7 @@ impl CiStep<'_> {
     /// journal says a run was probably started, and where to look for it.
     fn journal_unknown_run(cx: &Context, error: anyhow::Error) -> anyhow::Error {
         if let Some(unknown) = UnknownRun::find(&error)
-            && let Err(journal) = (cx.triggered)(UNKNOWN_RUN, &unknown.look_at)
+            && let Err(journal) = (cx.journal)(Note::Triggered { run: UNKNOWN_RUN, url: &unknown.look_at })
         {
             cx.ui.warn(format!("the trigger could not be journaled: {journal:#}"));
         }
@@ -281,7 +281,7 @@ impl Step for CiStep<'_> {
                     .map_err(|e| Self::journal_unknown_run(cx, e))?;
                 let url = started.url.unwrap_or_default();
                 // Journaled before anything else can fail or hang: the run must never be started twice.
-                (cx.triggered)(&started.id, &url).map_err(|e| {
+                (cx.journal)(Note::Triggered { run: &started.id, url: &url }).map_err(|e| {
                     let at = if url.is_empty() { String::new() } else { format!(" ({url})") };
                     Started(e.context(format!(
                         "pipeline run {}{at} was started, but the journal could not record it",

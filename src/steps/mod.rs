@@ -3,6 +3,7 @@
 
 pub mod ci;
 pub mod flag;
+pub mod gate;
 pub mod manual;
 pub mod notify;
 pub mod revert;
@@ -13,12 +14,14 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use anyhow::Result;
+use indexmap::IndexMap;
 
 use crate::ci::{Pipelines, RunHandle};
 use crate::config::Config;
 use crate::flags::{FlagService, FlagState, Reach};
 use crate::git::GitRemote;
 use crate::git::revert::Plan;
+use crate::metrics::MetricSource;
 use crate::notify::Webhook;
 use crate::runbook::resolve::{Action, Outputs};
 use crate::runbook::{Service, StepKind};
@@ -127,12 +130,23 @@ pub struct Context<'a> {
     pub projection: &'a Projection,
     /// Where the run stands, one line, for notifications.
     pub progress: String,
-    /// Journal a pipeline run as soon as it is triggered (run id, URL), so that it is never
-    /// triggered twice.
-    pub triggered: &'a dyn Fn(&str, &str) -> Result<()>,
+    /// Journal what the step did on its way, at once (see `Note`).
+    pub journal: &'a dyn Fn(Note) -> Result<()>,
     /// The pipeline run this step triggered before the run stopped, as journaled: a resumed
     /// step follows it instead of triggering another.
     pub earlier_run: Option<RunHandle>,
+    /// `--yes`: nobody is there to judge what a step cannot decide alone (previews never ask).
+    pub yes: bool,
+}
+
+/// What a step journals while it works, before it ends.
+#[derive(Debug, Clone, Copy)]
+pub enum Note<'n> {
+    /// A pipeline run was started (its id and URL): journaled at once, so that it is never
+    /// triggered twice.
+    Triggered { run: &'n str, url: &'n str },
+    /// A gate read its metric.
+    Sampled(&'n gate::GateSample),
 }
 
 /// A step the journal says was done: what its last preview said it leads to, and its outputs.
@@ -210,6 +224,7 @@ pub struct Services<'c> {
     git: OnceCell<GitRemote>,
     pipelines: OnceCell<Box<dyn Pipelines>>,
     webhook: OnceCell<Webhook>,
+    metrics: OnceCell<IndexMap<String, Box<dyn MetricSource>>>,
 }
 
 impl<'c> Services<'c> {
@@ -220,7 +235,38 @@ impl<'c> Services<'c> {
             git: OnceCell::new(),
             pipelines: OnceCell::new(),
             webhook: OnceCell::new(),
+            metrics: OnceCell::new(),
         }
+    }
+
+    /// Every source under `metrics:`, set up at once.
+    fn metrics(&self) -> Result<&IndexMap<String, Box<dyn MetricSource>>> {
+        if self.metrics.get().is_none() {
+            if self.config.metrics.is_empty() {
+                anyhow::bail!("{} has no `metrics` section", self.config.path.display());
+            }
+            let mut sources = IndexMap::new();
+            for (name, config) in &self.config.metrics {
+                let source = crate::metrics::source(config, &self.config.http)
+                    .map_err(|e| e.context(format!("metrics source `{name}`")))?;
+                sources.insert(name.clone(), source);
+            }
+            let _ = self.metrics.set(sources);
+        }
+        Ok(self.metrics.get().expect("set above"))
+    }
+
+    /// The metrics source named `name`.
+    fn metric(&self, name: &str) -> Result<&dyn MetricSource> {
+        let sources = self.metrics()?;
+        let names = sources.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
+        sources.get(name).map(|s| s.as_ref()).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} names no metrics source `{}`: its sources are {names}",
+                self.config.path.display(),
+                crate::echo::clip(name)
+            )
+        })
     }
 
     fn flags(&self) -> Result<&dyn FlagService> {
@@ -279,6 +325,7 @@ impl StepFactory for Services<'_> {
             Action::Restore(restore) => flag::build_restore(self, *restore),
             Action::Revert(request) => revert::build(self, request),
             Action::Ci(request) => ci::build(self, request),
+            Action::Gate(request) => gate::build(self, *request),
             Action::Manual(request) => manual::build(request),
             Action::Notify(request) => notify::build(self, request),
         }
@@ -290,6 +337,10 @@ impl StepFactory for Services<'_> {
             Service::Flags => self.flags().ok().map(|f| ("flags", f.location())),
             Service::Git => self.git().ok().map(|g| ("git", g.describe())),
             Service::Ci => self.pipelines().ok().map(|p| ("ci", p.describe())),
+            Service::Metrics => self.metrics().ok().map(|sources| {
+                let shown: Vec<String> = sources.iter().map(|(name, s)| format!("{name}: {}", s.describe())).collect();
+                ("metrics", shown.join(", "))
+            }),
             Service::Notify => None,
         }
     }
@@ -306,6 +357,7 @@ impl StepFactory for Services<'_> {
             Some(Service::Flags) => self.flags().map(drop),
             Some(Service::Git) => self.git().map(drop),
             Some(Service::Ci) => self.pipelines().map(drop),
+            Some(Service::Metrics) => self.metrics().map(drop),
             Some(Service::Notify) => self.webhook().map(drop),
             None => Ok(()),
         }

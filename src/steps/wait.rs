@@ -46,6 +46,11 @@ impl Progress<'_> {
     pub fn warn(&self, message: String) {
         self.spinner.suspend(|| self.ui.warn(message));
     }
+
+    /// Run `f` (a question to the operator) with the spinner out of the way.
+    pub fn suspend<R>(&self, f: impl FnOnce(&Ui) -> R) -> R {
+        self.spinner.suspend(|| f(self.ui))
+    }
 }
 
 /// Poll until `poll` is ready, for at most `timeout` and never past the step's deadline, with
@@ -106,15 +111,16 @@ mod tests {
     fn waits<T>(timeout: Duration, mut poll: impl FnMut() -> anyhow::Result<Poll<T>>) -> anyhow::Result<Ended<T>> {
         let ui = Ui::new(&Cli::parse_from(["rollout", "--quiet", "list"]));
         let projection = Projection::default();
-        let triggered = |_: &str, _: &str| Ok(());
+        let journal = |_: crate::steps::Note| Ok(());
         let cx = Context {
             ui: &ui,
             run_id: "r1",
             deadline: None,
             projection: &projection,
             progress: String::new(),
-            triggered: &triggered,
+            journal: &journal,
             earlier_run: None,
+            yes: false,
         };
         let policy = Policy { interval: &|_| Duration::from_millis(5), rate_limit: &|| None };
         until(&cx, "the thing", timeout, &policy, |_| poll())

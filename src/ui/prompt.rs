@@ -68,30 +68,28 @@ impl Lines {
     }
 }
 
-fn parse(text: &str) -> Option<Answer> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "y" | "yes" => Some(Answer::Yes),
-        "s" | "skip" => Some(Answer::Skip),
-        "a" | "abort" => Some(Answer::Abort),
-        "d" | "details" => Some(Answer::Details),
-        _ => None,
-    }
+/// Which of `words` the operator typed: the word or its first letter, in any case.
+fn parse(text: &str, words: &[&str]) -> Option<usize> {
+    let typed = text.trim().to_ascii_lowercase();
+    words.iter().position(|word| typed == *word || (typed.len() == 1 && word.starts_with(typed.as_str())))
 }
 
 impl Ui {
     /// Ask until the operator gives a valid answer. An empty line picks `default`, if any.
     pub fn ask(&self, question: &str, default: Option<Answer>) -> Result<Answer, NoAnswer> {
-        let choices = format!(
-            "{} / {} / {} / {}",
-            self.bold("[y]es"),
-            self.bold("[s]kip"),
-            self.bold("[a]bort"),
-            self.bold("[d]etails")
-        );
-        let default_note = match default {
-            Some(Answer::Skip) => " (Enter skips)",
-            _ => "",
-        };
+        const ANSWERS: [(&str, Answer); 4] =
+            [("yes", Answer::Yes), ("skip", Answer::Skip), ("abort", Answer::Abort), ("details", Answer::Details)];
+        let words = ANSWERS.map(|(word, _)| word);
+        let default = default.filter(|d| *d == Answer::Skip).map(|_| (1, "skips"));
+        self.choose(question, &words, default).map(|i| ANSWERS[i].1)
+    }
+
+    /// Ask until the operator types one of `words` (or its first letter); an empty line picks
+    /// `default` (an index of `words`, and what Enter does: `skips`), if any.
+    pub fn choose(&self, question: &str, words: &[&str], default: Option<(usize, &str)>) -> Result<usize, NoAnswer> {
+        let choices: Vec<String> = words.iter().map(|w| self.bold(format!("[{}]{}", &w[..1], &w[1..]))).collect();
+        let choices = choices.join(" / ");
+        let default_note = default.map(|(_, does)| format!(" (Enter {does})")).unwrap_or_default();
         loop {
             self.write_stderr(&format!("  {question} {choices}{default_note} > "));
             if !self.stderr_open() {
@@ -103,13 +101,17 @@ impl Ui {
                 self.write_stderr(&format!("{}\n", line.trim()));
             }
             if line.trim().is_empty()
-                && let Some(answer) = default
+                && let Some((index, _)) = default
             {
-                return Ok(answer);
+                return Ok(index);
             }
-            match parse(&line) {
-                Some(answer) => return Ok(answer),
-                None => self.write_stderr("  Type y, s, a or d, then Enter.\n"),
+            match parse(&line, words) {
+                Some(index) => return Ok(index),
+                None => {
+                    let letters: Vec<&str> = words.iter().map(|w| &w[..1]).collect();
+                    let (last, rest) = letters.split_last().expect("there are choices");
+                    self.write_stderr(&format!("  Type {} or {last}, then Enter.\n", rest.join(", ")));
+                }
             }
         }
     }
@@ -137,11 +139,13 @@ mod tests {
 
     #[test]
     fn answers_take_letters_and_words_in_any_case() {
-        assert_eq!(parse(" Y "), Some(Answer::Yes));
-        assert_eq!(parse("skip"), Some(Answer::Skip));
-        assert_eq!(parse("ABORT"), Some(Answer::Abort));
-        assert_eq!(parse("d"), Some(Answer::Details));
-        assert_eq!(parse(""), None);
-        assert_eq!(parse("yolo"), None);
+        let words = ["yes", "skip", "abort", "details"];
+        assert_eq!(parse(" Y ", &words), Some(0));
+        assert_eq!(parse("skip", &words), Some(1));
+        assert_eq!(parse("ABORT", &words), Some(2));
+        assert_eq!(parse("d", &words), Some(3));
+        assert_eq!(parse("", &words), None);
+        assert_eq!(parse("yolo", &words), None);
+        assert_eq!(parse("w", &["pass", "fail", "wait"]), Some(2));
     }
 }

@@ -9,6 +9,7 @@ mod contract;
 mod exposure;
 mod flagd;
 mod flags;
+mod gates;
 mod github_openapi;
 mod inputs;
 mod launchdarkly_api;

@@ -25,7 +25,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn from(output: Output) -> Outcome {
+    pub fn from(output: Output) -> Outcome {
         Outcome {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -232,6 +232,7 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 }
 pub mod background;
 pub mod buildkite;
+pub mod exporter;
 pub mod flipper;
 pub mod git_remote;
 pub mod github;

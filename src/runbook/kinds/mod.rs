@@ -3,6 +3,7 @@
 
 pub mod ci;
 pub mod flag;
+pub mod gate;
 pub mod manual;
 pub mod notify;
 pub mod revert;
@@ -13,6 +14,7 @@ use super::validate::Checker;
 
 pub use ci::CiSpec;
 pub use flag::FlagSpec;
+pub use gate::GateSpec;
 pub use manual::ManualSpec;
 pub use notify::NotifySpec;
 pub use revert::RevertSpec;
@@ -41,6 +43,7 @@ pub enum StepKindSpec {
     Flag(FlagSpec),
     Revert(RevertSpec),
     Ci(CiSpec),
+    Gate(GateSpec),
     Manual(ManualSpec),
     Notify(NotifySpec),
 }
@@ -51,6 +54,7 @@ impl StepKindSpec {
             StepKindSpec::Flag(_) => StepKind::Flag,
             StepKindSpec::Revert(_) => StepKind::Revert,
             StepKindSpec::Ci(_) => StepKind::Ci,
+            StepKindSpec::Gate(_) => StepKind::Gate,
             StepKindSpec::Manual(_) => StepKind::Manual,
             StepKindSpec::Notify(_) => StepKind::Notify,
         }
@@ -61,6 +65,7 @@ impl StepKindSpec {
             StepKindSpec::Flag(spec) => spec.check(c, i, path),
             StepKindSpec::Revert(spec) => spec.check(c, i, path),
             StepKindSpec::Ci(spec) => spec.check(c, i, path),
+            StepKindSpec::Gate(spec) => spec.check(c, i, path),
             StepKindSpec::Manual(spec) => spec.check(c, i, path),
             StepKindSpec::Notify(spec) => spec.check(c, i, path),
         }
@@ -71,6 +76,7 @@ impl StepKindSpec {
             StepKindSpec::Flag(spec) => Action::Flag(spec.resolve(r, common)?),
             StepKindSpec::Revert(spec) => Action::Revert(spec.resolve(r, common)?),
             StepKindSpec::Ci(spec) => Action::Ci(spec.resolve(r, common)?),
+            StepKindSpec::Gate(spec) => Action::Gate(Box::new(spec.resolve(r, common)?)),
             StepKindSpec::Manual(spec) => Action::Manual(spec.resolve(r, common)?),
             StepKindSpec::Notify(spec) => Action::Notify(spec.resolve(r, common)?),
         })
@@ -83,18 +89,21 @@ pub enum StepKind {
     Flag,
     Revert,
     Ci,
+    Gate,
     Manual,
     Notify,
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 5] = [StepKind::Flag, StepKind::Revert, StepKind::Ci, StepKind::Manual, StepKind::Notify];
+    pub const ALL: [StepKind; 6] =
+        [StepKind::Flag, StepKind::Revert, StepKind::Ci, StepKind::Gate, StepKind::Manual, StepKind::Notify];
 
     pub fn as_str(self) -> &'static str {
         match self {
             StepKind::Flag => FlagSpec::NAME,
             StepKind::Revert => RevertSpec::NAME,
             StepKind::Ci => CiSpec::NAME,
+            StepKind::Gate => GateSpec::NAME,
             StepKind::Manual => ManualSpec::NAME,
             StepKind::Notify => NotifySpec::NAME,
         }
@@ -105,6 +114,7 @@ impl StepKind {
             StepKind::Flag => FlagSpec::OUTPUTS,
             StepKind::Revert => RevertSpec::OUTPUTS,
             StepKind::Ci => CiSpec::OUTPUTS,
+            StepKind::Gate => GateSpec::OUTPUTS,
             StepKind::Manual => ManualSpec::OUTPUTS,
             StepKind::Notify => NotifySpec::OUTPUTS,
         }
@@ -116,6 +126,7 @@ impl StepKind {
             StepKind::Flag => FlagSpec::PACED_BY_OPERATOR,
             StepKind::Revert => RevertSpec::PACED_BY_OPERATOR,
             StepKind::Ci => CiSpec::PACED_BY_OPERATOR,
+            StepKind::Gate => GateSpec::PACED_BY_OPERATOR,
             StepKind::Manual => ManualSpec::PACED_BY_OPERATOR,
             StepKind::Notify => NotifySpec::PACED_BY_OPERATOR,
         }
@@ -127,6 +138,7 @@ impl StepKind {
             StepKind::Flag => FlagSpec::SERVICE,
             StepKind::Revert => RevertSpec::SERVICE,
             StepKind::Ci => CiSpec::SERVICE,
+            StepKind::Gate => GateSpec::SERVICE,
             StepKind::Manual => ManualSpec::SERVICE,
             StepKind::Notify => NotifySpec::SERVICE,
         }
@@ -139,6 +151,7 @@ pub enum Service {
     Flags,
     Git,
     Ci,
+    Metrics,
     Notify,
 }
 
@@ -154,6 +167,7 @@ impl Service {
             Service::Flags => "flags",
             Service::Git => "git",
             Service::Ci => "ci",
+            Service::Metrics => "metrics",
             Service::Notify => "notify",
         }
     }
