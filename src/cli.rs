@@ -54,11 +54,20 @@ pub const FILES: &[(&str, &str)] = &[
     ("<state dir>/locks/", "one lock per runbook, naming its holder"),
 ];
 
-/// The reference that ends `--help`: exit codes, environment, files.
+/// The kinds of runbook step and what each does.
+pub fn step_kinds() -> Vec<(&'static str, &'static str)> {
+    crate::runbook::StepKind::ALL.iter().map(|kind| (kind.as_str(), kind.summary())).collect()
+}
+
+/// The reference that ends `--help`: exit codes, step kinds, environment, files.
 fn reference() -> String {
     let mut text = String::from("Exit codes:\n");
     for code in crate::error::ExitCode::ALL {
         text.push_str(&format!("  {:<4} {}\n", code.code(), code.meaning()));
+    }
+    text.push_str("\nStep kinds:\n");
+    for (name, summary) in step_kinds() {
+        text.push_str(&format!("  {name}\n      {summary}\n"));
     }
     for (title, rows) in [("Environment", ENVIRONMENT), ("Files", FILES)] {
         text.push_str(&format!("\n{title}:\n"));

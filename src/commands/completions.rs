@@ -28,12 +28,16 @@ pub fn man(ui: &Ui) -> Result<ExitCode, Error> {
     Ok(ExitCode::Success)
 }
 
-/// EXIT STATUS, ENVIRONMENT and FILES in roff, from the tables `--help` prints too.
+/// EXIT STATUS, STEP KINDS, ENVIRONMENT and FILES in roff, from the tables `--help` prints too.
 fn reference_sections() -> String {
     let escape = |text: &str| text.replace('\\', "\\\\").replace('-', "\\-");
     let mut roff = String::from(".SH \"EXIT STATUS\"\n");
     for code in crate::error::ExitCode::ALL {
         roff.push_str(&format!(".TP\n{}\n{}\n", code.code(), escape(code.meaning())));
+    }
+    roff.push_str(".SH \"STEP KINDS\"\n");
+    for (name, summary) in cli::step_kinds() {
+        roff.push_str(&format!(".TP\n\\fB{name}\\fR\n{}\n", escape(summary)));
     }
     for (title, rows) in [("ENVIRONMENT", ENVIRONMENT), ("FILES", FILES)] {
         roff.push_str(&format!(".SH {title}\n"));

@@ -81,6 +81,23 @@ struct Problem {
     error: String,
 }
 
+/// A gate's figures over one attempt, from its journaled samples.
+#[derive(Debug, Serialize)]
+struct GateFigures {
+    run_id: String,
+    step: String,
+    attempt: usize,
+    result: StepResult,
+    samples: usize,
+    first: Option<Timestamp>,
+    last: Option<Timestamp>,
+    lowest: Option<f64>,
+    highest: Option<f64>,
+    latest: Option<f64>,
+    no_data: usize,
+    failed: usize,
+}
+
 #[derive(Debug, Serialize)]
 struct Skip {
     run_id: String,
@@ -98,6 +115,7 @@ struct Timeline {
     rows: Vec<Row>,
     durations: Vec<Took>,
     errors: Vec<Problem>,
+    gates: Vec<GateFigures>,
     skipped: Vec<Skip>,
     went_well: Vec<String>,
     went_wrong: Vec<String>,
@@ -229,6 +247,32 @@ fn errors(every: &[(&Story, &Attempt)]) -> Vec<Problem> {
     every.iter().filter_map(problem).collect()
 }
 
+/// Every gate attempt that took samples, with its figures.
+fn gates(every: &[(&Story, &Attempt)]) -> Vec<GateFigures> {
+    use crate::runbook::kinds::gate::Judged;
+    every
+        .iter()
+        .filter(|(_, a)| !a.samples.is_empty())
+        .map(|(story, a)| {
+            let values = || a.samples.iter().filter_map(|s| s.value);
+            GateFigures {
+                run_id: story.run_id.clone(),
+                step: a.step.clone(),
+                attempt: a.attempt,
+                result: a.result,
+                samples: a.samples.len(),
+                first: a.samples.first().map(|s| s.ts),
+                last: a.samples.last().map(|s| s.ts),
+                lowest: values().reduce(f64::min),
+                highest: values().reduce(f64::max),
+                latest: a.samples.last().and_then(|s| s.value),
+                no_data: a.samples.iter().filter(|s| s.judged == Judged::NoData).count(),
+                failed: a.samples.iter().filter(|s| s.judged == Judged::Fail).count(),
+            }
+        })
+        .collect()
+}
+
 fn skipped(steps: &[(&Story, &Attempt)]) -> Vec<Skip> {
     let skip = |(s, a): &(&Story, &Attempt)| Skip {
         run_id: s.run_id.clone(),
@@ -266,6 +310,7 @@ fn build(runs: &[Told]) -> Timeline {
         rows,
         durations: durations(&every),
         errors: errors(&every),
+        gates: gates(&every),
         skipped: skipped(&steps),
         questions: QUESTIONS,
     }
@@ -400,6 +445,29 @@ fn markdown(t: &Timeline) -> Vec<String> {
     let errors: Vec<String> =
         t.errors.iter().map(|e| format!("{} UTC, {} (run {}): {}", when(e), e.step, e.run_id, e.error)).collect();
     section(&mut out, "Errors", bullets(&errors, "None."));
+    if !t.gates.is_empty() {
+        let figure = |v: Option<f64>| v.map_or_else(|| "no data".into(), crate::runbook::kinds::gate::figure);
+        let span = |g: &GateFigures| match (g.first, g.last) {
+            (Some(first), Some(last)) => format!("{} to {}", at_second(first), at_second(last)),
+            _ => String::new(),
+        };
+        let rows = t.gates.iter().map(|g| {
+            let step = if g.attempt > 1 { format!("{} (attempt {})", g.step, g.attempt) } else { g.step.clone() };
+            vec![
+                step,
+                g.run_id.clone(),
+                g.result.as_str().into(),
+                g.samples.to_string(),
+                span(g),
+                format!("{} / {} / {}", figure(g.lowest), figure(g.highest), figure(g.latest)),
+                g.failed.to_string(),
+                g.no_data.to_string(),
+            ]
+        });
+        let header =
+            ["Gate", "Run", "Result", "Samples", "Sampled (UTC)", "Lowest / highest / last", "Failed", "No data"];
+        section(&mut out, "Gates", table(&header, rows.collect()));
+    }
     let skipped: Vec<String> = t.skipped.iter().map(|s| format!("{} (run {}): {}", s.step, s.run_id, s.why)).collect();
     section(&mut out, "Skipped steps", bullets(&skipped, "None."));
     for question in t.questions {

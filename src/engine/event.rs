@@ -281,6 +281,20 @@ mod tests {
     }
 
     #[test]
+    fn a_gate_sample_reads_back_with_its_value_or_no_data() {
+        use crate::runbook::kinds::gate::Judged;
+        use crate::steps::gate::GateSample;
+        for (value, judged, no_data) in
+            [(Some(1.5), Judged::Pass, None), (None, Judged::NoData, Some("NaN".to_string()))]
+        {
+            let sample = GateSample { value, judged, query: "max(x)".into(), no_data };
+            let record = Record::now("r1", Event::StepSampled { step: "check".into(), sample });
+            let read: Record = serde_json::from_str(&record.to_line()).unwrap();
+            assert_eq!(read, record, "{}", record.to_line());
+        }
+    }
+
+    #[test]
     fn every_event_is_named_in_events() {
         let schema: serde_json::Value =
             serde_json::from_str(include_str!("../../schema/events.schema.json")).expect("the schema is JSON");

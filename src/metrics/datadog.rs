@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::{MetricSource, Reading, too_many};
 use crate::config::{DatadogConfig, HttpSettings};
+use crate::error::Precondition;
 use crate::http::{Auth, Body, Client};
 use crate::untrusted::printable;
 
@@ -16,6 +17,8 @@ pub struct Datadog {
     client: Client,
     /// The application key, sent as `DD-APPLICATION-KEY` beside the API key.
     app_key: String,
+    /// The variables the two keys came from, for a refusal's message.
+    key_envs: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,7 +55,8 @@ impl Datadog {
             )
         })?;
         let client = Client::new("Datadog", &config.url, http, config.allow_insecure_http, Some(auth))?;
-        Ok(Datadog { client, app_key })
+        let key_envs = format!("{} and {}", config.api_key_env, config.app_key_env);
+        Ok(Datadog { client, app_key, key_envs })
     }
 }
 
@@ -81,7 +85,11 @@ impl MetricSource for Datadog {
         if response.status.is_client_error() && response.status.as_u16() != 429 {
             let said = response.service_message().unwrap_or_else(|| response.status.to_string());
             if matches!(response.status.as_u16(), 401 | 403) {
-                return Err(response.ok().expect_err("a refused key is an error"));
+                return Err(Precondition(format!(
+                    "Datadog answered {} {} with {}: {said}; check {}: the keys they hold were refused",
+                    response.method, response.url, response.status, self.key_envs
+                ))
+                .into());
             }
             bail!("Datadog refused the query `{}` ({}): {said}", printable(query), response.status.as_u16());
         }

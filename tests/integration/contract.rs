@@ -346,6 +346,13 @@ fn completions_and_the_man_page_render() {
         "{}",
         &out.stdout[..200.min(out.stdout.len())]
     );
+    // Every step kind, the gate among them, in the man page and at the end of --help.
+    let help = env.run(&["--help"]);
+    for kind in ["flag", "revert", "ci", "gate", "manual", "notify"] {
+        assert!(out.stdout.contains(&format!(".TP\n\\fB{kind}\\fR\n")), "man lacks the {kind} step");
+        assert!(help.stdout.contains(&format!("\n  {kind}\n      ")), "--help lacks the {kind} step");
+    }
+    assert!(out.stdout.contains("sample a metric (Prometheus, Datadog)"), "man lacks what a gate does");
 }
 
 #[test]

@@ -151,6 +151,18 @@ fn a_gate_that_recovers_within_its_failure_limit_passes_once_it_held_for_its_spa
     assert_eq!(judged.first().map(String::as_str), Some("fail"), "{judged:?}");
     assert!(judged.iter().filter(|j| *j == "pass").count() >= 3, "{judged:?}");
     assert!(out.stderr.contains("failed sample 1: 9 (1 of 3 tolerated)"), "{}", out.stderr);
+    // The timeline tells the gate's figures from the journaled samples.
+    let run = env.journal()[0]["run_id"].as_str().unwrap().to_string();
+    let timeline = env.run(&["timeline", &run]);
+    timeline.code(0);
+    let row = timeline
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("| check |") && l.contains(" / "))
+        .unwrap_or_else(|| panic!("{}", timeline.stdout));
+    assert!(timeline.stdout.contains("## Gates"), "{}", timeline.stdout);
+    assert!(row.contains(&format!("| {run} | done | {} |", judged.len())), "{row}");
+    assert!(row.contains("| 1 / 9 / 1 |"), "{row}");
 }
 
 #[test]
@@ -313,4 +325,70 @@ fn the_staged_rollout_stops_at_the_stage_whose_gate_fails_and_names_the_rollback
         .map(|e| e["step"].as_str().unwrap().to_string())
         .collect();
     assert!(done.contains(&"stage-1-errors".to_string()) && done.contains(&"stage-2".to_string()), "{done:?}");
+}
+
+/// A workspace whose source `apm` is the Datadog emulator, with one gate on it.
+fn datadog_workspace(datadog: &crate::support::datadog::Datadog, fields: &str) -> Env {
+    use crate::support::datadog::{API_KEY, APP_KEY};
+    let env = Env::new().var("DD_API_KEY", API_KEY).var("DD_APP_KEY", APP_KEY);
+    let config = env.read("rollout.yaml");
+    env.write(
+        "rollout.yaml",
+        &format!(
+            "{config}metrics:\n  apm: {{ provider: datadog, url: \"{}\", api_key_env: DD_API_KEY, app_key_env: DD_APP_KEY }}\n",
+            datadog.url()
+        ),
+    );
+    env.runbook(
+        "gate",
+        &format!(
+            "version: 1\ntitle: Gate\nsteps:\n  - id: check\n    name: The metric holds\n    gate:\n      source: apm\n      query: 'sum:trace.http.request.errors{{service:vets-api}}.as_count()'\n{}",
+            fields.lines().map(|l| format!("      {l}\n")).collect::<String>()
+        ),
+    )
+}
+
+#[test]
+fn datadog_gates_read_the_last_non_null_point_and_null_only_is_no_data() {
+    use crate::support::datadog::{API_KEY, APP_KEY, Datadog, Series};
+    let datadog = Datadog::start(Series { values: vec![vec![Some(3.0), Some(2.0), None]] });
+    let env = datadog_workspace(&datadog, "below: 5\ncount: 2\ninterval: 1s\nwindow: 10m\nno_data: fail\n");
+    let out = env.run(&["run", "gate", "--yes"]);
+    out.code(0);
+    assert!(out.stderr.contains("passed at 2 after 2 samples"), "{}", out.stderr);
+    let queries: Vec<_> = datadog.requests().into_iter().filter(|r| r.path == "/api/v2/query/timeseries").collect();
+    assert_eq!(queries.len(), 3, "the preview's read and two samples");
+    let body = queries[0].json().unwrap();
+    let attributes = &body["data"]["attributes"];
+    assert_eq!(attributes["to"].as_i64().unwrap() - attributes["from"].as_i64().unwrap(), 600_000);
+    assert_eq!(attributes["queries"][0]["data_source"], "metrics");
+    assert_eq!(queries[0].header("DD-API-KEY"), Some(API_KEY));
+    assert_eq!(queries[0].header("DD-APPLICATION-KEY"), Some(APP_KEY));
+    assert!(!out.stderr.contains(APP_KEY) && !env.journal_text().contains(APP_KEY), "the keys are never shown");
+
+    let nulls = Datadog::start(Series { values: vec![vec![None, None]] });
+    let env = datadog_workspace(&nulls, "below: 5\ncount: 1\ninterval: 1s\nno_data: fail\n");
+    let out = env.run(&["run", "gate", "--yes"]);
+    out.code(1);
+    assert!(out.stderr.contains("no data (only null points in the window)"), "{}", out.stderr);
+}
+
+#[test]
+fn a_datadog_429_is_waited_out_by_its_reset_header_and_a_refused_key_names_the_variable() {
+    use crate::support::datadog::{Datadog, Series};
+    let datadog = Datadog::start(Series { values: vec![vec![Some(1.0)]] });
+    datadog.rate_limit(1, 1);
+    let env = datadog_workspace(&datadog, "below: 5\ncount: 1\ninterval: 1s\nno_data: fail\n");
+    let out = env.run(&["run", "gate", "--yes"]);
+    out.code(0);
+    let statuses = datadog.requests().len();
+    assert_eq!(statuses, 3, "a 429, its retry after the reset, and the sample");
+
+    let env =
+        datadog_workspace(&datadog, "below: 5\ncount: 1\ninterval: 1s\nno_data: fail\n").var("DD_APP_KEY", "wrong-key");
+    let out = env.run(&["run", "gate", "--yes"]);
+    assert_ne!(out.code, 0);
+    out.code(3);
+    assert!(out.stderr.contains("403 Forbidden: Forbidden; check DD_API_KEY and DD_APP_KEY"), "{}", out.stderr);
+    assert!(!out.stderr.contains("wrong-key"), "{}", out.stderr);
 }

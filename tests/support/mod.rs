@@ -232,6 +232,7 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 }
 pub mod background;
 pub mod buildkite;
+pub mod datadog;
 pub mod exporter;
 pub mod flipper;
 pub mod git_remote;

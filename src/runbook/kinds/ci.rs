@@ -52,6 +52,7 @@ fn is_ci_input_name(text: &str) -> bool {
 
 impl Kind for CiSpec {
     const NAME: &'static str = "ci";
+    const SUMMARY: &'static str = "trigger a pipeline run and wait for its verdict; never triggered twice";
     const OUTPUTS: &'static [&'static str] = &["run_id", "url", "conclusion", "commit", "log_tail"];
     const SERVICE: Option<Service> = Some(Service::Ci);
     type Request = CiRequest;

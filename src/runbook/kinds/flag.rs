@@ -78,6 +78,8 @@ pub fn flag_target(state: Option<bool>, percent: Option<Percent>) -> Result<Flag
 
 impl Kind for FlagSpec {
     const NAME: &'static str = "flag";
+    const SUMMARY: &'static str =
+        "turn a feature toggle on, off or to a share of users (direction: down|up never goes the other way)";
     const OUTPUTS: &'static [&'static str] = &["before", "after", "changed"];
     const SERVICE: Option<Service> = Some(Service::Flags);
     type Request = FlagChange;

@@ -214,6 +214,8 @@ fn threshold(text: &str) -> Result<f64, String> {
 
 impl Kind for GateSpec {
     const NAME: &'static str = "gate";
+    const SUMMARY: &'static str =
+        "sample a metric (Prometheus, Datadog) until it held below/above its threshold for a span or count, or failed";
     const OUTPUTS: &'static [&'static str] = &["value", "verdict", "samples"];
     const SERVICE: Option<Service> = Some(Service::Metrics);
     type Request = GateRequest;

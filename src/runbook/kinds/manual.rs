@@ -21,6 +21,7 @@ pub struct ManualRequest {
 
 impl Kind for ManualSpec {
     const NAME: &'static str = "manual";
+    const SUMMARY: &'static str = "instructions the operator carries out and confirms";
     const OUTPUTS: &'static [&'static str] = &[];
     const SERVICE: Option<Service> = None;
     const PACED_BY_OPERATOR: bool = true;

@@ -23,6 +23,8 @@ pub use revert::RevertSpec;
 pub(in crate::runbook) trait Kind {
     /// Its key in a step, and its `kind` in the journal.
     const NAME: &'static str;
+    /// What it does, one line, for `--help` and the man page.
+    const SUMMARY: &'static str;
     /// What `{{ steps.<id>.<output> }}` may read of it.
     const OUTPUTS: &'static [&'static str];
     /// The service it acts through, if any.
@@ -106,6 +108,18 @@ impl StepKind {
             StepKind::Gate => GateSpec::NAME,
             StepKind::Manual => ManualSpec::NAME,
             StepKind::Notify => NotifySpec::NAME,
+        }
+    }
+
+    /// What it does, one line.
+    pub fn summary(self) -> &'static str {
+        match self {
+            StepKind::Flag => FlagSpec::SUMMARY,
+            StepKind::Revert => RevertSpec::SUMMARY,
+            StepKind::Ci => CiSpec::SUMMARY,
+            StepKind::Gate => GateSpec::SUMMARY,
+            StepKind::Manual => ManualSpec::SUMMARY,
+            StepKind::Notify => NotifySpec::SUMMARY,
         }
     }
 

@@ -25,6 +25,7 @@ pub struct NotifyRequest {
 
 impl Kind for NotifySpec {
     const NAME: &'static str = "notify";
+    const SUMMARY: &'static str = "post a message with the run's progress to a webhook";
     const OUTPUTS: &'static [&'static str] = &["delivered"];
     const SERVICE: Option<Service> = Some(Service::Notify);
     type Request = NotifyRequest;

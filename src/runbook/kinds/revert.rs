@@ -59,6 +59,7 @@ fn check_branch(name: &str) -> Result<(), String> {
 
 impl Kind for RevertSpec {
     const NAME: &'static str = "revert";
+    const SUMMARY: &'static str = "revert commits in memory, byte-identical to git revert, and push them";
     const OUTPUTS: &'static [&'static str] = &["commit", "commits", "reverted", "remote", "branch", "previous"];
     const SERVICE: Option<Service> = Some(Service::Git);
     type Request = RevertRequest;
