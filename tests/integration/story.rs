@@ -376,6 +376,7 @@ fn timeline_of_a_critical_run_markdown_and_json() {
             "rows",
             "durations",
             "errors",
+            "gates",
             "skipped",
             "went_well",
             "went_wrong",
