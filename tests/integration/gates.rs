@@ -9,22 +9,27 @@ use serde_json::Value;
 use crate::support::exporter::{Exporter, Metrics, prometheus_url};
 use crate::support::{Env, Outcome};
 
-/// A workspace whose config has the metrics source `errors` and whose runbook `gate` is one
-/// gate step with `fields` (YAML inside `gate:`).
-fn gate_workspace(fields: &str) -> Env {
-    let env = Env::new();
+/// `env` with the metrics source `source` (its YAML) in its config, and a runbook `gate` of one
+/// gate step on it with `fields` (YAML inside `gate:`).
+fn with_gate(env: Env, source: &str, yaml: &str, fields: &str) -> Env {
     let config = env.read("rollout.yaml");
-    env.write(
-        "rollout.yaml",
-        &format!("{config}metrics:\n  errors: {{ provider: prometheus, url: \"{}\" }}\n", prometheus_url()),
-    );
+    env.write("rollout.yaml", &format!("{config}metrics:\n  {source}: {yaml}\n"));
+    let fields: String = fields.lines().map(|l| format!("      {l}\n")).collect();
     env.runbook(
         "gate",
-        &format!(
-            "version: 1\ntitle: Gate\nsteps:\n  - id: check\n    name: The metric holds\n    gate:\n      source: errors\n{}",
-            fields.lines().map(|l| format!("      {l}\n")).collect::<String>()
-        ),
+        &format!("version: 1\ntitle: Gate\nsteps:\n  - id: check\n    name: The metric holds\n    gate:\n      source: {source}\n{fields}"),
     )
+}
+
+/// A workspace whose gate reads the source `errors`, the real Prometheus.
+fn gate_workspace(fields: &str) -> Env {
+    with_gate(Env::new(), "errors", &format!("{{ provider: prometheus, url: \"{}\" }}", prometheus_url()), fields)
+}
+
+/// `rollout run gate --yes`, started and left running.
+fn start_gate(env: &Env) -> std::process::Child {
+    let mut command = env.command(&["run", "gate", "--yes"]);
+    command.stdin(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap()
 }
 
 fn samples(env: &Env) -> Vec<Value> {
@@ -137,12 +142,7 @@ fn a_gate_that_recovers_within_its_failure_limit_passes_once_it_held_for_its_spa
         "{}\nbelow: 5\nfor: 2s\ninterval: 1s\nfailure_limit: 3\nno_data: fail\ntimeout: 60s\n",
         value_of(test)
     ));
-    let child = env
-        .command(&["run", "gate", "--yes"])
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = start_gate(&env);
     std::thread::sleep(Duration::from_millis(1500));
     exporter.set(|m| m.value = Some(1.0));
     let out = Outcome::from(child.wait_with_output().unwrap());
@@ -235,12 +235,7 @@ fn an_interrupted_gate_is_resumed_with_its_window_started_again() {
     let test = "gate-resume";
     let _exporter = with_value(test, 1.0);
     let env = gate_workspace(&format!("{}\nbelow: 5\ncount: 3\ninterval: 1s\nno_data: fail\n", value_of(test)));
-    let child = env
-        .command(&["run", "gate", "--yes"])
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = start_gate(&env);
     std::thread::sleep(Duration::from_millis(1500));
     nix_interrupt(child.id());
     let out = Outcome::from(child.wait_with_output().unwrap());
@@ -331,21 +326,12 @@ fn the_staged_rollout_stops_at_the_stage_whose_gate_fails_and_names_the_rollback
 fn datadog_workspace(datadog: &crate::support::datadog::Datadog, fields: &str) -> Env {
     use crate::support::datadog::{API_KEY, APP_KEY};
     let env = Env::new().var("DD_API_KEY", API_KEY).var("DD_APP_KEY", APP_KEY);
-    let config = env.read("rollout.yaml");
-    env.write(
-        "rollout.yaml",
-        &format!(
-            "{config}metrics:\n  apm: {{ provider: datadog, url: \"{}\", api_key_env: DD_API_KEY, app_key_env: DD_APP_KEY }}\n",
-            datadog.url()
-        ),
+    let yaml = format!(
+        "{{ provider: datadog, url: \"{}\", api_key_env: DD_API_KEY, app_key_env: DD_APP_KEY }}",
+        datadog.url()
     );
-    env.runbook(
-        "gate",
-        &format!(
-            "version: 1\ntitle: Gate\nsteps:\n  - id: check\n    name: The metric holds\n    gate:\n      source: apm\n      query: 'sum:trace.http.request.errors{{service:vets-api}}.as_count()'\n{}",
-            fields.lines().map(|l| format!("      {l}\n")).collect::<String>()
-        ),
-    )
+    let query = "query: 'sum:trace.http.request.errors{service:vets-api}.as_count()'";
+    with_gate(env, "apm", &yaml, &format!("{query}\n{fields}"))
 }
 
 #[test]
