@@ -84,7 +84,9 @@ impl Response {
         let remaining = number(&["x-ratelimit-remaining", "ratelimit-remaining"])?;
         let reset = number(&["x-ratelimit-reset", "ratelimit-reset"])?;
         let now = jiff::Timestamp::now().as_second() as f64;
-        let window = if reset > 1e9 { reset - now } else { reset };
+        // Resets are whole seconds, rounded down: a second more keeps the last call of a
+        // window out of its final second, where it would be over the limit.
+        let window = if reset > 1e9 { reset - now } else { reset } + 1.0;
         let pause = window.max(0.0) / (remaining.max(0.0) + 1.0);
         pause.is_finite().then(|| Duration::from_secs_f64(pause.min(3600.0)))
     }
@@ -155,8 +157,9 @@ impl Response {
 #[derive(Debug)]
 pub struct Client {
     inner: Inner,
-    /// The rate-limit pause the last answer asked for (see `Response::rate_limit_pause`).
-    last_pause: std::cell::Cell<Option<Duration>>,
+    /// The rate-limit pause the last answer asked for (see `Response::rate_limit_pause`), and
+    /// when that answer came.
+    last_pause: std::cell::Cell<Option<(Instant, Duration)>>,
     base: Url,
     service: &'static str,
     auth: Option<Auth>,
@@ -212,10 +215,11 @@ impl Client {
         Ok(Client { inner, last_pause: std::cell::Cell::new(None), base, service, auth, settings: settings.clone() })
     }
 
-    /// How long to wait before the next call to stay within the service's rate limit, as its
-    /// last answer said.
+    /// How long to wait from now before the next call to stay within the service's rate
+    /// limit, as its last answer said.
     pub fn rate_limit_pause(&self) -> Option<Duration> {
-        self.last_pause.get()
+        let (at, pause) = self.last_pause.get()?;
+        Some(pause.saturating_sub(at.elapsed())).filter(|left| !left.is_zero())
     }
 
     pub fn base(&self) -> String {
@@ -317,7 +321,7 @@ impl Client {
                 .and_then(|response| self.answer(response, &method, &url, deadline));
             let (retry, why, wait) = match outcome {
                 Ok(answer) => {
-                    self.last_pause.set(answer.rate_limit_pause());
+                    self.last_pause.set(answer.rate_limit_pause().map(|pause| (Instant::now(), pause)));
                     let status = answer.status;
                     let retryable = status == StatusCode::TOO_MANY_REQUESTS || (repeatable && status.is_server_error());
                     if !retryable {

@@ -79,6 +79,12 @@ fn polls<T>(
     mut poll: impl FnMut(&Progress) -> Result<Poll<T>>,
 ) -> Result<Ended<T>> {
     let mut polls = 0;
+    // The service's last answer (a preview's read, a trigger) may have asked for a pause.
+    if let Some(pause) = (policy.rate_limit)()
+        && interrupt::sleep(pause.min(deadline.saturating_duration_since(Instant::now())))
+    {
+        return Ok(Ended::Interrupted);
+    }
     loop {
         match poll(progress)? {
             Poll::Ready(value) => return Ok(Ended::Ready(value)),

@@ -11,7 +11,7 @@ use crate::support::{Env, Outcome};
 
 /// `env` with the metrics source `source` (its YAML) in its config, and a runbook `gate` of one
 /// gate step on it with `fields` (YAML inside `gate:`).
-fn with_gate(env: Env, source: &str, yaml: &str, fields: &str) -> Env {
+pub fn with_gate(env: Env, source: &str, yaml: &str, fields: &str) -> Env {
     let config = env.read("rollout.yaml");
     env.write("rollout.yaml", &format!("{config}metrics:\n  {source}: {yaml}\n"));
     let fields: String = fields.lines().map(|l| format!("      {l}\n")).collect();
@@ -357,6 +357,17 @@ fn datadog_gates_read_the_last_non_null_point_and_null_only_is_no_data() {
     let out = env.run(&["run", "gate", "--yes"]);
     out.code(1);
     assert!(out.stderr.contains("no data (only null points in the window)"), "{}", out.stderr);
+}
+
+#[test]
+fn datadog_samples_keep_within_its_rate_limit_from_the_first_one_after_the_preview() {
+    use crate::support::datadog::{Datadog, Series};
+    let datadog = Datadog::start(Series { values: vec![vec![Some(1.0)]] });
+    datadog.rate_window(2, Duration::from_secs(3));
+    let env = datadog_workspace(&datadog, "below: 5\ncount: 3\ninterval: 1s\nno_data: fail\ntimeout: 60s\n");
+    env.run(&["run", "gate", "--yes"]).code(0);
+    assert_eq!(datadog.requests().len(), 4, "the preview's read and three samples");
+    assert_eq!(datadog.over_the_limit(), 0, "no query went over the limit, so none was refused");
 }
 
 #[test]

@@ -25,6 +25,10 @@ struct State {
     reset: u64,
     /// The next answers are 429 this many times.
     limited: u32,
+    /// A real fixed window instead: its start, its limit and its length.
+    window: Option<(std::time::Instant, u64, std::time::Duration)>,
+    /// How many queries were answered 429 for being over the window's limit.
+    over: u32,
 }
 
 /// The running emulator; derefs to its [`Server`] for faults and recorded requests.
@@ -72,6 +76,19 @@ impl Handler for Api {
             let reset = state.reset;
             return limited(Response::json(429, &json!({ "errors": ["Too many requests"] })), 0, reset);
         }
+        if let Some((mut start, limit, period)) = state.window {
+            // Datadog counts queries per fixed window and gives its reset in whole seconds.
+            if start.elapsed() >= period {
+                start += period * (start.elapsed().as_secs_f64() / period.as_secs_f64()) as u32;
+                (state.window, state.remaining) = (Some((start, limit, period)), limit);
+            }
+            state.reset = (period - start.elapsed()).as_secs();
+            if state.remaining == 0 {
+                state.over += 1;
+                let reset = state.reset;
+                return limited(Response::json(429, &json!({ "errors": ["Too many requests"] })), 0, reset);
+            }
+        }
         let body = request.json().unwrap_or_default();
         let query = body["data"]["attributes"]["queries"][0]["query"].as_str().unwrap_or_default();
         if query.is_empty() || !body["data"]["attributes"]["from"].is_i64() {
@@ -99,8 +116,20 @@ impl Handler for Api {
 
 impl Datadog {
     pub fn start(series: Series) -> Datadog {
-        let state = Arc::new(Mutex::new(State { series, remaining: LIMIT, reset: 60, limited: 0 }));
+        let state =
+            Arc::new(Mutex::new(State { series, remaining: LIMIT, reset: 60, limited: 0, window: None, over: 0 }));
         Datadog { server: Server::start(Arc::new(Api(Arc::clone(&state))), ""), state }
+    }
+
+    /// Allow `limit` queries per fixed window of `period` from now on, as Datadog counts them.
+    pub fn rate_window(&self, limit: u64, period: std::time::Duration) {
+        let mut state = self.state.lock().unwrap();
+        (state.window, state.remaining) = (Some((std::time::Instant::now(), limit, period)), limit);
+    }
+
+    /// How many queries were refused for being over the window's limit.
+    pub fn over_the_limit(&self) -> u32 {
+        self.state.lock().unwrap().over
     }
 
     /// Answer the next `times` queries with 429, the window resetting in `reset` seconds.
