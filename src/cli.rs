@@ -247,6 +247,10 @@ pub struct TimelineArgs {
     /// Markdown for the postmortem document, or JSON
     #[arg(long, value_enum, default_value_t = TimelineFormat::Markdown)]
     pub format: TimelineFormat,
+
+    /// Write it to FILE instead of stdout, with an SVG chart of each gate beside it, linked
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -61,6 +61,7 @@ impl CiProvider {
 pub enum MetricsProvider {
     Prometheus,
     Datadog,
+    Ga4,
 }
 
 impl MetricsProvider {
@@ -68,6 +69,7 @@ impl MetricsProvider {
         match self {
             MetricsProvider::Prometheus => "prometheus",
             MetricsProvider::Datadog => "datadog",
+            MetricsProvider::Ga4 => "ga4",
         }
     }
 }
@@ -284,6 +286,12 @@ struct RawMetrics {
     api_key_env: Option<String>,
     #[serde(default)]
     app_key_env: Option<String>,
+    /// ga4: the property id, digits (`419143770`).
+    #[serde(default)]
+    property: Option<String>,
+    /// ga4: the variable holding the path of the service account's JSON key file.
+    #[serde(default)]
+    credentials_env: Option<String>,
     #[serde(default)]
     allow_insecure_http: bool,
 }
@@ -293,6 +301,7 @@ struct RawMetrics {
 pub enum MetricsConfig {
     Prometheus(PrometheusConfig),
     Datadog(DatadogConfig),
+    Ga4(Ga4Config),
 }
 
 /// A Prometheus server's HTTP API (`/api/v1/query`).
@@ -313,6 +322,19 @@ pub struct DatadogConfig {
     pub allow_insecure_http: bool,
 }
 
+/// A Google Analytics 4 property read through the Data API with a service account's key.
+#[derive(Debug, Clone)]
+pub struct Ga4Config {
+    /// The Data API's base, `https://analyticsdata.googleapis.com` unless `url` says otherwise.
+    pub url: String,
+    pub property: String,
+    pub credentials_env: String,
+    pub allow_insecure_http: bool,
+}
+
+/// Where the GA4 Data API lives.
+const GA4_DATA_API: &str = "https://analyticsdata.googleapis.com";
+
 impl RawMetrics {
     /// The provider's own config, or `None` with what is wrong added to `problems`.
     fn typed(self, source: &Source, name: &str, problems: &mut Vec<Diagnostic>) -> Option<MetricsConfig> {
@@ -320,28 +342,29 @@ impl RawMetrics {
         let mut misplaced = |field: &str, what: &str| {
             problems.push(source.at_value(&format!("{section}.{field}"), format!("{section}.{field}: {what}")))
         };
-        match self.provider {
-            MetricsProvider::Prometheus => {
-                for (field, given) in [
-                    ("site", self.site.is_some()),
-                    ("api_key_env", self.api_key_env.is_some()),
-                    ("app_key_env", self.app_key_env.is_some()),
-                ] {
-                    if given {
-                        misplaced(field, "only the `datadog` provider reads it");
-                    }
-                }
+        let fields = [
+            ("token_env", self.token_env.is_some(), &[MetricsProvider::Prometheus][..]),
+            ("site", self.site.is_some(), &[MetricsProvider::Datadog]),
+            ("api_key_env", self.api_key_env.is_some(), &[MetricsProvider::Datadog]),
+            ("app_key_env", self.app_key_env.is_some(), &[MetricsProvider::Datadog]),
+            ("property", self.property.is_some(), &[MetricsProvider::Ga4]),
+            ("credentials_env", self.credentials_env.is_some(), &[MetricsProvider::Ga4]),
+        ];
+        for (field, given, readers) in fields {
+            if given && !readers.contains(&self.provider) {
+                let reader = readers[0].as_str();
+                misplaced(field, &format!("only the `{reader}` provider reads it"));
             }
-            MetricsProvider::Datadog => {
-                if self.token_env.is_some() {
-                    misplaced("token_env", "datadog reads api_key_env and app_key_env instead");
-                }
-                if let Some(site) = &self.site
-                    && !DATADOG_SITES.contains(&site.as_str())
-                {
-                    misplaced("site", &format!("not a Datadog site: use one of {}", DATADOG_SITES.join(", ")));
-                }
-            }
+        }
+        if let Some(site) = &self.site
+            && !DATADOG_SITES.contains(&site.as_str())
+        {
+            misplaced("site", &format!("not a Datadog site: use one of {}", DATADOG_SITES.join(", ")));
+        }
+        if let Some(property) = &self.property
+            && (property.is_empty() || !property.bytes().all(|b| b.is_ascii_digit()))
+        {
+            misplaced("property", "a GA4 property id is digits, like \"419143770\" (Admin > Property details)");
         }
         let provider = self.provider.as_str();
         let mut need = |field: &str, value: Option<String>| {
@@ -372,14 +395,25 @@ impl RawMetrics {
                     allow_insecure_http,
                 })
             }
+            MetricsProvider::Ga4 => {
+                let property = need("property", self.property);
+                let credentials_env = need("credentials_env", self.credentials_env);
+                MetricsConfig::Ga4(Ga4Config {
+                    url: self.url.unwrap_or_else(|| GA4_DATA_API.into()),
+                    property: property?,
+                    credentials_env: credentials_env?,
+                    allow_insecure_http,
+                })
+            }
         })
     }
 
-    fn secrets(&self) -> [(&'static str, Option<&str>); 3] {
+    fn secrets(&self) -> [(&'static str, Option<&str>); 4] {
         [
             ("token_env", self.token_env.as_deref()),
             ("api_key_env", self.api_key_env.as_deref()),
             ("app_key_env", self.app_key_env.as_deref()),
+            ("credentials_env", self.credentials_env.as_deref()),
         ]
     }
 }
@@ -758,6 +792,22 @@ mod tests {
         assert_eq!(
             load("version: 1\nflags: { provider: flipper, url: 'http://f', path: f.json }\n").unwrap_err(),
             ["/teams/va/rollout.yaml:2:52: flags.path: only the `flagd` provider reads a flag file"]
+        );
+    }
+
+    #[test]
+    fn a_ga4_source_needs_a_numeric_property_and_its_key_files_variable() {
+        let config = load("version: 1\nmetrics:\n  users: { provider: ga4, property: '419143770', credentials_env: GA_CREDENTIALS }\n").unwrap();
+        assert!(matches!(&config.metrics["users"], MetricsConfig::Ga4(g)
+            if g.url == "https://analyticsdata.googleapis.com" && g.property == "419143770" && g.credentials_env == "GA_CREDENTIALS"));
+        assert_eq!(
+            load("version: 1\nmetrics:\n  users: { provider: ga4, property: G-XYZ, site: ddog-gov.com }\n")
+                .unwrap_err(),
+            [
+                "/teams/va/rollout.yaml:3:50: metrics.users.site: only the `datadog` provider reads it",
+                "/teams/va/rollout.yaml:3:37: metrics.users.property: a GA4 property id is digits, like \"419143770\" (Admin > Property details)",
+                "/teams/va/rollout.yaml:3:3: metrics.users: provider ga4 needs `credentials_env`",
+            ]
         );
     }
 

@@ -1,7 +1,9 @@
 //! One module per subcommand; `dispatch` picks it. Each returns the exit code of its outcome,
 //! or an error that carries one.
 
+mod chart;
 pub mod completions;
+mod gate_figures;
 pub mod incident;
 pub mod list;
 pub mod recorded;

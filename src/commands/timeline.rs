@@ -1,9 +1,12 @@
 //! `rollout timeline RUN...`: a postmortem-ready record of an incident's runs, read from their
 //! journals: summary, time to mitigate, a timeline table, and the headings to fill.
 
+use std::path::Path;
+
 use jiff::Timestamp;
 use serde::Serialize;
 
+use super::gate_figures::{GateFigures, fetch_reports, gates};
 use super::runs::{Told, human, open};
 use crate::cli::{TimelineArgs, TimelineFormat};
 use crate::engine::journal;
@@ -21,6 +24,11 @@ const QUESTIONS: [&str; 4] = [
 ];
 
 const TO_FILL: &str = "_To fill in._";
+
+const CHARTS_HINT: &str =
+    "_Charts: `rollout timeline RUN... --output FILE.md` writes one SVG per gate beside the Markdown, linked here._";
+
+const REPORTS_NOTE: &str = "GA4 standard reports over the runs' days (UTC), fetched when this timeline was made: they lag 4 to 48 hours, so a recent run's figures grow.";
 
 /// One run, as the summary names it.
 #[derive(Debug, Serialize)]
@@ -79,23 +87,6 @@ struct Problem {
     run_id: String,
     step: String,
     error: String,
-}
-
-/// A gate's figures over one attempt, from its journaled samples.
-#[derive(Debug, Serialize)]
-struct GateFigures {
-    run_id: String,
-    step: String,
-    attempt: usize,
-    result: StepResult,
-    samples: usize,
-    first: Option<Timestamp>,
-    last: Option<Timestamp>,
-    lowest: Option<f64>,
-    highest: Option<f64>,
-    latest: Option<f64>,
-    no_data: usize,
-    failed: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -245,32 +236,6 @@ fn errors(every: &[(&Story, &Attempt)]) -> Vec<Problem> {
         Some(Problem { time: a.at(), run_id: s.run_id.clone(), step: a.step.clone(), error })
     };
     every.iter().filter_map(problem).collect()
-}
-
-/// Every gate attempt that took samples, with its figures.
-fn gates(every: &[(&Story, &Attempt)]) -> Vec<GateFigures> {
-    use crate::runbook::kinds::gate::Judged;
-    every
-        .iter()
-        .filter(|(_, a)| !a.samples.is_empty())
-        .map(|(story, a)| {
-            let values = || a.samples.iter().filter_map(|s| s.value);
-            GateFigures {
-                run_id: story.run_id.clone(),
-                step: a.step.clone(),
-                attempt: a.attempt,
-                result: a.result,
-                samples: a.samples.len(),
-                first: a.samples.first().map(|s| s.ts),
-                last: a.samples.last().map(|s| s.ts),
-                lowest: values().reduce(f64::min),
-                highest: values().reduce(f64::max),
-                latest: a.samples.last().and_then(|s| s.value),
-                no_data: a.samples.iter().filter(|s| s.judged == Judged::NoData).count(),
-                failed: a.samples.iter().filter(|s| s.judged == Judged::Fail).count(),
-            }
-        })
-        .collect()
 }
 
 fn skipped(steps: &[(&Story, &Attempt)]) -> Vec<Skip> {
@@ -466,7 +431,21 @@ fn markdown(t: &Timeline) -> Vec<String> {
         });
         let header =
             ["Gate", "Run", "Result", "Samples", "Sampled (UTC)", "Lowest / highest / last", "Failed", "No data"];
-        section(&mut out, "Gates", table(&header, rows.collect()));
+        let mut body = table(&header, rows.collect());
+        for g in &t.gates {
+            if let Some(chart) = &g.chart {
+                body.extend([String::new(), format!("![{}, run {}]({chart})", g.step, g.run_id)]);
+            }
+        }
+        if t.gates.iter().all(|g| g.chart.is_none()) {
+            body.extend([String::new(), CHARTS_HINT.to_string()]);
+        }
+        let reports: Vec<String> = t.gates.iter().filter_map(report_line).collect();
+        if !reports.is_empty() {
+            body.extend([String::new(), REPORTS_NOTE.to_string(), String::new()]);
+            body.extend(bullets(&reports, ""));
+        }
+        section(&mut out, "Gates", body);
     }
     let skipped: Vec<String> = t.skipped.iter().map(|s| format!("{} (run {}): {}", s.step, s.run_id, s.why)).collect();
     section(&mut out, "Skipped steps", bullets(&skipped, "None."));
@@ -485,11 +464,60 @@ pub fn timeline(ui: &Ui, args: &TimelineArgs) -> Result<ExitCode, Error> {
     let mut runs = args.runs.iter().map(|run| open(ui, &state, run)).collect::<Result<Vec<Told>, Error>>()?;
     runs.sort_by(|a, b| (a.story.started, &a.story.run_id).cmp(&(b.story.started, &b.story.run_id)));
     runs.dedup_by(|a, b| a.story.run_id == b.story.run_id);
-    let timeline = build(&runs);
-    if args.format == TimelineFormat::Json || ui.json() {
-        ui.stdout(serde_json::to_string(&timeline).unwrap_or_default());
-    } else {
-        ui.stdout(markdown(&timeline).join("\n"));
+    let mut timeline = build(&runs);
+    fetch_reports(&mut timeline.gates);
+    let json = args.format == TimelineFormat::Json || ui.json();
+    let Some(output) = &args.output else {
+        let text =
+            if json { serde_json::to_string(&timeline).unwrap_or_default() } else { markdown(&timeline).join("\n") };
+        ui.stdout(text);
+        return Ok(ExitCode::Success);
+    };
+    // The charts first, so that the Markdown never links to a file that is not there.
+    let stem = output.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "timeline".into());
+    let folder = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    for (i, gate) in timeline.gates.iter_mut().enumerate() {
+        let name = gate.chart_name(&stem, i + 1);
+        write_new(&folder.join(&name), &gate.drawing.svg().map_err(Error::invalid)?)?;
+        gate.chart = Some(name);
     }
+    let text =
+        if json { serde_json::to_string(&timeline).unwrap_or_default() } else { markdown(&timeline).join("\n") + "\n" };
+    write_new(output, &text)?;
+    let charts = match timeline.gates.len() {
+        0 => String::new(),
+        1 => " and its gate's chart beside it".into(),
+        n => format!(" and its {n} gates' charts beside it"),
+    };
+    ui.say(format!("wrote {}{charts}", output.display()));
     Ok(ExitCode::Success)
+}
+
+/// `text` as the file's whole content: written to a temp file beside it and renamed over it.
+fn write_new(file: &Path, text: &str) -> Result<(), Error> {
+    let folder = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let cannot = |e: std::io::Error| {
+        Error::invalid(anyhow::anyhow!("cannot write {}: {e}; name a file in a folder you can write", file.display()))
+    };
+    let mut temp = tempfile::Builder::new().prefix(".rollout-").suffix(".tmp").tempfile_in(folder).map_err(cannot)?;
+    std::io::Write::write_all(&mut temp, text.as_bytes()).map_err(cannot)?;
+    temp.persist(file).map_err(|e| cannot(e.error))?;
+    Ok(())
+}
+
+/// `query: value (days)`, for a GA4 gate's standard report.
+fn report_line(g: &GateFigures) -> Option<String> {
+    let r = g.report.as_ref()?;
+    let value = match (r.value, &r.no_value) {
+        (Some(value), _) => crate::runbook::kinds::gate::figure(value),
+        (None, why) => format!("no value ({})", why.as_deref().unwrap_or("no rows")),
+    };
+    let days =
+        if r.first_day == r.last_day { r.first_day.clone() } else { format!("{} to {}", r.first_day, r.last_day) };
+    let thresholded = if r.thresholded {
+        "; subject to thresholding: GA4 withheld rows with few users, so it may be low"
+    } else {
+        ""
+    };
+    Some(format!("{} (run {}): `{}` = {value}, {days}{thresholded}", g.step, g.run_id, r.query))
 }

@@ -287,7 +287,7 @@ mod tests {
         for (value, judged, no_data) in
             [(Some(1.5), Judged::Pass, None), (None, Judged::NoData, Some("NaN".to_string()))]
         {
-            let sample = GateSample { value, judged, query: "max(x)".into(), no_data };
+            let sample = GateSample { value, judged, query: "max(x)".into(), no_data, warnings: Vec::new() };
             let record = Record::now("r1", Event::StepSampled { step: "check".into(), sample });
             let read: Record = serde_json::from_str(&record.to_line()).unwrap();
             assert_eq!(read, record, "{}", record.to_line());

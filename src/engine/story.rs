@@ -81,6 +81,9 @@ pub struct Attempt {
     /// A gate's samples: when, the value (None: no data), how it counted.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<Sampled>,
+    /// A gate's source, query and thresholds, as its preview journaled them.
+    #[serde(skip)]
+    pub gate: Option<crate::steps::gate::GatePlan>,
 }
 
 /// One sample of a gate, as the story tells it.
@@ -207,6 +210,9 @@ pub struct Story {
     pub who: String,
     pub version: Option<String>,
     pub from: Option<String>,
+    /// The config the run read (a GA4 gate's source, for the timeline's standard reports).
+    #[serde(skip)]
+    pub config_path: Option<String>,
     pub resumes: Vec<Resume>,
     pub locks: Vec<LockEvent>,
     /// Every `run_finished`: a run resumed after it ended has more than one.
@@ -277,6 +283,7 @@ impl Story {
             who: origin.as_ref().map_or_else(|| "unknown".into(), |o| format!("{}@{}", o.user, o.host)),
             version: origin.as_ref().map(|o| o.version.clone()),
             from: origin.as_ref().and_then(|o| o.from.clone()),
+            config_path: origin.as_ref().map(|o| o.config_path.clone()),
             resumes: Vec::new(),
             locks: Vec::new(),
             ends: Vec::new(),
@@ -338,6 +345,9 @@ impl Story {
             Event::StepPreview { step, before, after, reach } => {
                 if let Some(attempt) = self.open(step) {
                     (attempt.before, attempt.after, attempt.reach) = (summary(before), summary(after), *reach);
+                    if attempt.kind.as_deref() == Some("gate") {
+                        attempt.gate = serde_json::from_value(after.clone()).ok();
+                    }
                     attempt.own_branch = before.get("commit").is_some_and(serde_json::Value::is_null);
                 }
             }

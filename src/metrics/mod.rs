@@ -2,6 +2,7 @@
 //! is no data. One module per service; gate steps never name a vendor.
 
 pub mod datadog;
+pub mod ga4;
 pub mod prometheus;
 
 use std::time::Duration;
@@ -47,6 +48,10 @@ pub trait MetricSource: Send {
     fn rate_limit_pause(&self) -> Option<Duration> {
         None
     }
+    /// What the operator should know that is not the value (a quota running low), once each.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The source a `metrics:` entry configures.
@@ -54,6 +59,7 @@ pub fn source(config: &MetricsConfig, http: &HttpSettings) -> Result<Box<dyn Met
     Ok(match config {
         MetricsConfig::Prometheus(config) => Box::new(prometheus::Prometheus::new(config, http)?),
         MetricsConfig::Datadog(config) => Box::new(datadog::Datadog::new(config, http)?),
+        MetricsConfig::Ga4(config) => Box::new(ga4::Ga4::new(config, http)?),
     })
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::template::{Ref, Template};
 use super::{DraftStep, LoadedRunbook, Runbook, Service, Text, inputs};
-use crate::config::Config;
+use crate::config::{Config, MetricsConfig};
 use crate::echo;
 use crate::yaml::{Diagnostic, Source};
 
@@ -243,21 +243,8 @@ pub fn against_config(runbook: &LoadedRunbook, config: &Config) -> Vec<Diagnosti
     let mut problems = Vec::new();
     for (i, step) in runbook.runbook.steps.iter().enumerate() {
         let kind = step.kind();
-        if let super::StepKindSpec::Gate(gate) = &step.kind
-            && !config.metrics.is_empty()
-            && !config.metrics.contains_key(&gate.source)
-        {
-            let path = format!("steps[{i}].gate.source");
-            let names = config.metrics.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
-            problems.push(runbook.source.at_value(
-                &path,
-                format!(
-                    "{path}: {} names no metrics source `{}`: its sources are {}",
-                    config.path.display(),
-                    echo::clip(&gate.source),
-                    echo::clip(&names)
-                ),
-            ));
+        if let super::StepKindSpec::Gate(gate) = &step.kind {
+            problems.extend(gate_against_config(runbook, config, i, gate));
         }
         let Some(service) = kind.service().filter(|s| !configured(config, *s)) else { continue };
         let path = format!("steps[{i}].{}", kind.as_str());
@@ -270,6 +257,59 @@ pub fn against_config(runbook: &LoadedRunbook, config: &Config) -> Vec<Diagnosti
                 config.path.display()
             ),
         ));
+    }
+    problems
+}
+
+/// A gate's source must be configured; a GA4 gate's query must be one its realtime reports
+/// answer, over at most their 30 minutes; only a GA4 gate has a `report`.
+fn gate_against_config(
+    runbook: &LoadedRunbook,
+    config: &Config,
+    i: usize,
+    gate: &super::kinds::gate::GateSpec,
+) -> Vec<Diagnostic> {
+    use crate::metrics::ga4::{REALTIME_MINUTES, query::Query};
+    let at = |field: &str, why: String| {
+        let path = format!("steps[{i}].gate.{field}");
+        runbook.source.at_value(&path, format!("{path}: {why}"))
+    };
+    if config.metrics.is_empty() {
+        return Vec::new();
+    }
+    let Some(source) = config.metrics.get(&gate.source) else {
+        let names = config.metrics.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
+        let why = format!(
+            "{} names no metrics source `{}`: its sources are {}",
+            config.path.display(),
+            echo::clip(&gate.source),
+            echo::clip(&names)
+        );
+        return vec![at("source", why)];
+    };
+    let mut problems = Vec::new();
+    if !matches!(source, MetricsConfig::Ga4(_)) {
+        if gate.report.is_some() {
+            problems.push(at("report", "only a gate on a ga4 source has a standard-report query".into()));
+        }
+        return problems;
+    }
+    // A query with `${{ }}` is checked when the source reads it, rendered.
+    let literal = |text: &Text| Template::parse(&text.0).is_ok_and(|t| t.is_literal());
+    if literal(&gate.query) {
+        match Query::parse(&gate.query.0) {
+            Err(why) => problems.push(at("query", why)),
+            Ok(query) => problems.extend(query.realtime_problem().map(|why| at("query", why))),
+        }
+    }
+    if let Some(report) = gate.report.as_ref().filter(|r| literal(r))
+        && let Err(why) = Query::parse(&report.0)
+    {
+        problems.push(at("report", why));
+    }
+    if gate.window.is_some_and(|w| w.as_secs().div_ceil(60) > REALTIME_MINUTES) {
+        let why = format!("a ga4 gate's window is at most {REALTIME_MINUTES}m: its realtime reports cover no more");
+        problems.push(at("window", why));
     }
     problems
 }

@@ -40,6 +40,52 @@ pub struct GateSample {
     pub query: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_data: Option<String>,
+    /// What the source warned of with this read (a quota running low).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// What a gate judges by, as its preview journals it (`after`): the timeline draws it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GatePlan {
+    pub source: String,
+    pub query: String,
+    /// The lines a value is judged against.
+    #[serde(default)]
+    pub thresholds: Vec<Threshold>,
+    /// A GA4 gate's standard-report query for the timeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
+}
+
+/// One line a value is judged against: `below 0.8` to pass, `above 1` fails at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Threshold {
+    pub label: String,
+    pub value: f64,
+    /// Crossing it fails the sample (else: staying on its side passes).
+    pub fails: bool,
+}
+
+impl GatePlan {
+    fn of(request: &GateRequest) -> GatePlan {
+        let line = |label: &str, value: Option<f64>, fails: bool| {
+            value.map(|value| Threshold { label: format!("{label} {}", figure(value)), value, fails })
+        };
+        let fail = request.fail.unwrap_or_default();
+        let thresholds = [
+            line("passes below", request.pass.below, false),
+            line("passes above", request.pass.above, false),
+            line("fails above", fail.above, true),
+            line("fails below", fail.below, true),
+        ];
+        GatePlan {
+            source: request.source.clone(),
+            query: request.query.clone(),
+            thresholds: thresholds.into_iter().flatten().collect(),
+            report: request.report.clone(),
+        }
+    }
 }
 
 /// How the samples so far stand.
@@ -67,7 +113,13 @@ impl GateStep<'_> {
             Reading::NoData(why) => Some(why),
             Reading::Value(_) => None,
         };
-        Ok(GateSample { value, judged: self.request.judge(value), query: self.request.query.clone(), no_data })
+        Ok(GateSample {
+            value,
+            judged: self.request.judge(value),
+            query: self.request.query.clone(),
+            no_data,
+            warnings: self.source.warnings(),
+        })
     }
 
     /// `0.41`, or `no data (NaN)`.
@@ -207,11 +259,12 @@ impl Step for GateStep<'_> {
             Duration::ZERO => String::new(),
             delay => format!(", the first after {}", humantime::format_duration(delay)),
         };
-        let notes = vec![format!(
+        let mut notes = vec![format!(
             "a sample every {}{delay}; gives up after {}",
             humantime::format_duration(request.interval),
             humantime::format_duration(request.timeout)
         )];
+        notes.extend(sample.warnings.iter().cloned());
         let no_data = match request.no_data {
             NoData::Fail => "no data (empty, NaN, null, Inf) fails a sample",
             NoData::Pass => "no data (empty, NaN, null, Inf) passes a sample",
@@ -220,7 +273,7 @@ impl Step for GateStep<'_> {
         Ok(Preview {
             effect,
             before: snapshot(format!("{} now", Self::shown(&sample)), serde_json::to_value(&sample)?),
-            after: snapshot(request.condition(), serde_json::json!({ "query": request.query })),
+            after: snapshot(request.condition(), serde_json::to_value(GatePlan::of(request))?),
             details: vec![format!("query: {}", request.query), no_data.to_string()],
             notes,
             ..Preview::default()
@@ -266,6 +319,9 @@ impl Step for GateStep<'_> {
             tally.errors_in_a_row = 0;
             tally.values.push(sample.value);
             (cx.journal)(Note::Sampled(&sample))?;
+            for warning in &sample.warnings {
+                progress.warn(warning.clone());
+            }
             match self.judge(cx, progress, &mut tally, &sample)? {
                 Some(passed) => Ok(Poll::Ready((passed, sample))),
                 None => Ok(Poll::Pending(self.progress_line(&tally, &sample, started))),

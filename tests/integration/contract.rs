@@ -108,7 +108,7 @@ enum Status {
     PreflightFailed,
 }
 
-fn schema() -> jsonschema::Validator {
+pub fn schema() -> jsonschema::Validator {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema/events.schema.json")).unwrap();
     jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).expect("a valid JSON Schema")
 }

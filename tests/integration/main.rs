@@ -9,6 +9,7 @@ mod contract;
 mod exposure;
 mod flagd;
 mod flags;
+mod ga4;
 mod gates;
 mod github_openapi;
 mod inputs;

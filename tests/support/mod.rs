@@ -235,6 +235,7 @@ pub mod buildkite;
 pub mod datadog;
 pub mod exporter;
 pub mod flipper;
+pub mod ga4;
 pub mod git_remote;
 pub mod github;
 pub mod gitlab;

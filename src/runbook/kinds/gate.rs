@@ -55,6 +55,10 @@ pub struct GateSpec {
     /// In an incident runbook, a gate before the mitigation holds the rollback up: only when this says so.
     #[serde(default)]
     pub holds_rollback: bool,
+    /// A GA4 gate: the standard-report query whose figure over the run's days the timeline
+    /// shows (standard reports lag hours, so no gate can wait on one); default: `query`.
+    #[serde(default)]
+    pub report: Option<Text>,
 }
 
 /// What a sample without data counts as.
@@ -158,6 +162,7 @@ pub struct GateRequest {
     pub timeout: Duration,
     pub no_data: NoData,
     pub incident: Option<Severity>,
+    pub report: Option<String>,
 }
 
 impl GateRequest {
@@ -223,6 +228,9 @@ impl Kind for GateSpec {
     fn check(&self, c: &mut Checker, i: usize, p: &str) {
         let not_empty: &LiteralCheck = &|v| if v.trim().is_empty() { Err("empty query".into()) } else { Ok(()) };
         c.text(i, &format!("{p}.query"), &self.query, Some(not_empty));
+        if let Some(report) = &self.report {
+            c.text(i, &format!("{p}.report"), report, Some(not_empty));
+        }
         let number: &LiteralCheck = &|v| threshold(v).map(drop);
         for (field, text) in [
             ("below", &self.below),
@@ -295,6 +303,7 @@ impl Kind for GateSpec {
         let initial_delay = self.initial_delay.unwrap_or_default();
         let window = self.window.unwrap_or(DEFAULT_WINDOW);
         let query = r.text("query", &self.query)?.replace("$window", &format!("{}s", window.as_secs().max(1)));
+        let report = self.report.as_ref().map(|report| r.text("report", report)).transpose()?;
         Ok(GateRequest {
             source: self.source.clone(),
             query,
@@ -311,6 +320,7 @@ impl Kind for GateSpec {
                 .unwrap_or_else(|| initial_delay + span + (span / 2).max(interval * 2)),
             no_data: self.no_data,
             incident: self.incident,
+            report,
         })
     }
 }
@@ -333,6 +343,7 @@ mod tests {
             timeout: Duration::from_secs(60),
             no_data: NoData::Fail,
             incident: None,
+            report: None,
         }
     }
 
