@@ -113,6 +113,11 @@ pub enum Command {
     Timeline(TimelineArgs),
     /// Remove a runbook's lock that a run left behind (asks to type the runbook's name)
     Unlock(UnlockArgs),
+    /// Follow a run live from another machine, or the team's runs as they start and end (shared state)
+    Watch(WatchArgs),
+    /// The shared state backend: create or upgrade its schema, send it what it lacks
+    #[command(subcommand)]
+    State(StateCommand),
     /// Print shell completions
     Completions(CompletionsArgs),
     /// Print the man page (roff)
@@ -251,6 +256,21 @@ pub struct TimelineArgs {
     /// Write it to FILE instead of stdout, with an SVG chart of each gate beside it, linked
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The run to follow until it ends (its id, or the start of one); without it, every run
+    pub run: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Create rollout's schema on the shared backend, or bring it up to this version (idempotent)
+    Migrate,
+    /// Send the shared journal the events this machine's journals have and it lacks, and copy
+    /// back what it has and they lack
+    Sync,
 }
 
 #[derive(Debug, Args)]

@@ -479,6 +479,85 @@ struct RawConfig {
     notify: Option<NotifyConfig>,
     #[serde(default)]
     http: HttpSettings,
+    #[serde(default)]
+    state: Option<RawState>,
+}
+
+/// The `state` section as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    backend: StateBackend,
+    #[serde(default)]
+    url_env: Option<String>,
+    #[serde(default)]
+    schema: Option<String>,
+    #[serde(default, deserialize_with = "duration::state_patience")]
+    patience: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum StateBackend {
+    Local,
+    Postgres,
+}
+
+/// Where journals and locks live.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum StateConfig {
+    /// Files in the state folder, this machine's alone.
+    #[default]
+    Local,
+    /// A PostgreSQL database the team shares: the connection string is read from `url_env`,
+    /// rollout's tables live in `schema`; a run waits `patience` for it before a step.
+    Postgres { url_env: String, schema: String, patience: Duration },
+}
+
+/// How long a run waits for an unreachable shared backend before a step, unless it says.
+pub const DEFAULT_STATE_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The schema rollout's tables live in when `state.schema` does not say.
+pub const DEFAULT_STATE_SCHEMA: &str = "rollout";
+
+impl RawState {
+    fn typed(self, source: &Source, problems: &mut Vec<Diagnostic>) -> Option<StateConfig> {
+        match self.backend {
+            StateBackend::Local => {
+                let fields = [
+                    ("url_env", self.url_env.is_some()),
+                    ("schema", self.schema.is_some()),
+                    ("patience", self.patience.is_some()),
+                ];
+                for (field, given) in fields {
+                    if given {
+                        let path = format!("state.{field}");
+                        problems.push(source.at_value(&path, format!("{path}: only `backend: postgres` reads it")));
+                    }
+                }
+                Some(StateConfig::Local)
+            }
+            StateBackend::Postgres => {
+                let schema = self.schema.unwrap_or_else(|| DEFAULT_STATE_SCHEMA.into());
+                let named = schema.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                    && schema.len() <= 63
+                    && schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if !named {
+                    let why = "a schema name is lowercase letters, digits and _, from a letter, at most 63";
+                    problems.push(source.at_value("state.schema", format!("state.schema: {why}")));
+                }
+                let Some(url_env) = self.url_env else {
+                    problems.push(source.at_key(
+                        "state",
+                        "state: backend postgres needs `url_env`, the variable holding the connection string",
+                    ));
+                    return None;
+                };
+                let patience = self.patience.unwrap_or(DEFAULT_STATE_PATIENCE);
+                Some(StateConfig::Postgres { url_env, schema, patience })
+            }
+        }
+    }
 }
 
 /// A loaded and checked config; relative paths are resolved against its folder.
@@ -494,6 +573,8 @@ pub struct Config {
     pub metrics: IndexMap<String, MetricsConfig>,
     pub notify: Option<NotifyConfig>,
     pub http: HttpSettings,
+    /// Where journals and locks live.
+    pub state: StateConfig,
 }
 
 /// Why no config could be loaded; the edge maps it to an exit code and hints.
@@ -544,6 +625,7 @@ impl Config {
         }
         let flags = raw.flags.and_then(|f| f.typed(source, &mut problems));
         let ci = raw.ci.and_then(|c| c.typed(source, &mut problems));
+        let state = raw.state.and_then(|s| s.typed(source, &mut problems)).unwrap_or_default();
         let mut metrics = IndexMap::new();
         for (name, raw) in raw.metrics {
             if !crate::runbook::validate::is_identifier(&name, true) {
@@ -568,6 +650,7 @@ impl Config {
             metrics,
             notify: raw.notify,
             http: raw.http,
+            state,
             path,
             dir,
         })
@@ -716,6 +799,7 @@ fn check(source: &Source, raw: &RawConfig) -> Vec<Diagnostic> {
         ("ci.password_env", raw.ci.as_ref().and_then(|c| c.password_env.as_deref())),
         ("ci.trigger_token_env", raw.ci.as_ref().and_then(|c| c.trigger_token_env.as_deref())),
         ("notify.webhook_env", raw.notify.as_ref().map(|n| n.webhook_env.as_str())),
+        ("state.url_env", raw.state.as_ref().and_then(|s| s.url_env.as_deref())),
     ]
     .into_iter()
     .map(|(path, name)| (path.to_string(), name))
@@ -792,6 +876,27 @@ mod tests {
         assert_eq!(
             load("version: 1\nflags: { provider: flipper, url: 'http://f', path: f.json }\n").unwrap_err(),
             ["/teams/va/rollout.yaml:2:52: flags.path: only the `flagd` provider reads a flag file"]
+        );
+    }
+
+    #[test]
+    fn the_state_is_local_unless_a_postgres_backend_names_its_variable() {
+        assert_eq!(load("version: 1\n").unwrap().state, StateConfig::Local);
+        let shared = load("version: 1\nstate: { backend: postgres, url_env: ROLLOUT_STATE_URL }\n").unwrap();
+        assert_eq!(
+            shared.state,
+            StateConfig::Postgres { url_env: "ROLLOUT_STATE_URL".into(), schema: "rollout".into(), patience: DEFAULT_STATE_PATIENCE }
+        );
+        assert_eq!(
+            load("version: 1\nstate: { backend: postgres, url_env: 'postgres://u:p@h/db', schema: Team-A }\n").unwrap_err(),
+            [
+                "/teams/va/rollout.yaml:2:69: state.schema: a schema name is lowercase letters, digits and _, from a letter, at most 63",
+                "/teams/va/rollout.yaml:2:38: state.url_env: this is not an environment variable name (A-Z, 0-9, _): name the variable that holds the secret, like GITHUB_TOKEN, never the secret itself",
+            ]
+        );
+        assert_eq!(
+            load("version: 1\nstate: { backend: local, schema: team }\n").unwrap_err(),
+            ["/teams/va/rollout.yaml:2:34: state.schema: only `backend: postgres` reads it"]
         );
     }
 

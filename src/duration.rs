@@ -30,6 +30,9 @@ pub static HTTP_TIMEOUT: Range = Range { what: "an HTTP timeout", min: SECOND, m
 /// `http.max_wait`: 0 never waits to try again.
 pub static HTTP_MAX_WAIT: Range = Range { what: "http.max_wait", min: Duration::ZERO, max: Duration::from_secs(600) };
 
+/// `state.patience`: how long a run waits for an unreachable shared backend before a step.
+pub static STATE_PATIENCE: Range = Range { what: "state.patience", min: SECOND, max: Duration::from_secs(3600) };
+
 impl Range {
     /// The duration `text` says, if it is one and within the range.
     pub fn parse(&self, text: &str) -> Result<Duration, String> {
@@ -88,6 +91,11 @@ pub fn gate_span<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Du
 /// `deserialize_with` for `http.timeout` and `http.connect_timeout`.
 pub fn http_timeout<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     HTTP_TIMEOUT.deserialize(deserializer)
+}
+
+/// `deserialize_with` for `state.patience`.
+pub fn state_patience<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    STATE_PATIENCE.deserialize(deserializer).map(Some)
 }
 
 /// `deserialize_with` for `http.max_wait`.

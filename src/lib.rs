@@ -20,6 +20,7 @@ mod percent;
 mod redact;
 mod runbook;
 mod sandbox;
+mod state;
 mod steps;
 mod ui;
 mod untrusted;

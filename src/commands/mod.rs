@@ -10,10 +10,12 @@ pub mod recorded;
 pub mod rehearse;
 pub mod resume;
 pub mod runs;
+pub mod state;
 pub mod timeline;
 pub mod undo;
 pub mod unlock;
 pub mod validate;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 
@@ -46,6 +48,10 @@ pub fn dispatch(cli: Cli, ui: &Ui) -> Result<ExitCode, Error> {
             "-C is not used here: a run is taken up or undone with the config it started with (its journal names it)",
         );
     }
+    // On a shared backend, what other hosts journaled is copied here first.
+    if matches!(cli.command, Command::Runs(_) | Command::Resume(_) | Command::Undo(_) | Command::Timeline(_)) {
+        crate::state::refresh(ui, config, &cwd);
+    }
     let code = match cli.command {
         Command::Incident(args) => incident::incident(ui, config, &cwd, &args),
         Command::Run(args) => incident::run(ui, config, &cwd, &args),
@@ -57,6 +63,8 @@ pub fn dispatch(cli: Cli, ui: &Ui) -> Result<ExitCode, Error> {
         Command::Undo(args) => undo::undo(ui, &args),
         Command::Timeline(args) => timeline::timeline(ui, &args),
         Command::Unlock(args) => unlock::unlock(ui, config, &cwd, &args),
+        Command::Watch(args) => watch::watch(ui, config, &cwd, &args),
+        Command::State(command) => state::state(ui, config, &cwd, &command),
         Command::Completions(args) => completions::completions(ui, args.shell),
         Command::Man => completions::man(ui),
     }?;

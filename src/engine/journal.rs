@@ -57,6 +57,8 @@ pub fn create_private_file(path: &Path, options: &mut OpenOptions) -> std::io::R
 pub struct Journal {
     /// None for a dry run whose state folder would not take a journal.
     file: Option<(PathBuf, File)>,
+    /// Lines it holds: the next line's place (its `seq` in the shared journal).
+    lines: std::cell::Cell<i32>,
 }
 
 impl Journal {
@@ -68,7 +70,7 @@ impl Journal {
         let file = create_private_file(&path, OpenOptions::new().append(true))
             .with_context(|| format!("cannot create the journal {}", path.display()))?;
         File::open(&dir).and_then(|d| d.sync_all()).with_context(|| format!("cannot sync {}", dir.display()))?;
-        Ok(Journal { file: Some((path, file)) })
+        Ok(Journal { file: Some((path, file)), lines: Default::default() })
     }
 
     /// The journal of an earlier run, to go on appending to (`rollout resume`). A last line cut
@@ -81,8 +83,10 @@ impl Journal {
             .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
             .open(&path)
             .with_context(|| format!("cannot open the journal {}", path.display()))?;
-        let torn = std::fs::read(&path).is_ok_and(|bytes| bytes.last().is_some_and(|b| *b != b'\n'));
-        let journal = Journal { file: Some((path, file)) };
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        let torn = bytes.last().is_some_and(|b| *b != b'\n');
+        let lines = bytes.iter().filter(|b| **b == b'\n').count() + usize::from(torn);
+        let journal = Journal { file: Some((path, file)), lines: std::cell::Cell::new(lines as i32) };
         if torn {
             let (path, file) = journal.file.as_ref().expect("just opened");
             (&*file)
@@ -96,19 +100,27 @@ impl Journal {
     /// No journal: events go to the terminal (and `--json`) only. For dry runs, which change
     /// nothing and so may go on when the state folder is read-only.
     pub fn unwritten() -> Journal {
-        Journal { file: None }
+        Journal { file: None, lines: Default::default() }
     }
 
-    /// Append one line and make it durable before returning.
-    pub fn append(&self, line: &str) -> Result<()> {
-        let Some((path, file)) = &self.file else { return Ok(()) };
+    /// Append one line and make it durable before returning; its place in the journal.
+    pub fn append(&self, line: &str) -> Result<i32> {
+        let seq = self.lines.get();
+        let Some((path, file)) = &self.file else { return Ok(seq) };
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
         (&*file)
             .write_all(&bytes)
             .and_then(|()| file.sync_data())
-            .with_context(|| format!("cannot write the journal {}", path.display()))
+            .with_context(|| format!("cannot write the journal {}", path.display()))?;
+        self.lines.set(seq + 1);
+        Ok(seq)
+    }
+
+    /// Its file; None when it is not written (a dry run's may not be).
+    pub fn path(&self) -> Option<&Path> {
+        self.file.as_ref().map(|(path, _)| path.as_path())
     }
 }
 

@@ -125,7 +125,7 @@ pub fn path(state_dir: &Path, config: &Path, runbook: &LoadedRunbook) -> PathBuf
 }
 
 /// Who runs this: `$USER`, `$LOGNAME`, else the OS account.
-pub(super) fn user() -> String {
+pub fn user() -> String {
     ["USER", "LOGNAME"]
         .iter()
         .find_map(|var| std::env::var(var).ok().filter(|u| !u.is_empty()))
@@ -134,7 +134,7 @@ pub(super) fn user() -> String {
 }
 
 /// The machine this runs on.
-pub(super) fn host() -> String {
+pub fn host() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
 }
 

@@ -5,6 +5,7 @@ pub mod event;
 pub mod journal;
 pub mod lock;
 mod preflight;
+mod shared;
 pub mod state;
 pub mod story;
 #[cfg(test)]
@@ -228,6 +229,7 @@ pub fn walk(
         }
         None => start(Walk { ui, config, services, runbook, options, later: &later }, state_dir, inputs)?,
     };
+    run.mitigating = indexes[..early].to_vec();
     let (outputs, earlier) = run.known();
     let (inputs, run_id) = (run.inputs.clone(), run.run_id.clone());
     let lookup = Lookup {
@@ -339,6 +341,8 @@ fn start<'a>(walk: Walk<'a>, state_dir: &Path, inputs: Inputs) -> Result<(Run<'a
     match RunLock::acquire(state_dir, &config.path, runbook, &run.run_id) {
         Ok(lock) => {
             run.taken_over(&lock)?;
+            let mut run = run;
+            run.share()?;
             Ok((run, Some(lock)))
         }
         Err(error) => {
@@ -376,6 +380,7 @@ fn resume<'a>(
     })?;
     run.header(false);
     run.taken_over(&lock)?;
+    run.share()?;
     Ok((run, Some(lock)))
 }
 
@@ -385,8 +390,8 @@ pub fn journal_unlock(
     config: &Config,
     runbook: &LoadedRunbook,
     state_dir: &Path,
-    lock: &Path,
-    holder: &lock::Holder,
+    lock: &str,
+    holder: &str,
 ) -> Result<String, Error> {
     let run_id = new_run_id(&runbook.name);
     let journal = Journal::create(state_dir, &run_id)?;
@@ -400,7 +405,7 @@ pub fn journal_unlock(
             purpose: Some(Purpose::Unlock),
             scrubbed_inputs: Vec::new(),
         },
-        Event::LockBroken { lock: lock.display().to_string(), holder: holder.to_string() },
+        Event::LockBroken { lock: lock.to_string(), holder: holder.to_string() },
         Event::RunFinished { status: RunStatus::Succeeded, exit_code: 0 },
     ] {
         journal.append(&Record::now(&run_id, event).to_line())?;
@@ -455,6 +460,10 @@ struct Run<'a> {
     resumed: bool,
     /// The kinds of service described with the rest of the plan, not in the header.
     later: Vec<StepKind>,
+    /// On a shared backend: the team's lock and the shared journal.
+    shared: Option<shared::Shared>,
+    /// The leading steps that only reduce exposure: never held up by the shared journal.
+    mitigating: Vec<usize>,
 }
 
 impl<'a> Run<'a> {
@@ -476,6 +485,29 @@ impl<'a> Run<'a> {
             script: options.script.as_ref(),
             settled: Default::default(),
             resumed: options.resume.is_some(),
+            shared: None,
+            mitigating: Vec::new(),
+        }
+    }
+
+    /// Take the team's lock and start the shared journal, on a shared backend; a refusal is
+    /// journaled here as the end of the run.
+    fn share(&mut self) -> Result<(), Error> {
+        let Some(path) = self.journal.path().map(Path::to_path_buf) else { return Ok(()) };
+        match shared::take(self.config, &self.runbook.name, &self.run_id, &path) {
+            Ok(shared) => {
+                self.shared = shared;
+                if let Some(holder) = self.shared.as_ref().and_then(|s| s.lock.taken_over.clone()) {
+                    self.ui.warn(format!("took over the shared lock left by {holder}: its connection is gone"));
+                    self.record(Event::LockTakenOver { holder: holder.to_string() })?;
+                }
+                Ok(())
+            }
+            Err(error) => {
+                let status = if error.code == ExitCode::Locked { RunStatus::LockRefused } else { RunStatus::Failed };
+                self.record(Event::RunFinished { status, exit_code: error.code.code() })?;
+                Err(error)
+            }
         }
     }
 
@@ -509,7 +541,10 @@ impl<'a> Run<'a> {
     fn record(&self, event: Event) -> Result<(), Error> {
         let record = Record::now(&self.run_id, event);
         let line = record.to_line();
-        self.journal.append(&line).map_err(Error::from)?;
+        let seq = self.journal.append(&line).map_err(Error::from)?;
+        if let Some(shared) = &self.shared {
+            shared.journal.push(self.ui, seq, &line);
+        }
         self.ui.event(&line);
         self.state.borrow_mut().apply(&record);
         Ok(())
@@ -868,6 +903,16 @@ impl<'a> Run<'a> {
             if let Some(Scripted::Skip(reason)) = self.scripted(index) {
                 self.skip(index, Some(reason.clone()))?;
                 continue;
+            }
+            if let Some(shared) = self.shared.as_ref().filter(|_| !self.mitigating.contains(&index))
+                && let Err(error) = shared.settle(self.ui, &id)
+            {
+                let status = if Interrupted::is_in(&error.error) { RunStatus::Interrupted } else { RunStatus::Failed };
+                self.ui.always(format!("{} {:#}", self.ui.bad("✗"), error.error));
+                for hint in &error.hints {
+                    self.ui.always(format!("  {hint}"));
+                }
+                return self.finish(status, error.code);
             }
             let flow = self.step(index, plans.remove(&index), fresh == Some(index))?;
             if let Some((_, background)) = pending.as_mut() {

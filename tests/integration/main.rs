@@ -25,6 +25,7 @@ mod restore;
 mod resume;
 mod revert;
 mod screens;
+mod shared;
 mod state;
 mod story;
 mod undo;

@@ -242,4 +242,5 @@ pub mod gitlab;
 pub mod http_server;
 pub mod jenkins;
 pub mod launchdarkly;
+pub mod postgres;
 pub mod ssh;

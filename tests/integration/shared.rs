@@ -1,0 +1,229 @@
+//! The shared state on the real PostgreSQL of scripts/services: two engineers' runs, each with
+//! its own HOME, state folder, clone and hostname (a UTS namespace), one lock and one journal.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::background::Background;
+use crate::support::{Env, Outcome};
+
+const NEEDS: &str = "ROLLOUT_TEST_STATE_URL is not set: run scripts/test (scripts/services makes the database)";
+const CRITICAL: [&str; 4] = ["incident", "--severity", "critical", "--yes"];
+
+fn url() -> String {
+    std::env::var("ROLLOUT_TEST_STATE_URL").expect(NEEDS)
+}
+
+/// A schema of its own for each test, so that tests share the database, never its tables.
+fn schema(test: &str) -> String {
+    format!("t_{}_{}", test, std::process::id())
+}
+
+/// One engineer's workspace on the team's shared state (schema `schema`), as `user`.
+fn engineer(schema: &str, user: &str) -> Env {
+    let env = Env::new().var("ROLLOUT_STATE_URL", &url()).var("USER", user);
+    let config = env.read("rollout.yaml");
+    env.write(
+        "rollout.yaml",
+        &format!("{config}state: {{ backend: postgres, url_env: ROLLOUT_STATE_URL, schema: {schema} }}\n"),
+    );
+    env
+}
+
+/// `env`'s command run on a machine named `host`: a UTS namespace of its own (root only).
+fn on_host(env: &Env, host: &str, args: &[&str]) -> Command {
+    let inner = env.command(args);
+    let mut command = Command::new("unshare");
+    command.args(["--uts", "sh", "-c", &format!("hostname {host} && exec \"$0\" \"$@\"")]);
+    command.arg(inner.get_program()).args(inner.get_args());
+    command.env_clear().envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    command.current_dir(inner.get_current_dir().unwrap());
+    command
+}
+
+fn run_on(env: &Env, host: &str, args: &[&str]) -> Outcome {
+    Outcome::from(on_host(env, host, args).stdin(Stdio::null()).output().unwrap())
+}
+
+/// The newest journal's events, none before there is one.
+fn events(env: &Env) -> Vec<serde_json::Value> {
+    if env.state_dir().join("runs").read_dir().is_ok_and(|mut d| d.next().is_some()) {
+        env.journal()
+    } else {
+        Vec::new()
+    }
+}
+
+/// Wait until `done`, at most 30 s.
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "not in 30 s: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+#[ignore = "needs postgres: run scripts/test"]
+fn the_lock_is_the_teams_and_a_killed_holders_lock_goes_with_its_connection() {
+    let schema = schema("lock");
+    let (ann, bob) = (engineer(&schema, "ann"), engineer(&schema, "bob"));
+    let mut first = Background::spawn({
+        let mut command = on_host(&ann, "ann-laptop", &["incident", "--severity", "critical"]);
+        command.env("ROLLOUT_FORCE_INTERACTIVE", "1");
+        command
+    });
+    first.wait_for_stderr("[y]es / [s]kip / [a]bort / [d]etails");
+    let refused = run_on(&bob, "bob-laptop", &CRITICAL);
+    refused.code(5);
+    assert!(refused.stderr.contains("is locked in the shared state by run "), "{}", refused.stderr);
+    assert!(refused.stderr.contains("by ann@ann-laptop (pid "), "{}", refused.stderr);
+    let journal = bob.journal();
+    assert_eq!(journal.last().unwrap()["status"], "lock_refused");
+
+    // kill -9: the connection goes, and the lock with it.
+    first.kill_hard();
+    let started = Instant::now();
+    let taken = run_on(&bob, "bob-laptop", &CRITICAL);
+    taken.code(0);
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert!(taken.stderr.contains("took over the shared lock left by run "), "{}", taken.stderr);
+    assert!(taken.stderr.contains("by ann@ann-laptop"), "{}", taken.stderr);
+}
+
+#[test]
+#[ignore = "needs postgres: run scripts/test"]
+fn a_run_killed_on_one_machine_is_resumed_on_another_without_a_second_deploy_and_watched() {
+    let schema = schema("resume");
+    let (ann, bob) = (engineer(&schema, "ann"), engineer(&schema, "bob"));
+    let mut first = Background::spawn({
+        let mut command = on_host(&ann, "ann-laptop", &CRITICAL);
+        command.env("ROLLOUT_REHEARSAL_DEPLOY_SECONDS", "30");
+        command
+    });
+    first.wait_for_stderr("deploy-fix");
+    eventually("the deploy triggered", || events(&ann).iter().any(|e| e["event"] == "step_triggered"));
+    let run = ann.journal()[0]["run_id"].as_str().unwrap().to_string();
+    first.kill_hard();
+
+    // Bob's machine has no journal of it: `runs` shows it from the shared journal.
+    let listed = run_on(&bob, "bob-laptop", &["runs"]);
+    listed.code(0);
+    assert!(listed.stdout.contains(&run), "{}", listed.stdout);
+    let story = run_on(&bob, "bob-laptop", &["runs", &run]);
+    assert!(story.stdout.contains("ann@ann-laptop"), "{}", story.stdout);
+
+    // Bob watches from his machine while he resumes it on another shell.
+    let watcher = Background::spawn(on_host(&bob, "bob-desktop", &["watch", &run]));
+    let resumed = run_on(&bob, "bob-laptop", &["resume", &run, "--yes"]);
+    // The deploy Ann's run started is followed or left to the operator, never started again.
+    resumed.code(1);
+    assert!(resumed.stderr.contains("took over the shared lock left by run "), "{}", resumed.stderr);
+    assert!(resumed.stderr.contains("it is not triggered again"), "{}", resumed.stderr);
+    let triggers =
+        count(&format!("SELECT count(*) FROM {schema}.events WHERE run_id = '{run}' AND event = 'step_triggered'"));
+    assert_eq!(triggers, 1);
+    let local = std::fs::read_to_string(bob.state_dir().join(format!("runs/{run}.jsonl"))).unwrap();
+    let shared = count(&format!("SELECT count(*) FROM {schema}.events WHERE run_id = '{run}'"));
+    assert_eq!(shared, local.lines().count() as i64, "the shared journal has every event of both machines");
+    eventually("the watcher saw the resume", || watcher.stdout().contains("resumed by bob@bob-laptop"));
+    let shown = watcher.stdout();
+    assert!(shown.contains("Step 1/4 · disable · flag"), "{shown}");
+    assert!(shown.contains("started by ann@ann-laptop"), "{shown}");
+    watcher.interrupt();
+}
+
+#[test]
+#[ignore = "needs postgres: run scripts/test"]
+fn a_wrong_password_is_exit_3_never_printed_and_a_newer_schema_is_refused() {
+    let schema = schema("refusals");
+    let ann = engineer(&schema, "ann");
+    let wrong = url().replacen("rollout:", "rollout:not-the-password-", 1);
+    let out = ann.run_with(&CRITICAL, &[("ROLLOUT_STATE_URL", &wrong)]);
+    out.code(3);
+    assert!(out.stderr.contains("refused the login"), "{}", out.stderr);
+    assert!(out.stderr.contains("check ROLLOUT_STATE_URL"), "{}", out.stderr);
+    assert!(!out.stderr.contains("not-the-password") && !ann.journal_text().contains("not-the-password"));
+
+    let migrated = ann.run(&["state", "migrate"]);
+    migrated.code(0);
+    assert!(migrated.stderr.contains("is at version 1 (it was at 0)"), "{}", migrated.stderr);
+    let again = ann.run(&["state", "migrate"]);
+    assert!(again.stderr.contains("is at version 1: nothing to do"), "{}", again.stderr);
+
+    psql(&format!("INSERT INTO {schema}.schema_version VALUES (99)"));
+    let newer = ann.run(&CRITICAL);
+    newer.code(3);
+    assert!(newer.stderr.contains("is at version 99, made by a newer rollout"), "{}", newer.stderr);
+}
+
+/// A count from the test database.
+fn count(sql: &str) -> i64 {
+    let mut client = postgres::Client::connect(&url(), postgres::NoTls).unwrap();
+    client.query_one(sql, &[]).unwrap().get(0)
+}
+
+/// One statement on the test database.
+fn psql(sql: &str) {
+    let mut client = postgres::Client::connect(&url(), postgres::NoTls).unwrap();
+    client.batch_execute(sql).unwrap();
+}
+
+#[test]
+#[ignore = "needs postgres: run scripts/test"]
+fn a_database_restarted_mid_run_loses_nothing_and_one_that_stays_down_stops_the_run_for_state_sync() {
+    use crate::support::postgres::Cluster;
+    let mut cluster = Cluster::start();
+    let ann = Env::new().var("ROLLOUT_STATE_URL", &cluster.url()).var("USER", "ann");
+    let config = ann.read("rollout.yaml");
+    ann.write(
+        "rollout.yaml",
+        &format!("{config}state: {{ backend: postgres, url_env: ROLLOUT_STATE_URL, schema: team, patience: 20s }}\n"),
+    );
+    let shared_count = |cluster: &Cluster, run: &str| -> i64 {
+        let mut client = postgres::Client::connect(&cluster.url(), postgres::NoTls).unwrap();
+        client.query_one("SELECT count(*) FROM team.events WHERE run_id = $1", &[&run]).unwrap().get(0)
+    };
+
+    // Restarted while the deploy runs: the run keeps its lock, and the shared journal catches up.
+    let mut command = ann.command(&CRITICAL);
+    command.env("ROLLOUT_REHEARSAL_DEPLOY_SECONDS", "4");
+    let first = Background::spawn(command);
+    eventually("the deploy triggered", || events(&ann).iter().any(|e| e["event"] == "step_triggered"));
+    cluster.down();
+    std::thread::sleep(Duration::from_secs(1));
+    cluster.up();
+    let out = first.finish(Duration::from_secs(90));
+    out.code(0);
+    let run = ann.journal()[0]["run_id"].as_str().unwrap().to_string();
+    assert_eq!(shared_count(&cluster, &run), ann.journal().len() as i64, "{}", out.stderr);
+
+    // Down for longer than `patience`: the run stops before its next step, its local journal
+    // complete; once the database is back, `state sync` sends what the shared one lacks.
+    ann.sandbox.write_flags(&[crate::support::FLAG.to_string()]).unwrap();
+    let mut command = ann.command(&CRITICAL);
+    command.env("ROLLOUT_REHEARSAL_DEPLOY_SECONDS", "2");
+    let second = Background::spawn(command);
+    eventually("the second deploy triggered", || {
+        ann.journal().iter().filter(|e| e["event"] == "step_triggered").count() == 1
+            && ann.journal()[0]["run_id"] != run.as_str()
+    });
+    cluster.down();
+    let out = second.finish(Duration::from_secs(90));
+    out.code(1);
+    assert!(
+        out.stderr
+            .contains("could not be reached for 20 s: this run stops before step reenable, its local journal complete"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("`rollout state sync` sends the shared journal the"), "{}", out.stderr);
+    let stopped = ann.journal()[0]["run_id"].as_str().unwrap().to_string();
+    assert_eq!(ann.journal().last().unwrap()["event"], "run_finished");
+    cluster.up();
+    assert!(shared_count(&cluster, &stopped) < ann.journal().len() as i64);
+    let synced = ann.run(&["state", "sync"]);
+    synced.code(0);
+    assert!(synced.stderr.contains("sent "), "{}", synced.stderr);
+    assert_eq!(shared_count(&cluster, &stopped), ann.journal().len() as i64);
+}
