@@ -885,10 +885,15 @@ mod tests {
         let shared = load("version: 1\nstate: { backend: postgres, url_env: ROLLOUT_STATE_URL }\n").unwrap();
         assert_eq!(
             shared.state,
-            StateConfig::Postgres { url_env: "ROLLOUT_STATE_URL".into(), schema: "rollout".into(), patience: DEFAULT_STATE_PATIENCE }
+            StateConfig::Postgres {
+                url_env: "ROLLOUT_STATE_URL".into(),
+                schema: "rollout".into(),
+                patience: DEFAULT_STATE_PATIENCE
+            }
         );
         assert_eq!(
-            load("version: 1\nstate: { backend: postgres, url_env: 'postgres://u:p@h/db', schema: Team-A }\n").unwrap_err(),
+            load("version: 1\nstate: { backend: postgres, url_env: 'postgres://u:p@h/db', schema: Team-A }\n")
+                .unwrap_err(),
             [
                 "/teams/va/rollout.yaml:2:69: state.schema: a schema name is lowercase letters, digits and _, from a letter, at most 63",
                 "/teams/va/rollout.yaml:2:38: state.url_env: this is not an environment variable name (A-Z, 0-9, _): name the variable that holds the secret, like GITHUB_TOKEN, never the secret itself",
