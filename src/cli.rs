@@ -113,6 +113,10 @@ pub enum Command {
     Timeline(TimelineArgs),
     /// Remove a runbook's lock that a run left behind (asks to type the runbook's name)
     Unlock(UnlockArgs),
+    /// Approve the step a run waits on, after seeing its plan and digest (shared state)
+    Approve(ApproveArgs),
+    /// Reject the step a run waits on, with a reason: it does not act (shared state)
+    Reject(RejectArgs),
     /// Follow a run live from another machine, or the team's runs as they start and end (shared state)
     Watch(WatchArgs),
     /// The shared state backend: create or upgrade its schema, send it what it lacks
@@ -142,6 +146,10 @@ pub struct WalkArgs {
     /// Start at this step id; earlier steps are recorded as skipped
     #[arg(long, value_name = "STEP")]
     pub from: Option<String>,
+
+    /// Let steps that need approval act without it, for this reason (journaled, shown to all)
+    #[arg(long, value_name = "REASON")]
+    pub break_glass: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -262,6 +270,26 @@ pub struct TimelineArgs {
 pub struct WatchArgs {
     /// The run to follow until it ends (its id, or the start of one); without it, every run
     pub run: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The run that waits (its id, or the start of one)
+    pub run: String,
+
+    /// Approve without asking (the plan is still shown)
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RejectArgs {
+    /// The run that waits (its id, or the start of one)
+    pub run: String,
+
+    /// Why: the run's operator sees it, and the journal keeps it
+    #[arg(long, required = true)]
+    pub reason: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -17,6 +17,7 @@ fn options(args: &WalkArgs) -> WalkOptions {
         dry_run: args.dry_run,
         yes: args.yes,
         from: args.from.clone(),
+        break_glass: args.break_glass.clone(),
         ..WalkOptions::default()
     }
 }

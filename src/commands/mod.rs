@@ -1,6 +1,7 @@
 //! One module per subcommand; `dispatch` picks it. Each returns the exit code of its outcome,
 //! or an error that carries one.
 
+pub mod approve;
 mod chart;
 pub mod completions;
 mod gate_figures;
@@ -64,6 +65,8 @@ pub fn dispatch(cli: Cli, ui: &Ui) -> Result<ExitCode, Error> {
         Command::Timeline(args) => timeline::timeline(ui, &args),
         Command::Unlock(args) => unlock::unlock(ui, config, &cwd, &args),
         Command::Watch(args) => watch::watch(ui, config, &cwd, &args),
+        Command::Approve(args) => approve::approve(ui, config, &cwd, &args),
+        Command::Reject(args) => approve::reject(ui, config, &cwd, &args),
         Command::State(command) => state::state(ui, config, &cwd, &command),
         Command::Completions(args) => completions::completions(ui, args.shell),
         Command::Man => completions::man(ui),

@@ -215,7 +215,7 @@ fn told_moment(story: &Story, ts: jiff::Timestamp, moment: Moment<'_>) -> Vec<St
             lines.extend(resume.drift.iter().map(|d| format!("          drift: {d}")));
             lines
         }
-        Moment::Lock(event) => vec![format!("{time}  {}", event.what)],
+        Moment::Lock(event) | Moment::Approval(event) => vec![format!("{time}  {}", event.what)],
         Moment::Finished(end) => vec![format!("{time}  run {} (exit {})", end.status.as_str(), end.exit_code)],
         Moment::Step(attempt) => {
             let index = attempt.index.zip(attempt.total).map_or_else(String::new, |(i, n)| format!("{i}/{n} "));

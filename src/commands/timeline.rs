@@ -176,6 +176,7 @@ fn row(story: &Story, time: Timestamp, moment: Moment<'_>) -> Row {
             row("resume", &resume.who, what, "".into())
         }
         Moment::Lock(event) => row("lock", story.who_at(time), event.what.clone(), "".into()),
+        Moment::Approval(event) => row("approval", story.who_at(time), event.what.clone(), "".into()),
         Moment::Finished(end) => {
             let what = format!("run {} {} (exit {})", story.run_id, end.status.as_str(), end.exit_code);
             row("end", story.who_at(time), what, "".into())

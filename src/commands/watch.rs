@@ -19,12 +19,13 @@ use crate::untrusted::one_line;
 const TICK: Duration = Duration::from_millis(500);
 
 pub fn watch(ui: &Ui, config: Option<&Path>, cwd: &Path, args: &WatchArgs) -> Result<ExitCode, Error> {
+    crate::interrupt::install();
     let target = super::state::target(config, cwd)?;
     let mut listener = crate::state::connect(&target)?;
     let mut reader = target.connect()?;
     listener.batch_execute(&format!("LISTEN \"{}\"", target.channel())).map_err(|e| target.refused(&e))?;
     let run = match &args.run {
-        Some(run) => Some(find(&target, &mut reader, run)?),
+        Some(run) => Some(crate::state::find_run(&target, &mut reader, run)?),
         None => None,
     };
     let mut next = 0;
@@ -84,27 +85,6 @@ pub fn watch(ui: &Ui, config: Option<&Path>, cwd: &Path, args: &WatchArgs) -> Re
     }
 }
 
-/// The shared journal's run whose id is `run`, or starts with it.
-fn find(target: &Target, client: &mut ::postgres::Client, run: &str) -> Result<String, Error> {
-    let ids: Vec<String> = postgres::runs(target, client)?.into_iter().map(|(id, _)| id).collect();
-    if ids.iter().any(|id| id == run) {
-        return Ok(run.to_string());
-    }
-    let matching: Vec<&String> = ids.iter().filter(|id| id.starts_with(run)).collect();
-    match matching.as_slice() {
-        [one] => Ok((*one).clone()),
-        [] => Err(Error::invalid(anyhow!(
-            "the shared journal has no run {}: `rollout runs` lists them",
-            one_line(&crate::echo::clip(run))
-        ))),
-        many => Err(Error::invalid(anyhow!(
-            "{} runs start with `{}`: give more of the id",
-            many.len(),
-            one_line(&crate::echo::clip(run))
-        ))),
-    }
-}
-
 /// Print the run's events from `next` on; true once the run has ended.
 fn show(
     ui: &Ui,
@@ -151,6 +131,15 @@ fn line_of(record: &Record) -> String {
         Event::StepSampled { sample, .. } => {
             let value = sample.value.map_or_else(|| "no data".into(), crate::runbook::kinds::gate::figure);
             format!("  sample {value} ({})", by_name(&sample.judged))
+        }
+        Event::ApprovalRequested { step, digest, min, .. } => {
+            let short = crate::engine::story::short(digest);
+            format!("  {step} waits for {min} approval(s) of plan {short}: rollout approve {}", record.run_id)
+        }
+        Event::StepApproved { step, by, .. } => format!("  {step} approved by {}", by.join(", ")),
+        Event::StepRejected { step, by, reason, .. } => format!("  {step} rejected by {by}: {reason}"),
+        Event::ApprovalOverridden { step, reason, by } => {
+            format!("  BREAK GLASS: {step} acts without its approval, by {by}: {reason}")
         }
         Event::StepSucceeded { step, outcome, duration_ms, .. } => {
             format!("  ✓ {step}: {} ({duration_ms} ms)", outcome.as_deref().unwrap_or("done"))

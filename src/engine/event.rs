@@ -56,6 +56,10 @@ pub const EVENTS: &[&str] = &[
     "step_skipped",
     "step_triggered",
     "step_sampled",
+    "approval_requested",
+    "step_approved",
+    "step_rejected",
+    "approval_overridden",
     "step_succeeded",
     "step_failed",
     "run_finished",
@@ -138,6 +142,33 @@ pub enum Event {
         step: String,
         #[serde(flatten)]
         sample: crate::steps::gate::GateSample,
+    },
+    /// The step waits for other engineers' approval of the plan whose digest this is.
+    ApprovalRequested {
+        step: String,
+        /// sha256 (hex) of the runbook, the inputs and the step's live before and after.
+        digest: String,
+        min: u32,
+        allow_self: bool,
+    },
+    /// Enough engineers approved the plan with this digest: `user@host` of each.
+    StepApproved {
+        step: String,
+        digest: String,
+        by: Vec<String>,
+    },
+    /// An engineer rejected the plan: the step does not act.
+    StepRejected {
+        step: String,
+        digest: String,
+        by: String,
+        reason: String,
+    },
+    /// `--break-glass`: the step acts without the approval it needs, for this reason.
+    ApprovalOverridden {
+        step: String,
+        reason: String,
+        by: String,
     },
     StepSucceeded {
         step: String,

@@ -36,6 +36,9 @@ use lock::RunLock;
 use preflight::{Background, Checked, Lookup, Planned};
 use state::{RunState, StepResult};
 
+/// How often a step waiting for approval looks for decisions.
+const APPROVAL_POLL: Duration = Duration::from_millis(500);
+
 /// Under `--yes`, how long since a step's read came back it may still be the read the write
 /// follows: the write goes out at once, and a second read would only repeat the first, leaving
 /// no narrower gap (a round trip to a hosted flag service takes about as long). Anything older,
@@ -54,6 +57,8 @@ pub struct WalkOptions {
     pub resume: Option<Resumption>,
     /// The steps' actions given, not resolved from the runbook (an undo's).
     pub script: Option<Script>,
+    /// `--break-glass REASON`: steps that need approval act without it, loudly journaled.
+    pub break_glass: Option<String>,
 }
 
 /// A run taken up again by `rollout resume`: its records so far, and the step to go on from.
@@ -433,6 +438,15 @@ fn origin(config: &Config, runbook: &LoadedRunbook, options: &WalkOptions) -> Or
     }
 }
 
+/// How a step's wait for approval ended.
+enum Approval {
+    Given,
+    /// An engineer rejected its plan: it does not act.
+    Rejected,
+    /// Its state could not be read again after the approval.
+    Unreadable(anyhow::Error),
+}
+
 enum Flow {
     Next,
     FailedContinue,
@@ -464,6 +478,8 @@ struct Run<'a> {
     shared: Option<shared::Shared>,
     /// The leading steps that only reduce exposure: never held up by the shared journal.
     mitigating: Vec<usize>,
+    /// `--break-glass`: why steps act without the approvals they need.
+    break_glass: Option<String>,
 }
 
 impl<'a> Run<'a> {
@@ -487,6 +503,7 @@ impl<'a> Run<'a> {
             resumed: options.resume.is_some(),
             shared: None,
             mitigating: Vec::new(),
+            break_glass: options.break_glass.clone(),
         }
     }
 
@@ -1031,6 +1048,14 @@ impl<'a> Run<'a> {
             }
             preview = fresh;
         };
+        if let Some(approval) = spec.approval(self.runbook.runbook.approval) {
+            let cx = self.context(&id, &projection, None, &quiet);
+            match self.approved(&spec, approval, step.as_ref(), &mut preview, &cx)? {
+                Approval::Given => {}
+                Approval::Rejected => return Ok(Flow::Stop(RunStatus::Aborted, ExitCode::Aborted)),
+                Approval::Unreadable(error) => return self.fail(&spec, error),
+            }
+        }
         self.record(Event::StepConfirmed { step: id.clone(), by })?;
 
         let started = Instant::now();
@@ -1085,6 +1110,106 @@ impl<'a> Run<'a> {
             }
             Err(error) => self.fail(&spec, error),
         }
+    }
+
+    /// Wait until enough other engineers approved this step's plan, as it is just before it
+    /// acts: an approval binds to the plan's digest, so a before-state that moved meanwhile is
+    /// shown and asked about again. `Err` is where the run goes instead (a rejection).
+    fn approved(
+        &self,
+        spec: &crate::runbook::StepSpec,
+        approval: crate::runbook::Approval,
+        step: &dyn Step,
+        preview: &mut Preview,
+        cx: &Context,
+    ) -> Result<Approval, Error> {
+        let (ui, id) = (self.ui, spec.common.id.clone());
+        let me = format!("{}@{}", lock::user(), lock::host());
+        if let Some(reason) = &self.break_glass {
+            ui.always(format!(
+                "  {} BREAK GLASS: step {id} needs {} approval(s) and acts without them, by {me}: {reason}",
+                ui.bad("!"),
+                approval.min
+            ));
+            self.record(Event::ApprovalOverridden { step: id, reason: reason.clone(), by: me })?;
+            return Ok(Approval::Given);
+        }
+        let Some(shared) = &self.shared else {
+            return Err(Error::invalid(anyhow!("step {id} needs approval, which needs a shared state backend"))
+                .with_hint(
+                    "set `state: { backend: postgres, ... }` in rollout.yaml, or pass --break-glass \"reason\"",
+                ));
+        };
+        loop {
+            let digest = self.digest(&id, preview);
+            let request = Event::ApprovalRequested {
+                step: id.clone(),
+                digest: digest.clone(),
+                min: approval.min,
+                allow_self: approval.allow_self,
+            };
+            self.record(request)?;
+            shared.settle(ui, &id)?;
+            let others = if approval.allow_self { "" } else { " other" };
+            ui.always(format!(
+                "  {} waiting for {}{others} engineer(s) to approve plan {}: `rollout approve {}` from their own shell (Ctrl-C stops)",
+                ui.caution("?"),
+                approval.min,
+                story::short(&digest),
+                self.run_id
+            ));
+            let me_user = lock::user();
+            let by = loop {
+                let decisions = shared.decisions(&self.run_id, &id, &digest)?;
+                if let Some(no) = decisions.iter().find(|d| !d.approve) {
+                    let by = format!("{}@{}", no.user, no.host);
+                    ui.always(format!("  {} rejected by {by}: {}", ui.bad("✗"), no.reason));
+                    self.record(Event::StepRejected { step: id, digest, by, reason: no.reason.clone() })?;
+                    return Ok(Approval::Rejected);
+                }
+                let mut by: Vec<String> = decisions
+                    .iter()
+                    .filter(|d| d.approve && (approval.allow_self || d.user != me_user))
+                    .map(|d| format!("{}@{}", d.user, d.host))
+                    .collect();
+                by.dedup();
+                if by.len() >= approval.min as usize {
+                    break by;
+                }
+                if interrupt::sleep(APPROVAL_POLL) {
+                    return Err(anyhow!(Interrupted(format!("while step {id} waited for approval"))).into());
+                }
+            };
+            ui.always(format!("  {} approved by {}", ui.good("✓"), by.join(", ")));
+            self.record(Event::StepApproved { step: id.clone(), digest, by })?;
+            // The approval was of the plan as it was: read again before acting on it.
+            match step.recheck(cx, preview) {
+                Ok(None) => return Ok(Approval::Given),
+                Ok(Some(fresh)) => {
+                    ui.always(format!(
+                        "  {} it changed since it was approved: the approval was of what it was, so it is asked again",
+                        ui.caution("!")
+                    ));
+                    self.record(preview_event(&id, &fresh))?;
+                    self.show_preview(&fresh);
+                    *preview = fresh;
+                }
+                Err(error) => return Ok(Approval::Unreadable(error)),
+            }
+        }
+    }
+
+    /// The digest an approval binds to: the runbook, the inputs and the step's live before
+    /// and after, as journaled.
+    fn digest(&self, step: &str, preview: &Preview) -> String {
+        let plan = serde_json::json!({
+            "runbook": event::sha256(self.runbook.source.text.as_bytes()),
+            "inputs": self.inputs,
+            "step": step,
+            "before": preview.before,
+            "after": preview.after,
+        });
+        event::sha256(plan.to_string().as_bytes())
     }
 
     fn show_preview(&self, preview: &Preview) {

@@ -9,7 +9,7 @@ use anyhow::anyhow;
 use crate::config::Config;
 use crate::error::{Error, ExitCode, Precondition};
 use crate::interrupt;
-use crate::state::postgres::{SharedLock, Taker};
+use crate::state::postgres::{self, SharedLock, Taker};
 use crate::state::{self, SharedJournal};
 use crate::ui::Ui;
 
@@ -51,6 +51,11 @@ pub fn take(config: &Config, runbook: &str, run_id: &str, path: &Path) -> Result
 }
 
 impl Shared {
+    /// The decisions other engineers made on plan `digest` of the run's `step`.
+    pub fn decisions(&self, run_id: &str, step: &str, digest: &str) -> Result<Vec<postgres::Decision>, Error> {
+        self.journal.decisions(run_id, step, digest)
+    }
+
     /// Before a step: the shared journal has every line so far, and the lock is still this
     /// run's. A journal out of reach is waited for (a while, saying so); the reason to stop
     /// otherwise.

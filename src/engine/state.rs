@@ -142,7 +142,13 @@ impl RunState {
             Event::StepConfirmed { step, .. } if !self.dry_run => {
                 self.in_flight.insert(step.clone());
             }
-            Event::StepConfirmed { .. } | Event::LockTakenOver { .. } | Event::LockBroken { .. } => {}
+            Event::StepConfirmed { .. }
+            | Event::LockTakenOver { .. }
+            | Event::LockBroken { .. }
+            | Event::ApprovalRequested { .. }
+            | Event::StepApproved { .. }
+            | Event::StepRejected { .. }
+            | Event::ApprovalOverridden { .. } => {}
         }
     }
 

@@ -215,6 +215,8 @@ pub struct Story {
     pub config_path: Option<String>,
     pub resumes: Vec<Resume>,
     pub locks: Vec<LockEvent>,
+    /// Approvals asked for, given, refused and overridden, as they happened.
+    pub approvals: Vec<LockEvent>,
     /// Every `run_finished`: a run resumed after it ended has more than one.
     pub ends: Vec<Ending>,
     /// Every attempt at every step, in journal order.
@@ -236,6 +238,8 @@ pub enum Moment<'a> {
     Step(&'a Attempt),
     Resumed(&'a Resume),
     Lock(&'a LockEvent),
+    /// An approval asked for, given, refused or overridden.
+    Approval(&'a LockEvent),
     Finished(&'a Ending),
 }
 
@@ -245,6 +249,11 @@ fn ms_between(from: Timestamp, to: Timestamp) -> u64 {
 
 fn summary(value: &serde_json::Value) -> Option<String> {
     value.get("summary").and_then(|s| s.as_str()).map(str::to_string)
+}
+
+/// A digest's first 12 hex digits, as the operator compares them.
+pub fn short(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
 }
 
 fn by_name(by: By) -> String {
@@ -286,6 +295,7 @@ impl Story {
             config_path: origin.as_ref().map(|o| o.config_path.clone()),
             resumes: Vec::new(),
             locks: Vec::new(),
+            approvals: Vec::new(),
             ends: Vec::new(),
             steps: Vec::new(),
             mitigated: None,
@@ -336,6 +346,26 @@ impl Story {
             Event::LockBroken { lock, holder } => self.locks.push(LockEvent {
                 ts,
                 what: format!("lock {} broken (held by {})", printable(lock), printable(holder)),
+            }),
+            Event::ApprovalRequested { step, digest, min, .. } => self.approvals.push(LockEvent {
+                ts,
+                what: format!("step {step} waits for {min} approval(s) of plan {}", short(digest)),
+            }),
+            Event::StepApproved { step, digest, by } => self.approvals.push(LockEvent {
+                ts,
+                what: format!("step {step} approved by {} (plan {})", printable(&by.join(", ")), short(digest)),
+            }),
+            Event::StepRejected { step, by, reason, .. } => self.approvals.push(LockEvent {
+                ts,
+                what: format!("step {step} rejected by {}: {}", printable(by), printable(reason)),
+            }),
+            Event::ApprovalOverridden { step, reason, by } => self.approvals.push(LockEvent {
+                ts,
+                what: format!(
+                    "BREAK GLASS: step {step} acted without its approval, by {}: {}",
+                    printable(by),
+                    printable(reason)
+                ),
             }),
             Event::StepStarted { step, index, total, kind } => {
                 let attempt = self.attempt(step, ts, StepResult::Running);
@@ -490,6 +520,7 @@ impl Story {
         moments.extend(self.steps.iter().filter_map(|a| Some((a.at()?, Moment::Step(a)))));
         moments.extend(self.resumes.iter().map(|r| (r.ts, Moment::Resumed(r))));
         moments.extend(self.locks.iter().map(|l| (l.ts, Moment::Lock(l))));
+        moments.extend(self.approvals.iter().map(|a| (a.ts, Moment::Approval(a))));
         moments.extend(self.ends.iter().map(|e| (e.ts, Moment::Finished(e))));
         moments.sort_by_key(|(ts, _)| *ts);
         moments

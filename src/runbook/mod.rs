@@ -38,8 +38,27 @@ pub struct Runbook<S = StepSpec> {
     /// default), or only once every step has been.
     #[serde(default)]
     pub preflight: PreflightOrder,
+    /// Every step that changes something needs this approval (a step's own `approval` wins).
+    #[serde(default)]
+    pub approval: Option<Approval>,
     #[serde(deserialize_with = "crate::yaml::every")]
     pub steps: Vec<S>,
+}
+
+/// A second engineer's approval, needed before a step acts (on a shared state backend).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    /// How many other engineers must approve.
+    #[serde(default = "one")]
+    pub min: u32,
+    /// Whether the engineer running it may approve it too.
+    #[serde(default)]
+    pub allow_self: bool,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// The order of the preflight and the first steps.
@@ -57,9 +76,9 @@ pub enum PreflightOrder {
 impl<S> Runbook<S> {
     /// The same runbook with each step converted.
     fn map_steps<T>(self, convert: impl FnMut(S) -> T) -> Runbook<T> {
-        let Runbook { version, severity, title, description, inputs, preflight, steps } = self;
+        let Runbook { version, severity, title, description, inputs, preflight, approval, steps } = self;
         let steps = steps.into_iter().map(convert).collect();
-        Runbook { version, severity, title, description, inputs, preflight, steps }
+        Runbook { version, severity, title, description, inputs, preflight, approval, steps }
     }
 }
 
@@ -114,6 +133,8 @@ struct StepYaml {
     #[serde(default)]
     on_failure: OnFailure,
     #[serde(default)]
+    approval: Option<Approval>,
+    #[serde(default)]
     flag: Option<Box<FlagSpec>>,
     #[serde(default)]
     revert: Option<Box<RevertSpec>>,
@@ -130,8 +151,21 @@ struct StepYaml {
 impl StepYaml {
     /// The common fields, and the one kind (or why there is not exactly one).
     fn split(self) -> DraftStep {
-        let StepYaml { id, name, optional, retries, timeout, on_failure, flag, revert, ci, gate, manual, notify } =
-            self;
+        let StepYaml {
+            id,
+            name,
+            optional,
+            retries,
+            timeout,
+            on_failure,
+            approval,
+            flag,
+            revert,
+            ci,
+            gate,
+            manual,
+            notify,
+        } = self;
         let mut kinds: Vec<StepKindSpec> = [
             flag.map(|spec| StepKindSpec::Flag(*spec)),
             revert.map(|spec| StepKindSpec::Revert(*spec)),
@@ -143,7 +177,7 @@ impl StepYaml {
         .into_iter()
         .flatten()
         .collect();
-        let common = StepCommon { id, name, optional, retries, timeout, on_failure };
+        let common = StepCommon { id, name, optional, retries, timeout, on_failure, approval };
         let kind = match kinds.len() {
             1 => Ok(kinds.remove(0)),
             0 => Err(kind_problem(&common, "none")),
@@ -174,6 +208,8 @@ pub struct StepCommon {
     pub retries: u32,
     pub timeout: Option<Duration>,
     pub on_failure: OnFailure,
+    /// The step's own approval, if it says.
+    pub approval: Option<Approval>,
 }
 
 /// A validated step: the common fields and its one kind.
@@ -194,6 +230,13 @@ pub enum OnFailure {
 impl StepSpec {
     pub fn kind(&self) -> StepKind {
         self.kind.kind()
+    }
+
+    /// The approval this step needs: its own, else the runbook's for a step that changes
+    /// something (a flag, a revert, a pipeline run).
+    pub fn approval(&self, runbook: Option<Approval>) -> Option<Approval> {
+        let changes = matches!(self.kind(), StepKind::Flag | StepKind::Revert | StepKind::Ci);
+        self.common.approval.or(runbook.filter(|_| changes))
     }
 
     /// It can only reduce exposure: a flag step with `direction: down` (never more users).

@@ -246,6 +246,22 @@ pub fn against_config(runbook: &LoadedRunbook, config: &Config) -> Vec<Diagnosti
         if let super::StepKindSpec::Gate(gate) = &step.kind {
             problems.extend(gate_against_config(runbook, config, i, gate));
         }
+        if let Some(approval) = step.approval(runbook.runbook.approval) {
+            let path = if step.common.approval.is_some() { format!("steps[{i}].approval") } else { "approval".into() };
+            if approval.min == 0 || approval.min > 10 {
+                problems.push(runbook.source.at_key(&path, format!("{path}.min: from 1 to 10 engineers")));
+            }
+            if config.state == crate::config::StateConfig::Local {
+                problems.push(runbook.source.at_key(
+                    &path,
+                    format!(
+                        "{path}: step `{}` needs approval, which another engineer gives through a shared state backend: {} keeps its state in local files (set `state: {{ backend: postgres, ... }}`)",
+                        echo::clip(&step.common.id),
+                        config.path.display()
+                    ),
+                ));
+            }
+        }
         let Some(service) = kind.service().filter(|s| !configured(config, *s)) else { continue };
         let path = format!("steps[{i}].{}", kind.as_str());
         problems.push(runbook.source.at_key(

@@ -6,7 +6,7 @@ pub mod postgres;
 use std::cell::{Cell, RefCell};
 use std::path::Path;
 
-use anyhow::Context;
+use anyhow::{Context, anyhow};
 
 use crate::config::{Config, StateConfig};
 use crate::engine::journal;
@@ -94,6 +94,11 @@ impl SharedJournal {
         };
         self.pending.borrow_mut().extend(lines);
         self.flush()
+    }
+
+    /// The decisions on plan `digest` of `run_id`'s `step`.
+    pub fn decisions(&self, run_id: &str, step: &str, digest: &str) -> Result<Vec<postgres::Decision>, Error> {
+        self.events.with(|target, client| postgres::decisions(target, client, run_id, step, digest))
     }
 
     /// How many lines the shared journal still lacks.
@@ -212,6 +217,27 @@ fn missing(
         }
     }
     Ok(Some(lacking))
+}
+
+/// The shared journal's run whose id is `run`, or starts with it.
+pub fn find_run(target: &Target, client: &mut ::postgres::Client, run: &str) -> Result<String, Error> {
+    let ids: Vec<String> = postgres::runs(target, client)?.into_iter().map(|(id, _)| id).collect();
+    if ids.iter().any(|id| id == run) {
+        return Ok(run.to_string());
+    }
+    let matching: Vec<&String> = ids.iter().filter(|id| id.starts_with(run)).collect();
+    match matching.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(Error::invalid(anyhow!(
+            "the shared journal has no run {}: `rollout runs` lists them",
+            crate::untrusted::one_line(&crate::echo::clip(run))
+        ))),
+        many => Err(Error::invalid(anyhow!(
+            "{} runs start with `{}`: give more of the id",
+            many.len(),
+            crate::untrusted::one_line(&crate::echo::clip(run))
+        ))),
+    }
 }
 
 /// A run id as rollout makes them: nothing that could name another file.

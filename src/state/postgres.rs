@@ -13,7 +13,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::error::{Error, ExitCode, Precondition};
 
 /// The schema version this rollout writes; a database at a newer one is refused.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 /// How long a connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a held lock says its holder is still there.
@@ -22,7 +22,8 @@ pub const HEARTBEAT: Duration = Duration::from_secs(5);
 const MIGRATION_KEY: i64 = 0x726f_6c6c_0000_0001;
 
 /// Each version's statements, in order; `{s}` is the schema.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE {s}.events (
         run_id text NOT NULL,
         seq integer NOT NULL,
@@ -42,7 +43,21 @@ const MIGRATIONS: &[&str] = &["
         started timestamptz NOT NULL,
         heartbeat timestamptz NOT NULL
     );
-"];
+",
+    "
+    CREATE TABLE {s}.approvals (
+        run_id text NOT NULL,
+        step text NOT NULL,
+        digest text NOT NULL,
+        approve boolean NOT NULL,
+        user_name text NOT NULL,
+        host text NOT NULL,
+        reason text NOT NULL,
+        ts timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (run_id, step, digest, user_name)
+    );
+",
+];
 
 /// How to reach the database: its parsed connection string, and the names for messages.
 #[derive(Clone)]
@@ -473,15 +488,77 @@ impl Events {
 
     /// `append`, on the kept connection or a new one.
     pub fn append(&self, run_id: &str, host: &str, lines: &[Line]) -> Result<(), Error> {
+        self.with(|target, client| append(target, client, run_id, host, lines))
+    }
+
+    /// `work` on the kept connection, or a new one if it was lost.
+    pub fn with<T>(&self, work: impl FnOnce(&Target, &mut Client) -> Result<T, Error>) -> Result<T, Error> {
         let mut kept = self.client.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if kept.as_ref().is_none_or(Client::is_closed) {
             *kept = Some(self.target.connect()?);
         }
         let client = kept.as_mut().expect("connected above");
-        let appended = append(&self.target, client, run_id, host, lines);
-        if appended.is_err() && client.is_closed() {
+        let done = work(&self.target, client);
+        if done.is_err() && client.is_closed() {
             *kept = None;
         }
-        appended
+        done
     }
+}
+
+/// One engineer's decision on a step's plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub user: String,
+    pub host: String,
+    pub approve: bool,
+    pub reason: String,
+}
+
+/// Record `decision` on the plan `digest` of `run_id`'s `step` (a later one by the same
+/// engineer replaces it), and announce it.
+pub fn decide(
+    target: &Target,
+    client: &mut Client,
+    run_id: &str,
+    step: &str,
+    digest: &str,
+    decision: &Decision,
+) -> Result<(), Error> {
+    let fail = |e: postgres::Error| target.refused(&e);
+    let mut tx = client.transaction().map_err(fail)?;
+    tx.execute(
+        &target.sql(
+            "INSERT INTO {s}.approvals (run_id, step, digest, approve, user_name, host, reason)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (run_id, step, digest, user_name) DO UPDATE SET approve = $4, host = $6, reason = $7, ts = now()",
+        ),
+        &[&run_id, &step, &digest, &decision.approve, &decision.user, &decision.host, &decision.reason],
+    )
+    .map_err(fail)?;
+    tx.execute("SELECT pg_notify($1, $2)", &[&target.channel(), &format!("{run_id} approval")]).map_err(fail)?;
+    tx.commit().map_err(fail)
+}
+
+/// The decisions on the plan `digest` of `run_id`'s `step`, oldest first.
+pub fn decisions(
+    target: &Target,
+    client: &mut Client,
+    run_id: &str,
+    step: &str,
+    digest: &str,
+) -> Result<Vec<Decision>, Error> {
+    let rows = client
+        .query(
+            &target.sql(
+                "SELECT user_name, host, approve, reason FROM {s}.approvals
+                 WHERE run_id = $1 AND step = $2 AND digest = $3 ORDER BY ts",
+            ),
+            &[&run_id, &step, &digest],
+        )
+        .map_err(|e| target.refused(&e))?;
+    Ok(rows
+        .iter()
+        .map(|row| Decision { user: row.get(0), host: row.get(1), approve: row.get(2), reason: row.get(3) })
+        .collect())
 }

@@ -147,9 +147,26 @@ fn a_wrong_password_is_exit_3_never_printed_and_a_newer_schema_is_refused() {
 
     let migrated = ann.run(&["state", "migrate"]);
     migrated.code(0);
-    assert!(migrated.stderr.contains("is at version 1 (it was at 0)"), "{}", migrated.stderr);
+    assert!(migrated.stderr.contains("is at version 2 (it was at 0)"), "{}", migrated.stderr);
     let again = ann.run(&["state", "migrate"]);
-    assert!(again.stderr.contains("is at version 1: nothing to do"), "{}", again.stderr);
+    assert!(again.stderr.contains("is at version 2: nothing to do"), "{}", again.stderr);
+
+    // A schema an older rollout made (version 1: no approvals) is brought up to date.
+    let older = format!("{schema}_v1");
+    psql(&format!(
+        "CREATE SCHEMA {older};
+         CREATE TABLE {older}.schema_version (version integer NOT NULL);
+         INSERT INTO {older}.schema_version VALUES (1);
+         CREATE TABLE {older}.events (run_id text NOT NULL, seq integer NOT NULL, ts timestamptz NOT NULL,
+             event text NOT NULL, host text NOT NULL, line text NOT NULL, PRIMARY KEY (run_id, seq));
+         CREATE TABLE {older}.locks (runbook text PRIMARY KEY, lock_key bigint NOT NULL, run_id text NOT NULL,
+             user_name text NOT NULL, host text NOT NULL, pid integer NOT NULL, started timestamptz NOT NULL,
+             heartbeat timestamptz NOT NULL)"
+    ));
+    let old = engineer(&older, "ann");
+    let upgraded = old.run(&["state", "migrate"]);
+    assert!(upgraded.stderr.contains("is at version 2 (it was at 1)"), "{}", upgraded.stderr);
+    assert_eq!(count(&format!("SELECT count(*) FROM {older}.approvals")), 0);
 
     psql(&format!("INSERT INTO {schema}.schema_version VALUES (99)"));
     let newer = ann.run(&CRITICAL);
@@ -226,4 +243,162 @@ fn a_database_restarted_mid_run_loses_nothing_and_one_that_stays_down_stops_the_
     synced.code(0);
     assert!(synced.stderr.contains("sent "), "{}", synced.stderr);
     assert_eq!(shared_count(&cluster, &stopped), ann.journal().len() as i64);
+}
+
+/// A runbook `gated` whose one step turns the flag off once another engineer approved it.
+fn gated(env: Env) -> Env {
+    let runbook = format!(
+        "version: 1\ntitle: Gated\nsteps:\n  - id: off\n    name: Turn it off\n    approval: {{ min: 1 }}\n    flag: {{ name: {}, state: off }}\n",
+        crate::support::FLAG
+    );
+    env.runbook("gated", &runbook)
+}
+
+#[test]
+#[ignore = "needs postgres: run scripts/test"]
+fn a_step_acts_once_a_second_engineer_approved_its_plan_and_an_approval_binds_to_its_digest() {
+    let schema = schema("approve");
+    let (ann, bob) = (gated(engineer(&schema, "ann")), gated(engineer(&schema, "bob")));
+    let mut waiting = Background::spawn(on_host(&ann, "ann-laptop", &["run", "gated", "--yes"]));
+    waiting.wait_for_stderr("waiting for 1 other engineer(s) to approve plan ");
+    let run = ann.journal()[0]["run_id"].as_str().unwrap().to_string();
+    let first = ann.journal().into_iter().find(|e| e["event"] == "approval_requested").unwrap();
+
+    // Ann cannot approve her own run.
+    let own = run_on(&ann, "ann-laptop", &["approve", &run, "--yes"]);
+    own.code(4);
+    assert!(own.stderr.contains("needs another engineer's (allow_self: false)"), "{}", own.stderr);
+
+    // The flag moves before Bob approves: his approval is of what it was, and is asked again.
+    let mut flags: serde_json::Value = serde_json::from_str(&ann.read("flags.json")).unwrap();
+    flags["flags"][crate::support::FLAG]["targeting"] = serde_json::json!({ "fractional": [["on", 50], ["off", 50]] });
+    ann.write("flags.json", &flags.to_string());
+    let approved = run_on(&bob, "bob-laptop", &["approve", &run, "--yes"]);
+    approved.code(0);
+    assert!(
+        approved.stderr.contains("asks one engineer for approval of step off (asked by ann@ann-laptop)"),
+        "{}",
+        approved.stderr
+    );
+    assert!(
+        approved.stderr.contains(&format!("plan digest {}", first["digest"].as_str().unwrap())),
+        "{}",
+        approved.stderr
+    );
+    assert!(approved.stderr.contains("now:   on, 100%"), "{}", approved.stderr);
+    waiting.wait_for_stderr("it changed since it was approved");
+    // Asked again, once the new request is in the shared journal.
+    eventually("the second request", || waiting.stderr().matches("waiting for 1 other engineer(s)").count() == 2);
+    let second = ann.journal().into_iter().filter(|e| e["event"] == "approval_requested").nth(1).unwrap();
+    assert_ne!(second["digest"], first["digest"], "the plan changed, and so did its digest");
+    let again = run_on(&bob, "bob-laptop", &["approve", &run, "--yes"]);
+    again.code(0);
+    assert!(again.stderr.contains("now:   on, 50%"), "{}", again.stderr);
+
+    let out = waiting.finish(Duration::from_secs(60));
+    out.code(0);
+    let journal = ann.journal();
+    let approvals: Vec<&serde_json::Value> = journal.iter().filter(|e| e["event"] == "step_approved").collect();
+    assert_eq!(approvals.len(), 2);
+    assert_eq!(approvals[1]["by"], serde_json::json!(["bob@bob-laptop"]));
+    assert_eq!(approvals[1]["digest"], second["digest"]);
+    assert_eq!(ann.flag()["defaultVariant"], "off");
+    let schema_check = super::contract::schema();
+    for event in &journal {
+        assert!(schema_check.is_valid(event), "{event}");
+    }
+    let timeline = run_on(&bob, "bob-laptop", &["timeline", &run]);
+    assert!(timeline.stdout.contains("step off approved by bob@bob-laptop"), "{}", timeline.stdout);
+}
+
+#[test]
+#[ignore = "needs postgres: run scripts/test"]
+fn a_rejected_step_does_not_act_and_break_glass_is_journaled_loudly() {
+    let schema = schema("reject");
+    let (ann, bob) = (gated(engineer(&schema, "ann")), gated(engineer(&schema, "bob")));
+    let mut waiting = Background::spawn(on_host(&ann, "ann-laptop", &["run", "gated", "--yes"]));
+    waiting.wait_for_stderr("waiting for 1 other engineer(s)");
+    let run = ann.journal()[0]["run_id"].as_str().unwrap().to_string();
+    let rejected = run_on(&bob, "bob-laptop", &["reject", &run, "--reason", "the error spike is a dashboard bug"]);
+    rejected.code(0);
+    let out = waiting.finish(Duration::from_secs(60));
+    out.code(4);
+    assert!(out.stderr.contains("rejected by bob@bob-laptop: the error spike is a dashboard bug"), "{}", out.stderr);
+    assert_eq!(ann.flag()["defaultVariant"], "on", "nothing was written");
+
+    let glass =
+        run_on(&ann, "ann-laptop", &["run", "gated", "--yes", "--break-glass", "bob is unreachable, errors at 40%"]);
+    glass.code(0);
+    assert!(
+        glass.stderr.contains("BREAK GLASS: step off needs 1 approval(s) and acts without them"),
+        "{}",
+        glass.stderr
+    );
+    let overridden = ann.journal().into_iter().find(|e| e["event"] == "approval_overridden").unwrap();
+    assert_eq!(overridden["reason"], "bob is unreachable, errors at 40%");
+    assert_eq!(overridden["by"], "ann@ann-laptop");
+}
+
+#[test]
+fn a_step_that_needs_approval_on_local_state_is_refused_before_anything_runs() {
+    let env = gated(Env::new());
+    let out = env.run(&["run", "gated", "--yes"]);
+    out.code(2);
+    assert!(
+        out.stderr.contains(
+            "steps[0].approval: step `off` needs approval, which another engineer gives through a shared state backend"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(env.flag()["defaultVariant"], "on");
+}
+
+#[test]
+#[ignore = "needs postgres: run scripts/test"]
+fn two_machines_in_network_namespaces_share_the_lock_over_a_link_and_a_cut_link_frees_it() {
+    use crate::support::netns::Link;
+    use crate::support::postgres::Cluster;
+    assert!(nix::unistd::Uid::effective().is_root(), "network namespaces need root: run scripts/test as root");
+    let (ann_link, bob_link) = (Link::new("a", 0), Link::new("b", 1));
+    let cluster = Cluster::listening(&[&ann_link.host_ip, &bob_link.host_ip]);
+    let machine = |user: &str, link: &Link| {
+        let env = Env::new().var("ROLLOUT_STATE_URL", &cluster.url_at(&link.host_ip)).var("USER", user);
+        let config = env.read("rollout.yaml");
+        env.write(
+            "rollout.yaml",
+            &format!("{config}state: {{ backend: postgres, url_env: ROLLOUT_STATE_URL, schema: team }}\n"),
+        );
+        env
+    };
+    let (ann, bob) = (machine("ann", &ann_link), machine("bob", &bob_link));
+    let mut holder = Background::spawn({
+        let mut command = ann_link.wrap(&on_host(&ann, "ann-laptop", &["incident", "--severity", "critical"]));
+        command.env("ROLLOUT_FORCE_INTERACTIVE", "1");
+        command
+    });
+    holder.wait_for_stderr("[y]es / [s]kip / [a]bort / [d]etails");
+    let bob_runs = |args: &[&str]| {
+        Outcome::from(bob_link.wrap(&on_host(&bob, "bob-laptop", args)).stdin(Stdio::null()).output().unwrap())
+    };
+    let refused = bob_runs(&CRITICAL);
+    refused.code(5);
+    assert!(refused.stderr.contains("by ann@ann-laptop (pid "), "{}", refused.stderr);
+    assert!(refused.stderr.contains(&format!("on {}:", bob_link.host_ip)), "{}", refused.stderr);
+
+    // Ann's laptop loses its network: nothing tells the server, until its keepalives give up.
+    ann_link.cut();
+    let cut = Instant::now();
+    let taken = loop {
+        let out = bob_runs(&CRITICAL);
+        if out.code != 5 {
+            break out;
+        }
+        assert!(cut.elapsed() < Duration::from_secs(60), "the lock was still held a minute after the cut");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    taken.code(0);
+    assert!(taken.stderr.contains("took over the shared lock left by run "), "{}", taken.stderr);
+    eprintln!("the lock was free {:?} after the link was cut", cut.elapsed());
+    drop(holder.kill_hard());
 }

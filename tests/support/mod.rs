@@ -242,5 +242,6 @@ pub mod gitlab;
 pub mod http_server;
 pub mod jenkins;
 pub mod launchdarkly;
+pub mod netns;
 pub mod postgres;
 pub mod ssh;

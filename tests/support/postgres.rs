@@ -13,6 +13,8 @@ pub struct Cluster {
     dir: tempfile::TempDir,
     port: u16,
     server: Option<Child>,
+    /// Where it listens besides 127.0.0.1 (veth addresses of the tests' network namespaces).
+    also: Vec<String>,
 }
 
 /// `program` from PG_BIN, as the `postgres` user when this runs as root (PostgreSQL refuses root).
@@ -30,6 +32,12 @@ fn as_postgres(program: &str) -> Command {
 impl Cluster {
     /// A new cluster, started, with a database `rollout` its role `rollout` owns.
     pub fn start() -> Cluster {
+        Cluster::listening(&[])
+    }
+
+    /// `start`, listening on `also` too, and taking logins from their /16 (the tests'
+    /// network namespaces); a connection silent for about 4 s is taken for dead.
+    pub fn listening(also: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         if nix::unistd::Uid::effective().is_root() {
             let postgres = nix::unistd::User::from_name("postgres").unwrap().expect("a postgres user");
@@ -43,7 +51,16 @@ impl Cluster {
             .output()
             .unwrap();
         assert!(initdb.status.success(), "initdb: {}", String::from_utf8_lossy(&initdb.stderr));
-        let mut cluster = Cluster { dir, port, server: None };
+        if let Some(address) = also.first() {
+            let net: Vec<&str> = address.split('.').take(2).collect();
+            let line = format!("host all all {}.0.0/16 scram-sha-256\n", net.join("."));
+            let hba = dir.path().join("data/pg_hba.conf");
+            let mut text = std::fs::read_to_string(&hba).unwrap();
+            text.push_str(&line);
+            std::fs::write(&hba, text).unwrap();
+        }
+        let also = also.iter().map(|a| a.to_string()).collect();
+        let mut cluster = Cluster { dir, port, server: None, also };
         cluster.up();
         let created = as_postgres("psql")
             .args(["-q", "-X", "-v", "ON_ERROR_STOP=1", "-h"])
@@ -62,7 +79,12 @@ impl Cluster {
     }
 
     pub fn url(&self) -> String {
-        format!("postgres://rollout:{PASSWORD}@127.0.0.1:{}/rollout", self.port)
+        self.url_at("127.0.0.1")
+    }
+
+    /// Its URL through `address`.
+    pub fn url_at(&self, address: &str) -> String {
+        format!("postgres://rollout:{PASSWORD}@{address}:{}/rollout", self.port)
     }
 
     /// Start the server (again) and wait until it takes connections.
@@ -70,7 +92,23 @@ impl Cluster {
         let server = as_postgres("postgres")
             .arg("-D")
             .arg(self.dir.path().join("data"))
-            .args(["-p", &self.port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-k"])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-c",
+                &format!("listen_addresses={}", [vec!["127.0.0.1".to_string()], self.also.clone()].concat().join(",")),
+            ])
+            .args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "tcp_keepalives_idle=2",
+                "-c",
+                "tcp_keepalives_interval=1",
+                "-c",
+                "tcp_keepalives_count=2",
+                "-k",
+            ])
             .arg(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
