@@ -47,18 +47,17 @@ pub fn watch(ui: &Ui, config: Option<&Path>, cwd: &Path, args: &WatchArgs) -> Re
         if interrupt::requested() {
             return Ok(ExitCode::Interrupted);
         }
-        let mut heard = Vec::new();
-        let mut notifications = listener.notifications();
-        let mut notices = notifications.timeout_iter(TICK);
-        while let Some(notice) = notices.next().map_err(|e| target.refused(&e))? {
-            heard.push(notice.payload().to_string());
-        }
-        drop(notices);
-        drop(notifications);
+        // One notification at a time, each shown as it comes: the wait for the next is short,
+        // so that Ctrl-C is seen between them.
+        let heard = {
+            let mut notifications = listener.notifications();
+            let mut notices = notifications.timeout_iter(TICK);
+            notices.next().map_err(|e| target.refused(&e))?.map(|notice| notice.payload().to_string())
+        };
         if listener.is_closed() {
             return Err(Error::from(anyhow!("the shared state ({}) closed the connection", target.shown)));
         }
-        for payload in heard {
+        if let Some(payload) = heard {
             let Some((run_id, seq)) = payload.split_once(' ') else { continue };
             match &run {
                 Some(followed) if followed == run_id => {

@@ -523,6 +523,12 @@ impl<'a> Run<'a> {
             Err(error) => {
                 let status = if error.code == ExitCode::Locked { RunStatus::LockRefused } else { RunStatus::Failed };
                 self.record(Event::RunFinished { status, exit_code: error.code.code() })?;
+                // A refused run is the team's to see too, when the database can be reached.
+                if error.code == ExitCode::Locked
+                    && let Ok(Some(target)) = crate::state::shared(self.config)
+                {
+                    let _ = crate::state::send_run(&target, &path, &self.run_id);
+                }
                 Err(error)
             }
         }

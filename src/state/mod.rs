@@ -191,6 +191,15 @@ pub fn upload(target: &Target, client: &mut ::postgres::Client, state_dir: &Path
     Ok(done)
 }
 
+/// Send the shared journal what the journal at `path` (run `run_id`) has and it lacks.
+pub fn send_run(target: &Target, path: &Path, run_id: &str) -> Result<(), Error> {
+    let mut client = connect(target)?;
+    if let Some(lines) = missing(target, &mut client, path, run_id)?.filter(|l| !l.is_empty()) {
+        postgres::append(target, &mut client, run_id, &crate::engine::lock::host(), &lines)?;
+    }
+    Ok(())
+}
+
 /// The whole events of the journal at `path` that the shared journal lacks; None when an
 /// event it has differs from the one here at the same place (another host took the run up).
 fn missing(

@@ -68,6 +68,9 @@ fn eventually(what: &str, mut done: impl FnMut() -> bool) {
 fn the_lock_is_the_teams_and_a_killed_holders_lock_goes_with_its_connection() {
     let schema = schema("lock");
     let (ann, bob) = (engineer(&schema, "ann"), engineer(&schema, "bob"));
+    // A third machine watches the team's runs from before the first starts.
+    let mut team = Background::spawn(on_host(&bob, "bob-desktop", &["watch"]));
+    team.wait_for_stderr("the team's runs as they start and end");
     let mut first = Background::spawn({
         let mut command = on_host(&ann, "ann-laptop", &["incident", "--severity", "critical"]);
         command.env("ROLLOUT_FORCE_INTERACTIVE", "1");
@@ -80,15 +83,33 @@ fn the_lock_is_the_teams_and_a_killed_holders_lock_goes_with_its_connection() {
     assert!(refused.stderr.contains("by ann@ann-laptop (pid "), "{}", refused.stderr);
     let journal = bob.journal();
     assert_eq!(journal.last().unwrap()["status"], "lock_refused");
+    let held = run_on(&bob, "bob-laptop", &["unlock", "critical", "--yes"]);
+    held.code(5);
+    assert!(held.stderr.contains("unlock removes only a lock no connection holds"), "{}", held.stderr);
 
-    // kill -9: the connection goes, and the lock with it.
+    // kill -9: the connection goes, and the lock with it; its holder row is left, which
+    // unlock removes (journaled), so the next run takes nothing over.
     first.kill_hard();
+    let removed = run_on(&bob, "bob-laptop", &["unlock", "critical", "--yes"]);
+    removed.code(0);
+    assert!(removed.stderr.contains("The lock of runbook critical names run "), "{}", removed.stderr);
+    assert!(removed.stderr.contains("removed the lock of runbook critical"), "{}", removed.stderr);
+    assert_eq!(count(&format!("SELECT count(*) FROM {schema}.locks")), 0);
+    let unlocked = count(&format!("SELECT count(*) FROM {schema}.events WHERE event = 'lock_broken'"));
+    assert_eq!(unlocked, 1, "the unlock is in the shared journal");
     let started = Instant::now();
     let taken = run_on(&bob, "bob-laptop", &CRITICAL);
     taken.code(0);
     assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
-    assert!(taken.stderr.contains("took over the shared lock left by run "), "{}", taken.stderr);
-    assert!(taken.stderr.contains("by ann@ann-laptop"), "{}", taken.stderr);
+    assert!(!taken.stderr.contains("took over"), "{}", taken.stderr);
+
+    // The team's watcher saw the runs start and end.
+    eventually("the watcher saw bob's run end", || team.stdout().contains("ended: succeeded (exit 0)"));
+    let seen = team.stdout();
+    assert!(seen.contains("of runbook critical started by ann@ann-laptop"), "{seen}");
+    assert!(seen.contains("of runbook critical started by bob@bob-laptop"), "{seen}");
+    assert!(seen.contains("ended: lock_refused (exit 5)"), "{seen}");
+    team.interrupt();
 }
 
 #[test]
@@ -204,12 +225,21 @@ fn a_database_restarted_mid_run_loses_nothing_and_one_that_stays_down_stops_the_
 
     // Restarted while the deploy runs: the run keeps its lock, and the shared journal catches up.
     let mut command = ann.command(&CRITICAL);
-    command.env("ROLLOUT_REHEARSAL_DEPLOY_SECONDS", "4");
+    command.env("ROLLOUT_REHEARSAL_DEPLOY_SECONDS", "12");
     let first = Background::spawn(command);
     eventually("the deploy triggered", || events(&ann).iter().any(|e| e["event"] == "step_triggered"));
     cluster.down();
     std::thread::sleep(Duration::from_secs(1));
     cluster.up();
+    // The run took its lock back on a new connection while its deploy went on.
+    let mut holder = postgres::Client::connect(&cluster.url(), postgres::NoTls).unwrap();
+    eventually("the lock taken back", || {
+        let held: i64 = holder
+            .query_one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted", &[])
+            .unwrap()
+            .get(0);
+        held == 1
+    });
     let out = first.finish(Duration::from_secs(90));
     out.code(0);
     let run = ann.journal()[0]["run_id"].as_str().unwrap().to_string();
