@@ -199,4 +199,27 @@ mod tests {
             assert!(serde_json::from_str::<Percent>(junk).is_err(), "{junk}");
         }
     }
+
+    proptest::proptest! {
+        /// Every share a runbook can ask for prints as text that reads back as itself.
+        #[test]
+        fn every_hundredth_prints_and_reads_back(hundredths in 0u32..=10_000) {
+            let percent = Percent::from_hundredths(hundredths).unwrap();
+            let shown = percent.to_string();
+            proptest::prop_assert_eq!(shown.parse::<Percent>().ok(), Some(percent));
+            proptest::prop_assert_eq!(format!("{shown}%").parse::<Percent>().ok(), Some(percent));
+            proptest::prop_assert_eq!(Percent::parse_decimal(&shown), Some(percent));
+        }
+
+        /// Any text is read or refused, never a panic; what reads is within 0 to 100.
+        #[test]
+        fn any_text_reads_within_range_or_is_refused(text in "\\PC{0,12}|[0-9.%eE+-]{0,12}") {
+            if let Ok(percent) = text.parse::<Percent>() {
+                proptest::prop_assert!(percent <= Percent::FULL);
+            }
+            if let Some(percent) = Percent::parse_decimal(&text) {
+                proptest::prop_assert!(percent <= Percent::FULL);
+            }
+        }
+    }
 }

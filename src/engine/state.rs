@@ -319,4 +319,33 @@ mod tests {
         assert!(state.summary(&IDS).is_none());
         assert_eq!(state.tally(&IDS).not_run, IDS.len());
     }
+
+    proptest::proptest! {
+        /// A journal cut anywhere (a crash mid-line), with lines dropped, repeated or foreign,
+        /// reads with warnings and folds without a panic, every step counted once.
+        #[test]
+        fn any_cut_or_garbled_journal_folds(
+            cut in 0usize..JOURNAL.len(),
+            noise in proptest::collection::vec((0usize..16, "\\PC{0,30}"), 0..4),
+            drop in proptest::option::of(1usize..15),
+        ) {
+            let mut lines: Vec<String> = JOURNAL[..cut].split_inclusive('\n').map(str::to_string).collect();
+            if let Some(at) = drop.filter(|at| *at < lines.len()) {
+                lines.remove(at);
+            }
+            for (at, text) in &noise {
+                lines.insert((*at).min(lines.len()), format!("{text}\n"));
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("r1.jsonl");
+            std::fs::write(&path, lines.concat()).unwrap();
+            let read = crate::engine::journal::read(&path).unwrap();
+            if let Some(state) = RunState::fold(&read.records) {
+                let tally = state.tally(&IDS);
+                proptest::prop_assert_eq!(tally.done + tally.skipped + tally.failed + tally.not_run, IDS.len());
+                let _ = state.summary(&IDS);
+            }
+            let _ = crate::engine::story::Story::fold(&read.records);
+        }
+    }
 }

@@ -807,4 +807,59 @@ mod tests {
             assert!(error.to_string().contains("check flags.path"), "{error}");
         }
     }
+
+    /// A flag file of `names` written by hand with `indent`, `colon` and one line or several
+    /// per entry, as people write them.
+    fn hand_written(names: &[String], indent: &str, colon: &str, one_line: bool, crlf: bool) -> String {
+        let nl = if crlf { "\r\n" } else { "\n" };
+        let entry = |i: usize| {
+            let members = [
+                format!("\"state\"{colon}\"ENABLED\""),
+                format!("\"variants\"{colon}{{\"on\"{colon}true, \"off\"{colon}false}}"),
+                format!("\"defaultVariant\"{colon}\"{}\"", if i.is_multiple_of(2) { "on" } else { "off" }),
+            ];
+            if one_line {
+                format!("{{ {} }}", members.join(", "))
+            } else {
+                let inner = indent.repeat(3);
+                format!("{{{nl}{inner}{}{nl}{}}}", members.join(&format!(",{nl}{inner}")), indent.repeat(2))
+            }
+        };
+        let flags: Vec<String> =
+            names.iter().enumerate().map(|(i, n)| format!("{}\"{n}\"{colon}{}", indent.repeat(2), entry(i))).collect();
+        format!("{{{nl}{indent}\"flags\"{colon}{{{nl}{}{nl}{indent}}}{nl}}}{nl}", flags.join(&format!(",{nl}")))
+    }
+
+    proptest::proptest! {
+        /// A write changes the named entry's value and nothing else: every byte before and
+        /// after it stays as written, whatever the file's layout.
+        #[test]
+        fn only_the_named_entry_changes_byte_for_byte(
+            names in proptest::collection::btree_set("[a-z][a-z0-9_-]{0,8}", 1..6),
+            pick in 0usize..6,
+            indent in proptest::sample::select(vec!["  ", "    ", "\t"]),
+            colon in proptest::sample::select(vec![":", ": ", " : "]),
+            one_line: bool,
+            crlf: bool,
+            off: bool,
+        ) {
+            let names: Vec<String> = names.into_iter().collect();
+            let name = &names[pick % names.len()];
+            let text = hand_written(&names, indent, colon, one_line, crlf);
+            let old = entry_text(&text, name).unwrap();
+            let range = span(&text, old);
+            let mut entry: Map<String, Value> = serde_json::from_str(old).unwrap();
+            entry.insert("defaultVariant".into(), json!(if off { "off" } else { "on" }));
+            entry.insert("targeting".into(), json!({ "fractional": [["on", 5], ["off", 95]] }));
+            let written = splice_flag(&text, name, &entry).unwrap();
+            let new = entry_text(&written, name).unwrap();
+            let new_range = span(&written, new);
+            proptest::prop_assert_eq!(&written[..new_range.start], &text[..range.start]);
+            proptest::prop_assert_eq!(&written[new_range.end..], &text[range.end..]);
+            proptest::prop_assert_eq!(serde_json::from_str::<Map<String, Value>>(new).unwrap(), entry);
+            for other in names.iter().filter(|n| *n != name) {
+                proptest::prop_assert_eq!(entry_text(&written, other).unwrap(), entry_text(&text, other).unwrap());
+            }
+        }
+    }
 }

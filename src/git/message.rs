@@ -73,4 +73,53 @@ mod tests {
         assert_eq!(subject("\x0c\nPaginate\n"), "\x0c", "a form feed is not blank to git");
         assert_eq!(subject("\u{a0}\nPaginate\n"), "\u{a0}");
     }
+
+    /// `git revert --no-edit` of a commit whose message is `message`, in a throwaway repo: the
+    /// revert's message as git wrote it, and the original's id.
+    fn git_revert(message: &str) -> (String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .args(["-c", "user.name=T", "-c", "user.email=t@rollout.invalid", "-c", "commit.gpgsign=false"])
+                .args(args)
+                .current_dir(dir.path())
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap()
+        };
+        git(&["init", "-q", "-b", "main"]);
+        std::fs::write(dir.path().join("f"), "a\n").unwrap();
+        git(&["add", "f"]);
+        git(&["commit", "-q", "-m", "base"]);
+        std::fs::write(dir.path().join("f"), "b\n").unwrap();
+        std::fs::write(dir.path().join("message"), message).unwrap();
+        git(&["commit", "-q", "-a", "--cleanup=verbatim", "-F", "message"]);
+        let id = git(&["rev-parse", "HEAD"]).trim().to_string();
+        git(&["revert", "--no-edit", "HEAD"]);
+        (git(&["log", "-1", "--format=%B"]), id)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// The message is git's own for any message a commit may have: blank lines first,
+        /// quotes, a `Revert "` subject, tabs, non-ASCII.
+        #[test]
+        fn the_message_is_the_one_git_revert_writes(
+            blank in proptest::sample::select(vec!["", "\n", " \n\t\n"]),
+            subject in "(Revert \"){0,2}[A-Za-z0-9 \"'é→_.:-]{1,30}",
+            body in proptest::option::of("[A-Za-z0-9 \n]{0,40}"),
+        ) {
+            let message = match &body {
+                Some(body) => format!("{blank}{subject}\n\n{body}\n"),
+                None => format!("{blank}{subject}\n"),
+            };
+            let (theirs, id) = git_revert(&message);
+            // git log prints the message with one newline more at its end.
+            proptest::prop_assert_eq!(format!("{}\n", revert_message(&message, &id, None)), theirs);
+        }
+    }
 }

@@ -136,4 +136,31 @@ mod tests {
         }
         assert!(Template::parse("plain text").unwrap().is_literal());
     }
+
+    proptest::proptest! {
+        /// Any text parses or is refused without a panic; text without braces is literal and
+        /// renders as itself.
+        #[test]
+        fn any_text_parses_or_is_refused_and_literal_text_renders_as_itself(text in "\\PC{0,40}") {
+            let parsed = Template::parse(&text);
+            if !text.contains('{') && !text.contains('}') {
+                let template = parsed.unwrap();
+                proptest::prop_assert!(template.is_literal());
+                proptest::prop_assert_eq!(template.render(|_| None).unwrap(), text);
+            }
+        }
+
+        /// Each reference renders as its value, and the text around it stays as written.
+        #[test]
+        fn references_render_as_their_values(
+            before in "[^{}]{0,10}",
+            name in "[a-z][a-z0-9_]{0,8}",
+            value in "\\PC{0,10}",
+            after in "[^{}]{0,10}",
+        ) {
+            let template = Template::parse(&format!("{before}{{{{ inputs.{name} }}}}{after}")).unwrap();
+            let rendered = template.render(|r| matches!(r, Ref::Input(n) if *n == name).then(|| value.clone()));
+            proptest::prop_assert_eq!(rendered.unwrap(), format!("{before}{value}{after}"));
+        }
+    }
 }

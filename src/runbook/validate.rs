@@ -374,8 +374,8 @@ mod tests {
         assert_eq!(
             problems(&text),
             [
-                "r.yaml:8:5: steps[0]: unknown field `nmae`, expected one of `id`, `name`, `optional`, `retries`, `timeout`, `on_failure`, `flag`, `revert`, `ci`, `gate`, `manual`, `notify`",
-                "r.yaml:12:5: steps[1]: unknown field `retires`, expected one of `id`, `name`, `optional`, `retries`, `timeout`, `on_failure`, `flag`, `revert`, `ci`, `gate`, `manual`, `notify`",
+                "r.yaml:8:5: steps[0]: unknown field `nmae`, expected one of `id`, `name`, `optional`, `retries`, `timeout`, `on_failure`, `approval`, `flag`, `revert`, `ci`, `gate`, `manual`, `notify`",
+                "r.yaml:12:5: steps[1]: unknown field `retires`, expected one of `id`, `name`, `optional`, `retries`, `timeout`, `on_failure`, `approval`, `flag`, `revert`, `ci`, `gate`, `manual`, `notify`",
                 "r.yaml:16:15: steps[2].manual: unknown field `instrutions`, expected `instructions`",
             ]
         );
