@@ -12,6 +12,8 @@ mod flags;
 mod ga4;
 mod gates;
 mod github_openapi;
+#[cfg(target_os = "linux")]
+mod hygiene;
 mod inputs;
 mod launchdarkly_api;
 mod leaks;
@@ -25,6 +27,7 @@ mod restore;
 mod resume;
 mod revert;
 mod screens;
+#[cfg(target_os = "linux")]
 mod shared;
 mod state;
 mod story;
