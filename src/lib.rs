@@ -11,6 +11,9 @@ mod echo;
 mod engine;
 mod error;
 mod flags;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzz;
 mod git;
 mod http;
 mod interrupt;

@@ -147,6 +147,11 @@ pub struct Read {
 /// an event this version does not know (a newer rollout's) is skipped silently.
 pub fn read(path: &Path) -> Result<Read> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(read_bytes(&bytes, path))
+}
+
+/// `read` of a journal's bytes, `path` naming it in warnings.
+pub fn read_bytes(bytes: &[u8], path: &Path) -> Read {
     let complete = bytes.ends_with(b"\n");
     let lines: Vec<(usize, &[u8])> = bytes.split(|b| *b == b'\n').enumerate().filter(|(_, l)| !l.is_empty()).collect();
     let last = lines.last().map(|(number, _)| *number);
@@ -173,7 +178,7 @@ pub fn read(path: &Path) -> Result<Read> {
             Err(_) => read.warnings.push(format!("{}: line {} is not JSON: skipped", path.display(), number + 1)),
         }
     }
-    Ok(read)
+    read
 }
 
 /// A run's journal, real or rehearsal, with `rehearsal` telling which; `run` is its id, or the

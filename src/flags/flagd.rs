@@ -386,6 +386,21 @@ fn entry_text<'t>(text: &'t str, name: &str) -> Result<&'t str> {
     Ok(flags.get(name).with_context(|| format!("flag {name}"))?.value.get())
 }
 
+/// For the fuzz targets: any flag file's text is read, and its first flag's entry rewritten
+/// off, or refused; never a panic.
+#[cfg(fuzzing)]
+pub fn edit_for_fuzz(text: &str) {
+    let Ok(top) = members(text, text) else { return };
+    let Some(flags) = top.get("flags").and_then(|f| members(text, f.value.get()).ok()) else { return };
+    let Some(name) = flags.keys().next().cloned() else { return };
+    if let Ok(old) = entry_text(text, &name)
+        && let Ok(mut entry) = serde_json::from_str::<Map<String, Value>>(old)
+    {
+        entry.insert("defaultVariant".into(), json!("off"));
+        let _ = splice_flag(text, &name, &entry);
+    }
+}
+
 /// `text` with the value of `flags.<name>` replaced by `entry`, every byte outside that value
 /// kept. The entry keeps its layout: one line stays one line; otherwise each member goes on its
 /// own line at the entry's member indent, with the entry's line ending. Members whose value is

@@ -1,0 +1,7 @@
+//! Fuzz target: arbitrary bytes to rollout's `config` reader (see src/fuzz.rs); it must read
+//! or refuse them, never panic.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    rollout::fuzz::config(data);
+});
