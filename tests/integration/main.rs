@@ -7,6 +7,7 @@ mod buildbot;
 mod ci;
 mod contract;
 mod exposure;
+mod faults;
 mod flagd;
 mod flags;
 mod ga4;

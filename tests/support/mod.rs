@@ -234,6 +234,7 @@ pub mod background;
 pub mod buildkite;
 pub mod datadog;
 pub mod exporter;
+pub mod fault_proxy;
 pub mod flipper;
 pub mod ga4;
 pub mod git_remote;

@@ -1,0 +1,126 @@
+//! The fault matrix: each fault of the proxy on the request that acts (a flag write to the
+//! Flipper emulator, a pipeline trigger to the GitHub emulator), and the service down: what the
+//! run did, its exit code, what the service counted, and `resume` finishing the run exactly once.
+
+use crate::support::fault_proxy::{Fault, FaultProxy};
+use crate::support::flipper::{Flipper, Gates};
+use crate::support::github::{GitHub, Outcome as RunOutcome};
+use crate::support::{Env, FLAG, Outcome};
+
+const HTTP: &str = "http: { timeout: 2s, connect_timeout: 1s, retries: 2, max_wait: 2s }\n";
+const FLIPPER_TOKEN: &str = "flipper-token-0123456789";
+const GITHUB_TOKEN: &str = "ghp_faults_0123456789abcdef";
+
+/// What one cell of the matrix saw.
+struct Cell {
+    exit: i32,
+    resumed: Option<i32>,
+    /// Requests that could change something, as the service counted them.
+    writes: usize,
+    /// The run's outcome once done: the flag off, or one pipeline run.
+    done: bool,
+    /// What the resume (or the run) said last.
+    said: String,
+}
+
+/// A run, then a resume (faults gone) if it did not succeed.
+fn run_then_resume(env: &Env, proxy: &FaultProxy, vars: &[(&str, &str)]) -> (Outcome, Option<Outcome>) {
+    let first = env.run_with(&["run", "act", "--yes"], vars);
+    proxy.clear();
+    proxy.set_down(false);
+    if first.code == 0 {
+        return (first, None);
+    }
+    let run = env.journal()[0]["run_id"].as_str().unwrap().to_string();
+    let resumed = env.run_with(&["resume", &run, "--yes"], vars);
+    (first, Some(resumed))
+}
+
+fn flag_cell(fault: Option<Fault>) -> Cell {
+    let server = Flipper::start(FLIPPER_TOKEN);
+    server.set(FLAG, Gates { boolean: true, ..Gates::default() });
+    let proxy = FaultProxy::start(&server.url());
+    let env = Env::new();
+    env.write(
+        "rollout.yaml",
+        &format!(
+            "version: 1\nflags: {{ provider: flipper, url: \"{}\", token_env: FLIPPER_TOKEN }}\n{HTTP}",
+            proxy.url(&server.url())
+        ),
+    );
+    let env = env.runbook(
+        "act",
+        &format!(
+            "version: 1\ntitle: Off\nsteps:\n  - id: off\n    name: Off\n    flag: {{ name: {FLAG}, state: off }}\n"
+        ),
+    );
+    match fault {
+        Some(fault) => proxy.inject("DELETE ", fault),
+        None => proxy.set_down(true),
+    }
+    let (first, resumed) = run_then_resume(&env, &proxy, &[("FLIPPER_TOKEN", FLIPPER_TOKEN)]);
+    let done = server.gates(FLAG).is_some_and(|g| !g.boolean);
+    let said = resumed.as_ref().map_or_else(|| first.stderr.clone(), |r| r.stderr.clone());
+    Cell { exit: first.code, resumed: resumed.map(|r| r.code), writes: server.non_get_count(), done, said }
+}
+
+fn ci_cell(fault: Option<Fault>) -> Cell {
+    let server = GitHub::start(GITHUB_TOKEN);
+    server.add_branch("va/vets-website", "main", "3f2a9c1e5b7d4a6f8e0c2b4d6f8a0c2e4b6d8f0a");
+    server.add_workflow("va/vets-website", "deploy.yml");
+    server.script(RunOutcome::Success, 1);
+    let proxy = FaultProxy::start(&server.url());
+    let env = Env::new();
+    env.write(
+        "rollout.yaml",
+        &format!(
+            "version: 1\nci: {{ provider: github, repo: va/vets-website, token_env: CI_TOKEN, url: \"{}\" }}\n{HTTP}",
+            proxy.url(&server.url())
+        ),
+    );
+    let env = env.runbook(
+        "act",
+        "version: 1\ntitle: Deploy\nsteps:\n  - id: deploy\n    name: Deploy\n    ci: { pipeline: deploy.yml, ref: main, timeout: 60s }\n",
+    );
+    match fault {
+        Some(fault) => proxy.inject("/dispatches", fault),
+        None => proxy.set_down(true),
+    }
+    let (first, resumed) = run_then_resume(&env, &proxy, &[("CI_TOKEN", GITHUB_TOKEN)]);
+    let runs = server.runs().len();
+    let resumed_code = resumed.as_ref().map(|r| r.code);
+    let said = resumed.as_ref().map_or_else(|| first.stderr.clone(), |r| r.stderr.clone());
+    // A trigger that may have been received is never sent again: such a run is followed, or
+    // left to the operator, who skips the step once they have looked.
+    let left_to_the_operator = runs == 0 && said.contains("not triggered again");
+    Cell { exit: first.code, resumed: resumed_code, writes: runs, done: runs == 1 || left_to_the_operator, said }
+}
+
+#[test]
+fn every_fault_on_the_acting_request_ends_retried_or_clearly_and_resume_acts_exactly_once() {
+    let mut cases: Vec<(&str, Option<Fault>)> = Fault::ALL.iter().map(|f| (f.name(), Some(*f))).collect();
+    cases.push(("service down", None));
+    let mut table = vec![
+        "| fault on the acting request | flag off (Flipper): exit, resume's exit, writes | ci trigger (GitHub): exit, resume's exit, pipeline runs |".to_string(),
+        "|---|---|---|".to_string(),
+    ];
+    for (name, fault) in cases {
+        let flag = flag_cell(fault);
+        let ci = ci_cell(fault);
+        let shown = |c: &Cell| {
+            let resumed = c.resumed.map_or_else(|| "-".to_string(), |code| code.to_string());
+            format!("{}, {resumed}, {}", c.exit, c.writes)
+        };
+        table.push(format!("| {name} | {} | {} |", shown(&flag), shown(&ci)));
+        for (what, cell) in [("flag", &flag), ("ci", &ci)] {
+            assert!([0, 1, 3].contains(&cell.exit), "{what} under {name}: exit {}", cell.exit);
+            assert!(cell.done, "{what} under {name}: not done once the run and its resume ended: {}", cell.said);
+        }
+        // A flag write is idempotent: sent again only when its answer was lost.
+        assert!(flag.writes <= 2, "flag under {name}: {} writes", flag.writes);
+        assert_eq!(flag.resumed.unwrap_or(0), 0, "flag under {name}: the resume did not finish it");
+        assert!(ci.writes <= 1, "ci under {name}: {} pipeline runs", ci.writes);
+    }
+    eprintln!("{}", table.join("\n"));
+    std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/target/fault-matrix.md"), table.join("\n") + "\n").unwrap();
+}

@@ -1,0 +1,219 @@
+//! A TCP proxy between rollout and a service that injects, on command, the faults networks and
+//! services have: latency, resets before and after the request reached the service, truncated
+//! bodies, 500s, 429 with Retry-After, a stalled body, and the service down and back.
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One fault, spent on the next request through the proxy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The answer comes this much later.
+    Latency(Duration),
+    /// The connection is reset before the request reaches the service.
+    ResetBefore,
+    /// The service gets the request and answers; the connection is reset before the answer.
+    ResetAfter,
+    /// The service answers; half of its answer arrives, then the connection closes.
+    Truncated,
+    /// A 500 from the proxy; the service never sees the request.
+    ServerError,
+    /// A 429 with `Retry-After: 1`; the service never sees the request.
+    TooMany,
+    /// The service answers; its headers arrive and the body never does.
+    Stalled,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 7] = [
+        Fault::Latency(Duration::from_millis(800)),
+        Fault::ResetBefore,
+        Fault::ResetAfter,
+        Fault::Truncated,
+        Fault::ServerError,
+        Fault::TooMany,
+        Fault::Stalled,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Latency(_) => "latency 0.8 s",
+            Fault::ResetBefore => "reset before",
+            Fault::ResetAfter => "reset after",
+            Fault::Truncated => "truncated body",
+            Fault::ServerError => "500",
+            Fault::TooMany => "429 Retry-After",
+            Fault::Stalled => "stalled body",
+        }
+    }
+}
+
+struct Shared {
+    upstream: SocketAddr,
+    /// Faults for the next requests whose request line contains the pattern ("" for any).
+    faults: Mutex<VecDeque<(String, Fault)>>,
+    /// Down: every connection is reset at once, as a service that is not there.
+    down: AtomicBool,
+    stopping: AtomicBool,
+}
+
+pub struct FaultProxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl FaultProxy {
+    /// A proxy on 127.0.0.1 in front of the service at `url` (`http://127.0.0.1:PORT/...`).
+    pub fn start(url: &str) -> FaultProxy {
+        let authority = url.trim_start_matches("http://").split('/').next().unwrap();
+        let upstream: SocketAddr = authority.parse().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared {
+            upstream,
+            faults: Mutex::default(),
+            down: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+        });
+        let accept = Arc::clone(&shared);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if accept.stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let shared = Arc::clone(&accept);
+                std::thread::spawn(move || serve(&shared, stream));
+            }
+        });
+        FaultProxy { addr, shared }
+    }
+
+    /// `url` with the proxy in front: the same path, the proxy's port.
+    pub fn url(&self, url: &str) -> String {
+        let rest = url.trim_start_matches("http://");
+        let path = &rest[rest.find('/').unwrap_or(rest.len())..];
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Spend `fault` on the next request whose request line contains `pattern`.
+    pub fn inject(&self, pattern: &str, fault: Fault) {
+        self.shared.faults.lock().unwrap().push_back((pattern.to_string(), fault));
+    }
+
+    pub fn clear(&self) {
+        self.shared.faults.lock().unwrap().clear();
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.shared.down.store(down, Ordering::SeqCst);
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+/// Reset: close with a zero linger, so the peer gets RST, not FIN.
+fn reset(stream: TcpStream) {
+    let _ = socket_linger_zero(&stream);
+    drop(stream);
+}
+
+fn socket_linger_zero(stream: &TcpStream) -> std::io::Result<()> {
+    nix::sys::socket::setsockopt(stream, nix::sys::socket::sockopt::Linger, &libc_linger())
+        .map_err(std::io::Error::from)
+}
+
+fn libc_linger() -> nix::libc::linger {
+    nix::libc::linger { l_onoff: 1, l_linger: 0 }
+}
+
+/// One request: its head (with `Connection: close` put in) and body.
+fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut buffer = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buffer.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        buffer.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buffer).into_owned();
+    let length = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).ok()?;
+    let head: Vec<&str> =
+        head.trim_end().lines().filter(|l| !l.to_ascii_lowercase().starts_with("connection:")).collect();
+    Some((format!("{}\r\nConnection: close\r\n\r\n", head.join("\r\n")), body))
+}
+
+/// The service's whole answer to `head` and `body`.
+fn forward(upstream: SocketAddr, head: &str, body: &[u8]) -> Option<Vec<u8>> {
+    let mut service = TcpStream::connect(upstream).ok()?;
+    service.write_all(head.as_bytes()).ok()?;
+    service.write_all(body).ok()?;
+    let mut answer = Vec::new();
+    service.read_to_end(&mut answer).ok()?;
+    Some(answer)
+}
+
+fn serve(shared: &Shared, mut client: TcpStream) {
+    if shared.down.load(Ordering::SeqCst) {
+        return reset(client);
+    }
+    let Some((head, body)) = read_request(&mut client) else { return };
+    let line = head.lines().next().unwrap_or_default().to_string();
+    let fault = {
+        let mut faults = shared.faults.lock().unwrap();
+        let at = faults.iter().position(|(pattern, _)| line.contains(pattern.as_str()));
+        at.and_then(|i| faults.remove(i)).map(|(_, fault)| fault)
+    };
+    let answer = |status: &str, extra: &str| {
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n{extra}Connection: close\r\n\r\n{{}}"
+        )
+    };
+    match fault {
+        Some(Fault::ResetBefore) => reset(client),
+        Some(Fault::ServerError) => {
+            let _ = client.write_all(answer("500 Internal Server Error", "").as_bytes());
+        }
+        Some(Fault::TooMany) => {
+            let _ = client.write_all(answer("429 Too Many Requests", "Retry-After: 1\r\n").as_bytes());
+        }
+        other => {
+            if let Some(Fault::Latency(delay)) = other {
+                std::thread::sleep(delay);
+            }
+            let Some(response) = forward(shared.upstream, &head, &body) else { return reset(client) };
+            match other {
+                Some(Fault::ResetAfter) => reset(client),
+                Some(Fault::Truncated) => {
+                    let _ = client.write_all(&response[..response.len() / 2]);
+                    let _ = client.shutdown(Shutdown::Both);
+                }
+                Some(Fault::Stalled) => {
+                    let end = response.windows(4).position(|w| w == b"\r\n\r\n").map_or(response.len(), |i| i + 4);
+                    let _ = client.write_all(&response[..end]);
+                    std::thread::sleep(Duration::from_secs(60));
+                }
+                _ => {
+                    let _ = client.write_all(&response);
+                }
+            }
+        }
+    }
+}
