@@ -60,6 +60,9 @@ fn flag_cell(fault: Option<Fault>) -> Cell {
     }
     let (first, resumed) = run_then_resume(&env, &proxy, &[("FLIPPER_TOKEN", FLIPPER_TOKEN)]);
     let done = server.gates(FLAG).is_some_and(|g| !g.boolean);
+    // The journal says what the service shows: the step done exactly when the flag is off.
+    let journaled = env.journal().iter().any(|e| e["event"] == "step_succeeded" && e["step"] == "off");
+    assert_eq!(journaled, done, "the journal and Flipper disagree under {fault:?}");
     let said = resumed.as_ref().map_or_else(|| first.stderr.clone(), |r| r.stderr.clone());
     Cell { exit: first.code, resumed: resumed.map(|r| r.code), writes: server.non_get_count(), done, said }
 }
@@ -123,4 +126,48 @@ fn every_fault_on_the_acting_request_ends_retried_or_clearly_and_resume_acts_exa
     }
     eprintln!("{}", table.join("\n"));
     std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/target/fault-matrix.md"), table.join("\n") + "\n").unwrap();
+}
+
+#[test]
+#[ignore = "needs unleash: run scripts/test"]
+fn the_real_unleash_behind_the_proxy_ends_every_fault_with_the_flag_off_once() {
+    let unleash = super::unleash::Unleash::from_env();
+    let mut table = vec![
+        "| fault on the write | flag off (Unleash): exit, resume's exit, changes Unleash logged |".to_string(),
+        "|---|---|".to_string(),
+    ];
+    let mut cases: Vec<(&str, Option<Fault>)> = Fault::ALL.iter().map(|f| (f.name(), Some(*f))).collect();
+    cases.push(("service down", None));
+    for (name, fault) in cases {
+        let flag = unleash.feature("faults", "100", serde_json::json!([]));
+        let proxy = FaultProxy::start(&unleash.url);
+        let env = unleash.workspace();
+        let config = env.read("rollout.yaml").replace(&unleash.url, &proxy.url(&unleash.url));
+        env.write("rollout.yaml", &format!("{config}{HTTP}"));
+        let before = unleash.events(&flag);
+        match fault {
+            Some(fault) => proxy.inject("/off", fault),
+            None => proxy.set_down(true),
+        }
+        let args = ["run", "off", "--yes", "--var", &format!("flag={flag}")];
+        let first = unleash.run(&env, &args);
+        proxy.clear();
+        proxy.set_down(false);
+        let resumed = (first.code != 0).then(|| {
+            let run = env.journal()[0]["run_id"].as_str().unwrap().to_string();
+            unleash.run(&env, &["resume", &run, "--yes"])
+        });
+        let off = unleash.read(&flag)["enabled"] == false;
+        let changes = unleash.events(&flag) - before;
+        let journaled = env.journal().iter().any(|e| e["event"] == "step_succeeded" && e["step"] == "off");
+        assert!(off && journaled, "{name}: off {off}, journaled {journaled}: {}", first.stderr);
+        assert!([0, 1, 3].contains(&first.code), "{name}: exit {}", first.code);
+        assert_eq!(resumed.as_ref().map_or(0, |r| r.code), 0, "{name}: the resume did not finish it");
+        assert!(changes <= 2, "{name}: {changes} changes");
+        let resumed = resumed.map_or_else(|| "-".to_string(), |r| r.code.to_string());
+        table.push(format!("| {name} | {}, {resumed}, {changes} |", first.code));
+    }
+    eprintln!("{}", table.join("\n"));
+    std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/target/fault-matrix-unleash.md"), table.join("\n") + "\n")
+        .unwrap();
 }

@@ -10,7 +10,7 @@ pub(crate) const NEEDS: &str = "needs unleash: run scripts/test";
 /// The running Unleash, set up by scripts/services (UNLEASH_URL, UNLEASH_ADMIN_TOKEN).
 pub(crate) struct Unleash {
     pub(crate) url: String,
-    token: String,
+    pub(crate) token: String,
     http: reqwest::blocking::Client,
 }
 
