@@ -26,7 +26,7 @@ struct Cell {
 /// A run, then a resume (faults gone) if it did not succeed.
 fn run_then_resume(env: &Env, proxy: &FaultProxy, vars: &[(&str, &str)]) -> (Outcome, Option<Outcome>) {
     let first = env.run_with(&["run", "act", "--yes"], vars);
-    proxy.clear();
+    assert_eq!(proxy.clear(), 0, "the fault met the request it was for");
     proxy.set_down(false);
     if first.code == 0 {
         return (first, None);
@@ -151,7 +151,7 @@ fn the_real_unleash_behind_the_proxy_ends_every_fault_with_the_flag_off_once() {
         }
         let args = ["run", "off", "--yes", "--var", &format!("flag={flag}")];
         let first = unleash.run(&env, &args);
-        proxy.clear();
+        assert_eq!(proxy.clear(), 0, "{name}: the fault met the write");
         proxy.set_down(false);
         let resumed = (first.code != 0).then(|| {
             let run = env.journal()[0]["run_id"].as_str().unwrap().to_string();
@@ -169,5 +169,51 @@ fn the_real_unleash_behind_the_proxy_ends_every_fault_with_the_flag_off_once() {
     }
     eprintln!("{}", table.join("\n"));
     std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/target/fault-matrix-unleash.md"), table.join("\n") + "\n")
+        .unwrap();
+}
+
+#[test]
+#[ignore = "needs buildbot: run scripts/test"]
+fn the_real_buildbot_behind_the_proxy_never_gets_a_trigger_twice() {
+    let buildbot = std::env::var("BUILDBOT_URL").expect("BUILDBOT_URL: run scripts/test");
+    let builds_of = |run: &str| -> usize {
+        let text =
+            reqwest::blocking::get(format!("{buildbot}/api/v2/builds?property=rollout_run")).unwrap().text().unwrap();
+        let builds: serde_json::Value = serde_json::from_str(&text).unwrap();
+        builds["builds"].as_array().unwrap().iter().filter(|b| b["properties"]["rollout_run"][0] == run).count()
+    };
+    let mut table = vec![
+        "| fault on the trigger | ci (Buildbot): exit, resume's exit, builds |".to_string(),
+        "|---|---|".to_string(),
+    ];
+    let mut cases: Vec<(&str, Option<Fault>)> = Fault::ALL.iter().map(|f| (f.name(), Some(*f))).collect();
+    cases.push(("service down", None));
+    for (name, fault) in cases {
+        let proxy = FaultProxy::start(&buildbot);
+        let env = Env::new();
+        env.write(
+            "rollout.yaml",
+            &format!("version: 1\nci: {{ provider: buildbot, url: \"{}\" }}\n{HTTP}", proxy.url(&buildbot)),
+        );
+        let env = env.runbook(
+            "act",
+            "version: 1\ntitle: Deploy\nsteps:\n  - id: deploy\n    name: Deploy\n    ci: { pipeline: deploy, ref: main, inputs: { outcome: pass, seconds: \"1\" }, timeout: 60s }\n",
+        );
+        match fault {
+            Some(fault) => proxy.inject("forceschedulers", fault),
+            None => proxy.set_down(true),
+        }
+        let (first, resumed) = run_then_resume(&env, &proxy, &[]);
+        let run = env.journal()[0]["run_id"].as_str().unwrap().to_string();
+        let builds = builds_of(&run);
+        let said = resumed.as_ref().map_or_else(|| first.stderr.clone(), |r| r.stderr.clone());
+        assert!(builds <= 1, "{name}: {builds} builds");
+        assert!(builds == 1 || said.contains("not triggered again"), "{name}: {builds} builds: {said}");
+        assert!([0, 1, 3].contains(&first.code), "{name}: exit {}", first.code);
+        let resumed = resumed.map_or_else(|| "-".to_string(), |r| r.code.to_string());
+        table.push(format!("| {name} | {}, {resumed}, {builds} |", first.code));
+    }
+    eprintln!("{}", table.join("\n"));
+    std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/target/fault-matrix-buildbot.md"), table.join("\n") + "\n")
         .unwrap();
 }

@@ -105,8 +105,12 @@ impl FaultProxy {
         self.shared.faults.lock().unwrap().push_back((pattern.to_string(), fault));
     }
 
-    pub fn clear(&self) {
-        self.shared.faults.lock().unwrap().clear();
+    /// Forget the faults not spent; how many there were (0: each met its request).
+    pub fn clear(&self) -> usize {
+        let mut faults = self.shared.faults.lock().unwrap();
+        let left = faults.len();
+        faults.clear();
+        left
     }
 
     pub fn set_down(&self, down: bool) {
