@@ -67,7 +67,9 @@ fn flag_cell(fault: Option<Fault>) -> Cell {
     Cell { exit: first.code, resumed: resumed.map(|r| r.code), writes: server.non_get_count(), done, said }
 }
 
-fn ci_cell(fault: Option<Fault>) -> Cell {
+/// A ci step with `fault` on the first request whose line contains `pattern` (the trigger,
+/// or the first poll of the run's status).
+fn ci_cell(fault: Option<Fault>, pattern: &str) -> Cell {
     let server = GitHub::start(GITHUB_TOKEN);
     server.add_branch("va/vets-website", "main", "3f2a9c1e5b7d4a6f8e0c2b4d6f8a0c2e4b6d8f0a");
     server.add_workflow("va/vets-website", "deploy.yml");
@@ -86,7 +88,7 @@ fn ci_cell(fault: Option<Fault>) -> Cell {
         "version: 1\ntitle: Deploy\nsteps:\n  - id: deploy\n    name: Deploy\n    ci: { pipeline: deploy.yml, ref: main, timeout: 60s }\n",
     );
     match fault {
-        Some(fault) => proxy.inject("/dispatches", fault),
+        Some(fault) => proxy.inject(pattern, fault),
         None => proxy.set_down(true),
     }
     let (first, resumed) = run_then_resume(&env, &proxy, &[("CI_TOKEN", GITHUB_TOKEN)]);
@@ -104,18 +106,21 @@ fn every_fault_on_the_acting_request_ends_retried_or_clearly_and_resume_acts_exa
     let mut cases: Vec<(&str, Option<Fault>)> = Fault::ALL.iter().map(|f| (f.name(), Some(*f))).collect();
     cases.push(("service down", None));
     let mut table = vec![
-        "| fault on the acting request | flag off (Flipper): exit, resume's exit, writes | ci trigger (GitHub): exit, resume's exit, pipeline runs |".to_string(),
-        "|---|---|---|".to_string(),
+        "| fault | flag write (Flipper): exit, resume's exit, writes | ci trigger (GitHub): exit, resume's exit, pipeline runs | ci status poll (GitHub): the same |".to_string(),
+        "|---|---|---|---|".to_string(),
     ];
     for (name, fault) in cases {
         let flag = flag_cell(fault);
-        let ci = ci_cell(fault);
+        let ci = ci_cell(fault, "/dispatches");
+        let poll = ci_cell(fault, "GET /repos/va/vets-website/actions/runs/");
         let shown = |c: &Cell| {
             let resumed = c.resumed.map_or_else(|| "-".to_string(), |code| code.to_string());
             format!("{}, {resumed}, {}", c.exit, c.writes)
         };
-        table.push(format!("| {name} | {} | {} |", shown(&flag), shown(&ci)));
-        for (what, cell) in [("flag", &flag), ("ci", &ci)] {
+        table.push(format!("| {name} | {} | {} | {} |", shown(&flag), shown(&ci), shown(&poll)));
+        // A poll only reads: whatever happens to one, the run it follows is never started again.
+        assert_eq!(poll.writes, 1, "poll under {name}: {} pipeline runs", poll.writes);
+        for (what, cell) in [("flag", &flag), ("ci", &ci), ("poll", &poll)] {
             assert!([0, 1, 3].contains(&cell.exit), "{what} under {name}: exit {}", cell.exit);
             assert!(cell.done, "{what} under {name}: not done once the run and its resume ended: {}", cell.said);
         }
