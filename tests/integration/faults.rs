@@ -36,7 +36,9 @@ fn run_then_resume(env: &Env, proxy: &FaultProxy, vars: &[(&str, &str)]) -> (Out
     (first, Some(resumed))
 }
 
-fn flag_cell(fault: Option<Fault>) -> Cell {
+/// A flag step with `fault` on the first request whose line contains `pattern` (the write, or
+/// the read before it).
+fn flag_cell(fault: Option<Fault>, pattern: &str) -> Cell {
     let server = Flipper::start(FLIPPER_TOKEN);
     server.set(FLAG, Gates { boolean: true, ..Gates::default() });
     let proxy = FaultProxy::start(&server.url());
@@ -55,7 +57,7 @@ fn flag_cell(fault: Option<Fault>) -> Cell {
         ),
     );
     match fault {
-        Some(fault) => proxy.inject("DELETE ", fault),
+        Some(fault) => proxy.inject(pattern, fault),
         None => proxy.set_down(true),
     }
     let (first, resumed) = run_then_resume(&env, &proxy, &[("FLIPPER_TOKEN", FLIPPER_TOKEN)]);
@@ -106,21 +108,23 @@ fn every_fault_on_the_acting_request_ends_retried_or_clearly_and_resume_acts_exa
     let mut cases: Vec<(&str, Option<Fault>)> = Fault::ALL.iter().map(|f| (f.name(), Some(*f))).collect();
     cases.push(("service down", None));
     let mut table = vec![
-        "| fault | flag write (Flipper): exit, resume's exit, writes | ci trigger (GitHub): exit, resume's exit, pipeline runs | ci status poll (GitHub): the same |".to_string(),
-        "|---|---|---|---|".to_string(),
+        "| fault | flag read (Flipper): exit, resume's exit, writes | flag write (Flipper): the same | ci trigger (GitHub): exit, resume's exit, pipeline runs | ci status poll (GitHub): the same |".to_string(),
+        "|---|---|---|---|---|".to_string(),
     ];
     for (name, fault) in cases {
-        let flag = flag_cell(fault);
+        let flag = flag_cell(fault, "DELETE ");
+        let read = flag_cell(fault, "GET ");
         let ci = ci_cell(fault, "/dispatches");
         let poll = ci_cell(fault, "GET /repos/va/vets-website/actions/runs/");
         let shown = |c: &Cell| {
             let resumed = c.resumed.map_or_else(|| "-".to_string(), |code| code.to_string());
             format!("{}, {resumed}, {}", c.exit, c.writes)
         };
-        table.push(format!("| {name} | {} | {} | {} |", shown(&flag), shown(&ci), shown(&poll)));
+        table.push(format!("| {name} | {} | {} | {} | {} |", shown(&read), shown(&flag), shown(&ci), shown(&poll)));
+        assert_eq!(read.writes, 1, "read under {name}: {} writes", read.writes);
         // A poll only reads: whatever happens to one, the run it follows is never started again.
         assert_eq!(poll.writes, 1, "poll under {name}: {} pipeline runs", poll.writes);
-        for (what, cell) in [("flag", &flag), ("ci", &ci), ("poll", &poll)] {
+        for (what, cell) in [("read", &read), ("flag", &flag), ("ci", &ci), ("poll", &poll)] {
             assert!([0, 1, 3].contains(&cell.exit), "{what} under {name}: exit {}", cell.exit);
             assert!(cell.done, "{what} under {name}: not done once the run and its resume ended: {}", cell.said);
         }
