@@ -347,7 +347,7 @@ fn start<'a>(walk: Walk<'a>, state_dir: &Path, inputs: Inputs) -> Result<(Run<'a
         Ok(lock) => {
             run.taken_over(&lock)?;
             let mut run = run;
-            run.share()?;
+            run.share(true)?;
             Ok((run, Some(lock)))
         }
         Err(error) => {
@@ -374,6 +374,7 @@ fn resume<'a>(
     let settled = settled(runbook, &state);
     let mut run = Run::new(walk, inputs, run_id, journal, state);
     run.settled = settled;
+    run.share(false)?;
     let at = runbook.runbook.steps.get(resumption.at).map_or("the end", |s| s.common.id.as_str());
     run.record(Event::RunResumed {
         user: lock::user(),
@@ -385,7 +386,6 @@ fn resume<'a>(
     })?;
     run.header(false);
     run.taken_over(&lock)?;
-    run.share()?;
     Ok((run, Some(lock)))
 }
 
@@ -507,9 +507,10 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Take the team's lock and start the shared journal, on a shared backend; a refusal is
-    /// journaled here as the end of the run.
-    fn share(&mut self) -> Result<(), Error> {
+    /// Take the team's lock and start the shared journal, on a shared backend. A new run
+    /// journals a refusal as its end; a resumed one is refused before it writes anything, as
+    /// with this machine's lock, so its journal keeps how it stopped.
+    fn share(&mut self, journal_refusal: bool) -> Result<(), Error> {
         let Some(path) = self.journal.path().map(Path::to_path_buf) else { return Ok(()) };
         match shared::take(self.config, &self.runbook.name, &self.run_id, &path) {
             Ok(shared) => {
@@ -520,6 +521,7 @@ impl<'a> Run<'a> {
                 }
                 Ok(())
             }
+            Err(error) if !journal_refusal => Err(error),
             Err(error) => {
                 let status = if error.code == ExitCode::Locked { RunStatus::LockRefused } else { RunStatus::Failed };
                 self.record(Event::RunFinished { status, exit_code: error.code.code() })?;

@@ -134,6 +134,20 @@ fn a_run_killed_on_one_machine_is_resumed_on_another_without_a_second_deploy_and
     let story = run_on(&bob, "bob-laptop", &["runs", &run]);
     assert!(story.stdout.contains("ann@ann-laptop"), "{}", story.stdout);
 
+    // While Ann holds the lock with another run, Bob's resume is refused and writes nothing.
+    let mut holding = Background::spawn({
+        let mut command = on_host(&ann, "ann-laptop", &["incident", "--severity", "critical"]);
+        command.env("ROLLOUT_FORCE_INTERACTIVE", "1");
+        command
+    });
+    holding.wait_for_stderr("[y]es / [s]kip / [a]bort / [d]etails");
+    let events_of = |run: &str| count(&format!("SELECT count(*) FROM {schema}.events WHERE run_id = '{run}'"));
+    let before = events_of(&run);
+    let refused = run_on(&bob, "bob-laptop", &["resume", &run, "--yes"]);
+    refused.code(5);
+    assert_eq!(events_of(&run), before, "a refused resume adds nothing to the run's journal");
+    holding.kill_hard();
+
     // Bob watches from his machine while he resumes it on another shell.
     let watcher = Background::spawn(on_host(&bob, "bob-desktop", &["watch", &run]));
     let resumed = run_on(&bob, "bob-laptop", &["resume", &run, "--yes"]);
