@@ -245,31 +245,18 @@ pub fn lines(target: &Target, client: &mut Client, run_id: &str, from: i32) -> R
     Ok(rows.iter().map(|row| Line { seq: row.get(0), text: row.get(1) }).collect())
 }
 
-/// Who holds (or last held) a runbook's shared lock.
+/// Who holds (or last held) a runbook's shared lock: named as this machine's lock names its
+/// holder, and how long since its heartbeat.
 #[derive(Debug, Clone)]
 pub struct LockRow {
-    pub run_id: String,
-    pub user: String,
-    pub host: String,
-    pub pid: i32,
-    pub started: String,
+    pub holder: crate::engine::lock::Holder,
     /// Seconds since its last heartbeat.
     pub quiet: f64,
 }
 
 impl std::fmt::Display for LockRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shown = |text: &str| crate::untrusted::one_line(text).into_owned();
-        write!(
-            f,
-            "run {} by {}@{} (pid {}) since {}, last heard from {:.0} s ago",
-            shown(&self.run_id),
-            shown(&self.user),
-            shown(&self.host),
-            self.pid,
-            shown(&self.started),
-            self.quiet
-        )
+        write!(f, "{}, last heard from {:.0} s ago", self.holder, self.quiet)
     }
 }
 
@@ -293,11 +280,14 @@ pub fn holder(target: &Target, client: &mut Client, runbook: &str) -> Result<Opt
         )
         .map_err(|e| target.refused(&e))?;
     Ok(row.map(|row| LockRow {
-        run_id: row.get(0),
-        user: row.get(1),
-        host: row.get(2),
-        pid: row.get(3),
-        started: row.get(4),
+        holder: crate::engine::lock::Holder {
+            run_id: row.get(0),
+            user: row.get(1),
+            host: row.get(2),
+            pid: row.get::<_, i32>(3) as u32,
+            started: row.get(4),
+            held: true,
+        },
         quiet: row.get(5),
     }))
 }
