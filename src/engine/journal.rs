@@ -85,8 +85,7 @@ impl Journal {
             .with_context(|| format!("cannot open the journal {}", path.display()))?;
         let bytes = std::fs::read(&path).unwrap_or_default();
         let torn = bytes.last().is_some_and(|b| *b != b'\n');
-        let lines = bytes.iter().filter(|b| **b == b'\n').count() + usize::from(torn);
-        let journal = Journal { file: Some((path, file)), lines: std::cell::Cell::new(lines as i32) };
+        let journal = Journal { file: Some((path, file)), lines: std::cell::Cell::new(places(&bytes)) };
         if torn {
             let (path, file) = journal.file.as_ref().expect("just opened");
             (&*file)
@@ -132,6 +131,13 @@ impl fmt::Display for Journal {
             None => f.write_str("none (not written: the state folder is not writable)"),
         }
     }
+}
+
+/// How many places a journal's bytes hold: its lines, a torn last one included (it has its
+/// place, which the next line after it does not take).
+pub fn places(bytes: &[u8]) -> i32 {
+    let torn = bytes.last().is_some_and(|b| *b != b'\n');
+    (bytes.iter().filter(|b| **b == b'\n').count() + usize::from(torn)) as i32
 }
 
 /// A journal as read back: its records, and what was skipped on the way.

@@ -111,13 +111,6 @@ impl SharedJournal {
     }
 }
 
-/// How many lines a local journal file holds (a torn last line counts: it has its place).
-fn local_lines(path: &Path) -> i32 {
-    let bytes = std::fs::read(path).unwrap_or_default();
-    let torn = bytes.last().is_some_and(|b| *b != b'\n');
-    (bytes.iter().filter(|b| **b == b'\n').count() + usize::from(torn)) as i32
-}
-
 /// Copy into the state folder what the shared journal has and this machine's journals lack
 /// (other hosts' runs, and what they added to runs started here): returns the events copied.
 pub fn download(target: &Target, client: &mut ::postgres::Client, state_dir: &Path) -> Result<usize, Error> {
@@ -129,7 +122,7 @@ pub fn download(target: &Target, client: &mut ::postgres::Client, state_dir: &Pa
             continue;
         }
         let path = dir.join(format!("{run_id}.jsonl"));
-        let have = local_lines(&path);
+        let have = journal::places(&std::fs::read(&path).unwrap_or_default());
         if have >= count {
             continue;
         }
