@@ -1,11 +1,12 @@
-//! The fault matrix: each fault of the proxy on the request that acts (a flag write to the
-//! Flipper emulator, a pipeline trigger to the GitHub emulator), and the service down: what the
-//! run did, its exit code, what the service counted, and `resume` finishing the run exactly once.
+//! The fault matrix: each fault of the proxy, and the service down, on the requests that read
+//! and act (Flipper, GitHub, the real Unleash, Buildbot and git over HTTP): exit codes, what the
+//! service counted, and `resume` finishing the run exactly once.
 
 use crate::support::fault_proxy::{Fault, FaultProxy};
 use crate::support::flipper::{Flipper, Gates};
+use crate::support::git_remote::{GitHttp, set_origin};
 use crate::support::github::{GitHub, Outcome as RunOutcome};
-use crate::support::{Env, FLAG, Outcome};
+use crate::support::{Env, FLAG, Outcome, git};
 
 const HTTP: &str = "http: { timeout: 2s, connect_timeout: 1s, retries: 2, max_wait: 2s }\n";
 const FLIPPER_TOKEN: &str = "flipper-token-0123456789";
@@ -224,5 +225,79 @@ fn the_real_buildbot_behind_the_proxy_never_gets_a_trigger_twice() {
     }
     eprintln!("{}", table.join("\n"));
     std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/target/fault-matrix-buildbot.md"), table.join("\n") + "\n")
+        .unwrap();
+}
+
+/// A revert step over HTTP through the proxy, with `fault` on the first request whose line
+/// contains `pattern` (the listing of the branches before the revert, or the push). Counted: the reverts the
+/// remote's branch holds past the tip it started at.
+fn git_cell(http: &GitHttp, fault: Option<Fault>, pattern: &str) -> Cell {
+    let env = Env::new();
+    let (name, url) = http.serve(&env, None);
+    let proxy = FaultProxy::start(&http.url);
+    set_origin(&env.sandbox.app(), &proxy.url(&url));
+    let line = "git: { repo: app, remote: origin, branch: main }";
+    let config = env.read("rollout.yaml");
+    assert!(config.contains(line), "the sandbox config changed shape:\n{config}");
+    let ours =
+        format!("git: {{ repo: app, remote: origin, branch: main, token_env: GIT_TOKEN, username: {} }}", http.user);
+    env.write("rollout.yaml", &format!("{}{HTTP}", config.replace(line, &ours)));
+    env.write(
+        "runbooks/act.yaml",
+        &format!(
+            "version: 1\ntitle: Revert\nsteps:\n  - id: revert\n    name: Revert\n    revert: {{ commit: \"{}\" }}\n",
+            env.sandbox.offending
+        ),
+    );
+    match fault {
+        Some(fault) => proxy.inject(&pattern.replace("NAME", &name), fault),
+        None => proxy.set_down(true),
+    }
+    let (first, resumed) = run_then_resume(&env, &proxy, &[("GIT_TOKEN", &http.token)]);
+    let bare = http.root.join(format!("{name}.git"));
+    let reverts: usize = git(&bare, &["rev-list", "--count", &format!("{}..main", env.sandbox.tip)]).parse().unwrap();
+    let done = reverts == 1 && git(&bare, &["log", "-1", "--format=%s", "main"]).starts_with("Revert ");
+    let journaled = env.journal().iter().any(|e| e["event"] == "step_succeeded" && e["step"] == "revert");
+    assert_eq!(journaled, done, "the journal and the remote disagree under {fault:?}: {}", first.stderr);
+    let said = resumed.as_ref().map_or_else(|| first.stderr.clone(), |r| r.stderr.clone());
+    Cell { exit: first.code, resumed: resumed.map(|r| r.code), writes: reverts, done, said }
+}
+
+#[test]
+#[ignore = "needs git-http: run scripts/test"]
+fn git_over_http_behind_the_proxy_ends_every_fault_with_one_revert_on_the_branch() {
+    let http = GitHttp::from_env();
+    let mut table = vec![
+        "| fault | listing (git over HTTP): exit, resume's exit, reverts on main | push (git over HTTP): the same |"
+            .to_string(),
+        "|---|---|---|".to_string(),
+    ];
+    let mut cases: Vec<(&str, Option<Fault>)> = Fault::ALL.iter().map(|f| (f.name(), Some(*f))).collect();
+    cases.push(("service down", None));
+    for (name, fault) in cases {
+        let fetch = git_cell(&http, fault, "GET /NAME.git/info/refs?service=git-upload-pack");
+        let push = git_cell(&http, fault, "POST /NAME.git/git-receive-pack");
+        let shown = |c: &Cell| {
+            let resumed = c.resumed.map_or_else(|| "-".to_string(), |code| code.to_string());
+            format!("{}, {resumed}, {}", c.exit, c.writes)
+        };
+        table.push(format!("| {name} | {} | {} |", shown(&fetch), shown(&push)));
+        for (what, cell) in [("listing", &fetch), ("push", &push)] {
+            assert!([0, 1, 3].contains(&cell.exit), "{what} under {name}: exit {}: {}", cell.exit, cell.said);
+            assert!(
+                cell.done,
+                "{what} under {name}: no revert on main once the run and its resume ended: {}",
+                cell.said
+            );
+            assert_eq!(
+                cell.resumed.unwrap_or(0),
+                0,
+                "{what} under {name}: the resume did not finish it: {}",
+                cell.said
+            );
+        }
+    }
+    eprintln!("{}", table.join("\n"));
+    std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/target/fault-matrix-git.md"), table.join("\n") + "\n")
         .unwrap();
 }

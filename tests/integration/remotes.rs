@@ -12,7 +12,7 @@ use rollout::{IDENTITY, OFFENDING_SUBJECT};
 use serde_json::Value;
 
 use crate::support::background::Background;
-use crate::support::git_remote::{GitDaemon, WorkClone, bare_copy, git_command, set_origin};
+use crate::support::git_remote::{GitDaemon, GitHttp, WorkClone, bare_copy, git_command, set_origin};
 use crate::support::ssh::{Agent, KeyPair, Sshd, write_known_hosts};
 use crate::support::{Env, Outcome, git};
 
@@ -21,8 +21,6 @@ const PATIENCE: Duration = Duration::from_secs(90);
 
 /// How long a failed authentication may take: once through the methods, no loop, no backoff.
 const AUTH_FAILS_WITHIN: Duration = Duration::from_secs(20);
-
-const NEEDS_HTTP: &str = "needs git-http: run scripts/test";
 
 // ---------------------------------------------------------------------------------------------
 // Running rollout with a deadline
@@ -660,52 +658,6 @@ fn squash_makes_one_commit_with_the_tree_of_all_the_reverts() {
 
 // ---------------------------------------------------------------------------------------------
 // HTTP with basic auth (nginx + git http-backend from scripts/services)
-
-/// The git HTTP server scripts/services started (GIT_HTTP_URL, _ROOT, _USER, _TOKEN, _LOG).
-struct GitHttp {
-    url: String,
-    root: PathBuf,
-    user: String,
-    token: String,
-    log: PathBuf,
-}
-
-impl GitHttp {
-    fn from_env() -> GitHttp {
-        let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: {NEEDS_HTTP}"));
-        GitHttp {
-            url: var("GIT_HTTP_URL"),
-            root: PathBuf::from(var("GIT_HTTP_ROOT")),
-            user: var("GIT_HTTP_USER"),
-            token: var("GIT_HTTP_TOKEN"),
-            log: PathBuf::from(var("GIT_HTTP_LOG")),
-        }
-    }
-
-    /// A new repository (a bare copy of the sandbox remote) under a name of its own; the
-    /// clone's origin points at it, with `user@` in the URL if given. Returns (name, URL).
-    fn serve(&self, env: &Env, user: Option<&str>) -> (String, String) {
-        let name = format!("app-{:016x}", rand::random::<u64>());
-        bare_copy(&env.sandbox.remote(), &self.root.join(format!("{name}.git")));
-        let base = match user {
-            Some(user) => self.url.replacen("://", &format!("://{user}@"), 1),
-            None => self.url.clone(),
-        };
-        let url = format!("{base}/{name}.git");
-        set_origin(&env.sandbox.app(), &url);
-        (name, url)
-    }
-
-    fn main(&self, name: &str) -> String {
-        git(&self.root.join(format!("{name}.git")), &["rev-parse", "main"])
-    }
-
-    /// How many requests for this repository the server's access log holds.
-    fn requests(&self, name: &str) -> usize {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        log.lines().filter(|l| l.contains(&format!("/{name}.git/"))).count()
-    }
-}
 
 #[track_caller]
 fn assert_secret_absent(env: &Env, out: &Outcome, secret: &str) {

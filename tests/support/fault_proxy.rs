@@ -140,28 +140,69 @@ fn libc_linger() -> nix::libc::linger {
     nix::libc::linger { l_onoff: 1, l_linger: 0 }
 }
 
-/// One request: its head (with `Connection: close` put in) and body.
-fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
-    let mut buffer = Vec::new();
+/// One line, CRLF and all, read a byte at a time (nothing past it is taken from the stream).
+fn read_line(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut line = Vec::new();
     let mut byte = [0u8; 1];
-    while !buffer.ends_with(b"\r\n\r\n") {
+    while !line.ends_with(b"\r\n") {
         if stream.read(&mut byte).ok()? == 0 {
             return None;
         }
-        buffer.push(byte[0]);
+        line.push(byte[0]);
     }
-    let head = String::from_utf8_lossy(&buffer).into_owned();
-    let length = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0))
+    Some(line)
+}
+
+/// A `Transfer-Encoding: chunked` body (git's pushes and fetches send theirs so), decoded.
+fn read_chunked(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let size = String::from_utf8_lossy(&read_line(stream)?).trim().split(';').next()?.to_string();
+        let size = usize::from_str_radix(size.trim(), 16).ok()?;
+        if size == 0 {
+            // Trailers, then the empty line that ends them.
+            while read_line(stream)? != b"\r\n" {}
+            return Some(body);
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        stream.read_exact(&mut body[start..]).ok()?;
+        read_line(stream)?;
+    }
+}
+
+/// One request: its head (with `Connection: close` put in) and body. A chunked body is sent on
+/// with a `Content-Length` instead, so the proxy can hold or cut it whole.
+fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.extend(read_line(stream)?);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (key, value) = l.split_once(':')?;
+            key.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_ascii_lowercase())
         })
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body).ok()?;
-    let head: Vec<&str> =
-        head.trim_end().lines().filter(|l| !l.to_ascii_lowercase().starts_with("connection:")).collect();
-    Some((format!("{}\r\nConnection: close\r\n\r\n", head.join("\r\n")), body))
+    };
+    let body = if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        read_chunked(stream)?
+    } else {
+        let mut body = vec![0u8; header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0)];
+        stream.read_exact(&mut body).ok()?;
+        body
+    };
+    let dropped = ["connection:", "transfer-encoding:", "content-length:"];
+    let mut lines: Vec<String> = head
+        .trim_end()
+        .lines()
+        .filter(|l| !dropped.iter().any(|d| l.to_ascii_lowercase().starts_with(d)))
+        .map(str::to_string)
+        .collect();
+    if !body.is_empty() || header("content-length").is_some() || header("transfer-encoding").is_some() {
+        lines.push(format!("Content-Length: {}", body.len()));
+    }
+    Some((format!("{}\r\nConnection: close\r\n\r\n", lines.join("\r\n")), body))
 }
 
 /// The service's whole answer to `head` and `body`.

@@ -1,5 +1,5 @@
-//! A real smart-protocol git remote per test: `git daemon` on a free 127.0.0.1 port serving
-//! bare copies of the sandbox remote, with server-side hooks and config that refuse pushes.
+//! Real smart-protocol git remotes: `git daemon` per test serving bare copies of the sandbox
+//! remote (hooks and config refuse pushes), and the nginx + git-http-backend of scripts/services.
 
 use std::fs::File;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -281,5 +281,53 @@ impl WorkClone {
     /// Push main to origin with the git CLI.
     pub fn push(&self) {
         self.git(&["push", "-q", "origin", "main"]);
+    }
+}
+
+/// The git HTTP server scripts/services started (GIT_HTTP_URL, _ROOT, _USER, _TOKEN, _LOG).
+pub struct GitHttp {
+    pub url: String,
+    pub root: PathBuf,
+    pub user: String,
+    pub token: String,
+    pub log: PathBuf,
+}
+
+impl GitHttp {
+    pub fn from_env() -> GitHttp {
+        let var = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: needs git-http: run scripts/test"))
+        };
+        GitHttp {
+            url: var("GIT_HTTP_URL"),
+            root: PathBuf::from(var("GIT_HTTP_ROOT")),
+            user: var("GIT_HTTP_USER"),
+            token: var("GIT_HTTP_TOKEN"),
+            log: PathBuf::from(var("GIT_HTTP_LOG")),
+        }
+    }
+
+    /// A new repository (a bare copy of the sandbox remote) under a name of its own; the
+    /// clone's origin points at it, with `user@` in the URL if given. Returns (name, URL).
+    pub fn serve(&self, env: &Env, user: Option<&str>) -> (String, String) {
+        let name = format!("app-{:016x}", rand::random::<u64>());
+        bare_copy(&env.sandbox.remote(), &self.root.join(format!("{name}.git")));
+        let base = match user {
+            Some(user) => self.url.replacen("://", &format!("://{user}@"), 1),
+            None => self.url.clone(),
+        };
+        let url = format!("{base}/{name}.git");
+        set_origin(&env.sandbox.app(), &url);
+        (name, url)
+    }
+
+    pub fn main(&self, name: &str) -> String {
+        git(&self.root.join(format!("{name}.git")), &["rev-parse", "main"])
+    }
+
+    /// How many requests for this repository the server's access log holds.
+    pub fn requests(&self, name: &str) -> usize {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        log.lines().filter(|l| l.contains(&format!("/{name}.git/"))).count()
     }
 }
