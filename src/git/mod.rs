@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, anyhow};
 use git2::{Direction, FetchOptions, Oid, PushOptions, RemoteCallbacks, Repository};
 
-use crate::config::GitConfig;
+use crate::config::{GitConfig, HttpSettings};
 use crate::error::Precondition;
 use credentials::Credentials;
 
@@ -87,6 +87,27 @@ fn explain(error: git2::Error, what: String, url: &str) -> anyhow::Error {
         return Precondition(format!("{what}: {message}")).into();
     }
     anyhow!("{what}: {message}")
+}
+
+/// Bound libgit2's network waits by the `http` settings: a connection by `connect_timeout`, and
+/// each read or write of one by `timeout`, so a git server that stops sending fails the step
+/// instead of holding it. libgit2 keeps these in process-wide globals, so they are set once, by
+/// the first caller: rollout's main thread, before the run's first git call.
+#[allow(unsafe_code)]
+pub fn bound_network_waits(http: &HttpSettings) {
+    static BOUND: std::sync::Once = std::sync::Once::new();
+    BOUND.call_once(|| {
+        let millis =
+            |wait: std::time::Duration| std::ffi::c_int::try_from(wait.as_millis()).unwrap_or(std::ffi::c_int::MAX);
+        // SAFETY: git2 asks that these globals be written while no other thread uses libgit2.
+        // The one write (`Once`) comes from `Services::new` on the main thread, before the run's
+        // first git call and before the background checks' thread, the only other one that
+        // uses libgit2, starts.
+        unsafe {
+            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(millis(http.connect_timeout));
+            let _ = git2::opts::set_server_timeout_in_milliseconds(millis(http.timeout));
+        }
+    });
 }
 
 impl GitRemote {

@@ -229,6 +229,7 @@ pub struct Services<'c> {
 
 impl<'c> Services<'c> {
     pub fn new(config: &'c Config) -> Self {
+        crate::git::bound_network_waits(&config.http);
         Services {
             config,
             flags: OnceCell::new(),

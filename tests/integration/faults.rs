@@ -259,6 +259,11 @@ fn git_cell(http: &GitHttp, fault: Option<Fault>, pattern: &str) -> Cell {
     let done = reverts == 1 && git(&bare, &["log", "-1", "--format=%s", "main"]).starts_with("Revert ");
     let journaled = env.journal().iter().any(|e| e["event"] == "step_succeeded" && e["step"] == "revert");
     assert_eq!(journaled, done, "the journal and the remote disagree under {fault:?}: {}", first.stderr);
+    if fault == Some(Fault::Stalled) {
+        // libgit2 gives up after `http.timeout` (2 s) of silence, long before the proxy closes
+        // the stalled connection (60 s).
+        assert!(first.stderr.contains("timed out"), "a stalled git server held the step: {}", first.stderr);
+    }
     let said = resumed.as_ref().map_or_else(|| first.stderr.clone(), |r| r.stderr.clone());
     Cell { exit: first.code, resumed: resumed.map(|r| r.code), writes: reverts, done, said }
 }
