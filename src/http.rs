@@ -331,12 +331,15 @@ impl Client {
                     (Some(answer), status.to_string(), wait)
                 }
                 Err(Failure::TooBig(why)) => bail!("{why}"),
-                Err(Failure::Transport { why, connect: false }) if !repeatable => bail!(
-                    "{} did not answer {method} {}: {why}; the request may have been received, so it was not sent again: check {} before trying again",
-                    self.service,
-                    shown(&url),
-                    self.service
-                ),
+                Err(Failure::Transport { why, connect: false }) if !repeatable => {
+                    return Err(MayHaveArrived(format!(
+                        "{} did not answer {method} {}: {why}; the request may have been received, so it was not sent again: check {} before trying again",
+                        self.service,
+                        shown(&url),
+                        self.service
+                    ))
+                    .into());
+                }
                 Err(Failure::Transport { why, .. }) => (None, why, None),
             };
             let backoff = wait.unwrap_or_else(|| Backoff::HTTP.pause(attempt - 1));
@@ -376,6 +379,12 @@ impl Client {
         }
     }
 }
+
+/// A request sent once (`send_once`) that went out and got no whole answer: the service may
+/// have acted on it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct MayHaveArrived(String);
 
 /// Why no whole answer was had.
 enum Failure {

@@ -6,7 +6,8 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::config::{HttpSettings, NotifyConfig};
-use crate::http::{Body, Client};
+use crate::error::Started;
+use crate::http::{Body, Client, MayHaveArrived};
 
 pub struct Webhook {
     client: Client,
@@ -33,11 +34,17 @@ impl Webhook {
         format!("the webhook in {}", self.env)
     }
 
+    /// Post `text` once. A post that may have been received (no whole answer, or a 5xx) fails
+    /// with `Started`: it is never posted again.
     pub fn post(&self, text: &str) -> Result<()> {
-        self.client
-            .send_once(Method::POST, "", &[], Some(&Body::Json(json!({ "text": text }))), &[])
-            .and_then(|r| r.ok())
-            .map(drop)
-            .map_err(|e| anyhow!("{}", crate::redact::scrub(&format!("{e:#}"))))
+        let answer = self.client.send_once(Method::POST, "", &[], Some(&Body::Json(json!({ "text": text }))), &[]);
+        let may_have_arrived = match &answer {
+            Ok(response) => response.status.is_server_error(),
+            Err(error) => error.is::<MayHaveArrived>(),
+        };
+        answer.and_then(|r| r.ok()).map(drop).map_err(|e| {
+            let error = anyhow!("{}", crate::redact::scrub(&format!("{e:#}")));
+            if may_have_arrived { Started(error).into() } else { error }
+        })
     }
 }

@@ -1,10 +1,11 @@
-//! The `notify` step: post the step's message and the run's progress to the team's webhook.
-//! A failed post warns and lets the run go on, unless the step is `required`.
+//! The `notify` step: post the step's message and the run's progress to the team's webhook,
+//! once: a failed post warns unless the step is `required`, and one that may have arrived is never sent again.
 
 use anyhow::Result;
 use serde_json::json;
 
 use super::{Applied, Context, Preview, Services, Step, snapshot};
+use crate::error::Started;
 use crate::notify::Webhook;
 use crate::runbook::kinds::notify::NotifyRequest;
 use crate::runbook::resolve::Outputs;
@@ -23,13 +24,41 @@ impl NotifyStep<'_> {
     fn text(&self, cx: &Context) -> String {
         format!("{}\n{}", self.request.message, cx.progress)
     }
+
+    /// Why this post is not sent: the journal says an earlier attempt may have been received
+    /// (its answer was lost, or the run stopped while it was out).
+    fn posted_before(&self, cx: &Context) -> Option<String> {
+        cx.earlier_run.as_ref().map(|_| {
+            format!(
+                "the message may have been posted to {} before the run stopped; it is not posted again: skip this step once you have checked the channel",
+                self.webhook.describe()
+            )
+        })
+    }
+
+    /// The step's end when the post failed: a warning and `delivered` false (or unknown, when
+    /// it may have arrived), or the error when the step is required.
+    fn undelivered(&self, cx: &Context, error: anyhow::Error) -> Result<Applied> {
+        let unknown = Started::is_in(&error);
+        if self.request.required {
+            // Still `Started` when it was (the context keeps it): the engine journals it unsettled.
+            return Err(error.context(format!("the notification to {} failed", self.webhook.describe())));
+        }
+        let (delivered, said) =
+            if unknown { ("unknown", "may not have been delivered") } else { ("false", "was not delivered") };
+        cx.ui.warn(format!("the notification {said} ({error:#}); the run goes on"));
+        Ok(Applied::outputs(Outputs::from([("delivered".to_string(), delivered.to_string())])))
+    }
 }
 
 impl Step for NotifyStep<'_> {
     fn preview(&self, cx: &Context) -> Result<Preview> {
         let required = if self.request.required { " (required)" } else { "" };
+        let effect = self
+            .posted_before(cx)
+            .unwrap_or_else(|| format!("post to {}{required}: {}", self.webhook.describe(), self.request.message));
         Ok(Preview {
-            effect: format!("post to {}{required}: {}", self.webhook.describe(), self.request.message),
+            effect,
             before: snapshot("not sent", json!({})),
             after: snapshot("sent", json!({ "message": self.request.message })),
             details: self.text(cx).lines().map(str::to_string).collect(),
@@ -40,13 +69,12 @@ impl Step for NotifyStep<'_> {
     }
 
     fn apply(&self, cx: &Context, _preview: &Preview) -> Result<Applied> {
+        if let Some(why) = self.posted_before(cx) {
+            return self.undelivered(cx, Started(anyhow::anyhow!("{why}")).into());
+        }
         match self.webhook.post(&self.text(cx)) {
             Ok(()) => Ok(Applied::outputs(Outputs::from([("delivered".to_string(), "true".to_string())]))),
-            Err(error) if !self.request.required => {
-                cx.ui.warn(format!("the notification was not delivered ({error:#}); the run goes on"));
-                Ok(Applied::outputs(Outputs::from([("delivered".to_string(), "false".to_string())])))
-            }
-            Err(error) => Err(error.context(format!("the notification to {} failed", self.webhook.describe()))),
+            Err(error) => self.undelivered(cx, error),
         }
     }
 

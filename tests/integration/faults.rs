@@ -1,16 +1,19 @@
 //! The fault matrix: each fault of the proxy, and the service down, on the requests that read
-//! and act (Flipper, GitHub, the real Unleash, Buildbot and git over HTTP): exit codes, what the
-//! service counted, and `resume` finishing the run exactly once.
+//! and act (Flipper, GitHub, the real Unleash, Buildbot, git over HTTP, a webhook and the real
+//! Prometheus): exit codes, what the service counted, and `resume` finishing the run exactly once.
 
+use super::gates::with_gate;
+use crate::support::exporter::{Exporter, Metrics, prometheus_url};
 use crate::support::fault_proxy::{Fault, FaultProxy};
 use crate::support::flipper::{Flipper, Gates};
 use crate::support::git_remote::{GitHttp, set_origin};
 use crate::support::github::{GitHub, Outcome as RunOutcome};
+use crate::support::http_server::Server;
 use crate::support::{Env, FLAG, Outcome, git};
 
-const HTTP: &str = "http: { timeout: 2s, connect_timeout: 1s, retries: 2, max_wait: 2s }\n";
-const FLIPPER_TOKEN: &str = "flipper-token-0123456789";
-const GITHUB_TOKEN: &str = "ghp_faults_0123456789abcdef";
+pub(super) const HTTP: &str = "http: { timeout: 2s, connect_timeout: 1s, retries: 2, max_wait: 2s }\n";
+pub(super) const FLIPPER_TOKEN: &str = "flipper-token-0123456789";
+pub(super) const GITHUB_TOKEN: &str = "ghp_faults_0123456789abcdef";
 
 /// What one cell of the matrix saw.
 struct Cell {
@@ -25,7 +28,7 @@ struct Cell {
 }
 
 /// A run, then a resume (faults gone) if it did not succeed.
-fn run_then_resume(env: &Env, proxy: &FaultProxy, vars: &[(&str, &str)]) -> (Outcome, Option<Outcome>) {
+pub(super) fn run_then_resume(env: &Env, proxy: &FaultProxy, vars: &[(&str, &str)]) -> (Outcome, Option<Outcome>) {
     let first = env.run_with(&["run", "act", "--yes"], vars);
     assert_eq!(proxy.clear(), 0, "the fault met the request it was for");
     proxy.set_down(false);
@@ -304,5 +307,117 @@ fn git_over_http_behind_the_proxy_ends_every_fault_with_one_revert_on_the_branch
     }
     eprintln!("{}", table.join("\n"));
     std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/target/fault-matrix-git.md"), table.join("\n") + "\n")
+        .unwrap();
+}
+
+/// A required notify step through the proxy, with `fault` on its post. Counted: the posts the
+/// webhook received.
+fn notify_cell(fault: Option<Fault>) -> Cell {
+    use super::notify::{SECRET_PATH, Slack};
+    let server = Server::start(std::sync::Arc::new(Slack), "");
+    let proxy = FaultProxy::start(&server.url());
+    let env = Env::new();
+    env.write("rollout.yaml", &format!("version: 1\nnotify: {{ webhook_env: INCIDENT_WEBHOOK }}\n{HTTP}"));
+    let env = env.runbook(
+        "act",
+        "version: 1\ntitle: Tell\nsteps:\n  - id: tell\n    name: Tell\n    notify: { message: \"The toggle is off\", required: true }\n",
+    );
+    match fault {
+        Some(fault) => proxy.inject("POST ", fault),
+        None => proxy.set_down(true),
+    }
+    let url = format!("{}{SECRET_PATH}", proxy.url(&server.url()));
+    let (first, resumed) = run_then_resume(&env, &proxy, &[("INCIDENT_WEBHOOK", &url)]);
+    let posts = server.count("POST");
+    let journaled = env.journal().iter().any(|e| e["event"] == "step_succeeded" && e["step"] == "tell");
+    let said = resumed.as_ref().map_or_else(|| first.stderr.clone(), |r| r.stderr.clone());
+    // A post that may have been received is never sent again: left to the operator, who skips
+    // the step once they have looked at the channel.
+    let left_to_the_operator = said.contains("it is not posted again");
+    let done = (journaled && posts == 1) || left_to_the_operator;
+    Cell { exit: first.code, resumed: resumed.map(|r| r.code), writes: posts, done, said }
+}
+
+#[test]
+fn a_notification_under_every_fault_is_posted_at_most_once() {
+    let mut table = vec![
+        "| fault on the post | notify, required (webhook): exit, resume's exit, posts received |".to_string(),
+        "|---|---|".to_string(),
+    ];
+    let mut cases: Vec<(&str, Option<Fault>)> = Fault::ALL.iter().map(|f| (f.name(), Some(*f))).collect();
+    cases.push(("service down", None));
+    for (name, fault) in cases {
+        let cell = notify_cell(fault);
+        assert!([0, 1].contains(&cell.exit), "{name}: exit {}: {}", cell.exit, cell.said);
+        assert!(cell.writes <= 1, "{name}: {} posts", cell.writes);
+        assert!(cell.done, "{name}: neither posted nor left to the operator: {}", cell.said);
+        assert!(!cell.said.contains("XXXXsecretXXXX"), "{name}: the webhook URL leaked: {}", cell.said);
+        let resumed = cell.resumed.map_or_else(|| "-".to_string(), |code| code.to_string());
+        table.push(format!("| {name} | {}, {resumed}, {} |", cell.exit, cell.writes));
+    }
+    eprintln!("{}", table.join("\n"));
+    std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/target/fault-matrix-notify.md"), table.join("\n") + "\n")
+        .unwrap();
+}
+
+/// A gate step on the real Prometheus through the proxy (the value 1.5, which passes `below:
+/// 5`), with `fault` on the query of its first sample (the preview's query before it goes
+/// through). Counted: the samples journaled, each checked against the value Prometheus holds.
+fn gate_cell(fault: Option<Fault>, test: &str) -> Cell {
+    let proxy = FaultProxy::start(&prometheus_url());
+    let env = Env::new();
+    let config = env.read("rollout.yaml");
+    env.write("rollout.yaml", &format!("{config}{HTTP}"));
+    let source = format!("{{ provider: prometheus, url: \"{}\" }}", proxy.url(&prometheus_url()));
+    let fields = format!(
+        "query: 'max(gate_value{{test=\"{test}\"}})'\nbelow: 5\ncount: 2\ninterval: 1s\nno_data: fail\ntimeout: 60s\n"
+    );
+    let env = with_gate(env, "errors", &source, &fields);
+    match fault {
+        Some(fault) => {
+            proxy.inject("POST /api/v1/query", Fault::Latency(std::time::Duration::ZERO));
+            proxy.inject("POST /api/v1/query", fault);
+        }
+        None => proxy.set_down(true),
+    }
+    let first = env.run_with(&["run", "gate", "--yes"], &[]);
+    assert_eq!(proxy.clear(), 0, "the fault met the sample it was for");
+    proxy.set_down(false);
+    let resumed = (first.code != 0).then(|| {
+        let run = env.journal()[0]["run_id"].as_str().unwrap().to_string();
+        env.run_with(&["resume", &run, "--yes"], &[])
+    });
+    let journal = env.journal();
+    let samples: Vec<_> = journal.iter().filter(|e| e["event"] == "step_sampled").collect();
+    for sample in &samples {
+        assert_eq!(sample["value"], 1.5, "a journaled sample is not what Prometheus holds: {sample}");
+    }
+    let done = journal.iter().any(|e| e["event"] == "step_succeeded" && e["outputs"]["verdict"] == "pass");
+    let said = resumed.as_ref().map_or_else(|| first.stderr.clone(), |r| r.stderr.clone());
+    Cell { exit: first.code, resumed: resumed.map(|r| r.code), writes: samples.len(), done, said }
+}
+
+#[test]
+#[ignore = "needs prometheus: run scripts/test"]
+fn a_gate_on_the_real_prometheus_behind_the_proxy_passes_on_what_prometheus_holds_under_every_fault() {
+    let test = "faults-gate";
+    let exporter = Exporter::start(test, Metrics { value: Some(1.5), ..Metrics::default() });
+    exporter.wait_for(&format!("gate_value{{test=\"{test}\"}}"));
+    let mut table = vec![
+        "| fault on the first sample | gate (Prometheus): exit, resume's exit, samples journaled |".to_string(),
+        "|---|---|".to_string(),
+    ];
+    let mut cases: Vec<(&str, Option<Fault>)> = Fault::ALL.iter().map(|f| (f.name(), Some(*f))).collect();
+    cases.push(("service down", None));
+    for (name, fault) in cases {
+        let cell = gate_cell(fault, test);
+        assert!([0, 1].contains(&cell.exit), "{name}: exit {}: {}", cell.exit, cell.said);
+        assert!(cell.done, "{name}: the gate did not pass once the run and its resume ended: {}", cell.said);
+        assert_eq!(cell.resumed.unwrap_or(0), 0, "{name}: the resume did not finish it: {}", cell.said);
+        let resumed = cell.resumed.map_or_else(|| "-".to_string(), |code| code.to_string());
+        table.push(format!("| {name} | {}, {resumed}, {} |", cell.exit, cell.writes));
+    }
+    eprintln!("{}", table.join("\n"));
+    std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/target/fault-matrix-gate.md"), table.join("\n") + "\n")
         .unwrap();
 }

@@ -20,6 +20,7 @@ mod launchdarkly_api;
 mod leaks;
 mod mitigation;
 mod notify;
+mod outages;
 mod output;
 mod prompts;
 mod regression;

@@ -7,7 +7,7 @@ use crate::support::Env;
 use crate::support::http_server::{Fault, Handler, Request, Response, Server};
 
 /// Slack's incoming webhook: `POST {"text": ...}` answered `ok`.
-struct Slack;
+pub struct Slack;
 
 impl Handler for Slack {
     fn handle(&self, request: &Request) -> Response {
@@ -23,7 +23,7 @@ impl Handler for Slack {
     }
 }
 
-const SECRET_PATH: &str = "/services/T000/B000/XXXXsecretXXXX";
+pub const SECRET_PATH: &str = "/services/T000/B000/XXXXsecretXXXX";
 
 fn workspace(required: bool) -> (Server, Env, String) {
     let server = Server::start(Arc::new(Slack), "");
@@ -58,15 +58,21 @@ fn the_message_and_the_progress_are_posted() {
 
 #[test]
 fn a_failed_notification_warns_and_the_run_goes_on() {
-    let (server, env, url) = workspace(false);
-    server.fail_path(SECRET_PATH, Fault::Status(500));
-    let out = env.run_with(&["--json", "run", "tell", "--yes"], &[("INCIDENT_WEBHOOK", &url)]);
-    out.code(0);
-    assert!(out.stderr.contains("warning: the notification was not delivered"), "{}", out.stderr);
-    let tell = out.events().into_iter().find(|e| e["event"] == "step_succeeded" && e["step"] == "tell").unwrap();
-    assert_eq!(tell["outputs"]["delivered"], "false");
-    for text in [&out.stdout, &out.stderr, &env.journal_text()] {
-        assert!(!text.contains("XXXXsecretXXXX"), "the webhook URL leaked: {text}");
+    // A 4xx: the webhook refused it. A 5xx: it may have been posted all the same.
+    for (status, warned, delivered) in
+        [(404, "was not delivered", "false"), (500, "may not have been delivered", "unknown")]
+    {
+        let (server, env, url) = workspace(false);
+        server.fail_path(SECRET_PATH, Fault::Status(status));
+        let out = env.run_with(&["--json", "run", "tell", "--yes"], &[("INCIDENT_WEBHOOK", &url)]);
+        out.code(0);
+        assert!(out.stderr.contains(&format!("warning: the notification {warned}")), "{status}: {}", out.stderr);
+        let tell = out.events().into_iter().find(|e| e["event"] == "step_succeeded" && e["step"] == "tell").unwrap();
+        assert_eq!(tell["outputs"]["delivered"], delivered, "{status}");
+        assert_eq!(server.count("POST"), 1, "{status}: posted again");
+        for text in [&out.stdout, &out.stderr, &env.journal_text()] {
+            assert!(!text.contains("XXXXsecretXXXX"), "the webhook URL leaked: {text}");
+        }
     }
 }
 

@@ -1,11 +1,12 @@
 //! A TCP proxy between rollout and a service that injects, on command, the faults networks and
 //! services have: latency, resets before and after the request reached the service, truncated
-//! bodies, 500s, 429 with Retry-After, a stalled body, and the service down and back.
+//! bodies, 500s, 429 with Retry-After, a stalled body, and the service down (from the start,
+//! or once a given request was answered: in the middle of a run) and back.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,6 +59,14 @@ struct Shared {
     faults: Mutex<VecDeque<(String, Fault)>>,
     /// Down: every connection is reset at once, as a service that is not there.
     down: AtomicBool,
+    /// While down: how many more connections are reset before the service is back (None:
+    /// until `set_down(false)`).
+    down_left: Mutex<Option<usize>>,
+    /// Go down once the first request whose line contains the pattern is answered, for that
+    /// many connections, or (None) until `set_down(false)`.
+    down_after: Mutex<Option<(String, Option<usize>)>>,
+    /// Connections reset because the service was down.
+    refused: AtomicUsize,
     stopping: AtomicBool,
 }
 
@@ -77,6 +86,9 @@ impl FaultProxy {
             upstream,
             faults: Mutex::default(),
             down: AtomicBool::new(false),
+            down_left: Mutex::default(),
+            down_after: Mutex::default(),
+            refused: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
         });
         let accept = Arc::clone(&shared);
@@ -105,16 +117,64 @@ impl FaultProxy {
         self.shared.faults.lock().unwrap().push_back((pattern.to_string(), fault));
     }
 
-    /// Forget the faults not spent; how many there were (0: each met its request).
+    /// Forget the faults not spent, and an outage that did not start; how many there were (0:
+    /// each met its request).
     pub fn clear(&self) -> usize {
         let mut faults = self.shared.faults.lock().unwrap();
-        let left = faults.len();
+        let left = faults.len() + usize::from(self.shared.down_after.lock().unwrap().take().is_some());
         faults.clear();
         left
     }
 
     pub fn set_down(&self, down: bool) {
+        *self.shared.down_left.lock().unwrap() = None;
         self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    /// How many connections met the service down so far.
+    pub fn refused(&self) -> usize {
+        self.shared.refused.load(Ordering::SeqCst)
+    }
+
+    /// The service goes down once the first request whose line contains `pattern` has been
+    /// answered, and comes back after resetting `connections` connections, or (None) at
+    /// `set_down(false)`: down in the middle of a run, and back.
+    pub fn down_after(&self, pattern: &str, connections: Option<usize>) {
+        *self.shared.down_after.lock().unwrap() = Some((pattern.to_string(), connections));
+    }
+}
+
+impl Shared {
+    /// Whether this connection meets a service that is down (and counts it, when the outage
+    /// lasts a number of connections).
+    fn refuses(&self) -> bool {
+        if !self.down.load(Ordering::SeqCst) {
+            return false;
+        }
+        self.refused.fetch_add(1, Ordering::SeqCst);
+        let mut left = self.down_left.lock().unwrap();
+        if let Some(n) = left.as_mut() {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                *left = None;
+                self.down.store(false, Ordering::SeqCst);
+            }
+        }
+        true
+    }
+
+    /// The outage to start once the request `line` is answered (taken: it starts once).
+    fn outage_after(&self, line: &str) -> Option<Option<usize>> {
+        let mut after = self.down_after.lock().unwrap();
+        if !after.as_ref().is_some_and(|(pattern, _)| line.contains(pattern.as_str())) {
+            return None;
+        }
+        after.take().map(|(_, connections)| connections)
+    }
+
+    fn go_down(&self, connections: Option<usize>) {
+        *self.down_left.lock().unwrap() = connections;
+        self.down.store(true, Ordering::SeqCst);
     }
 }
 
@@ -216,11 +276,12 @@ fn forward(upstream: SocketAddr, head: &str, body: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn serve(shared: &Shared, mut client: TcpStream) {
-    if shared.down.load(Ordering::SeqCst) {
+    if shared.refuses() {
         return reset(client);
     }
     let Some((head, body)) = read_request(&mut client) else { return };
     let line = head.lines().next().unwrap_or_default().to_string();
+    let outage = shared.outage_after(&line);
     let fault = {
         let mut faults = shared.faults.lock().unwrap();
         let at = faults.iter().position(|(pattern, _)| line.contains(pattern.as_str()));
@@ -256,6 +317,10 @@ fn serve(shared: &Shared, mut client: TcpStream) {
                     std::thread::sleep(Duration::from_secs(60));
                 }
                 _ => {
+                    // Down before the answer is out, so that the next connection meets it.
+                    if let Some(connections) = outage {
+                        shared.go_down(connections);
+                    }
                     let _ = client.write_all(&response);
                 }
             }
