@@ -40,6 +40,7 @@ pub use flags::flipper::Flipper;
 pub use flags::launchdarkly::LaunchDarkly;
 pub use flags::unleash::Unleash;
 pub use flags::{FlagService, FlagTarget};
+pub use git::message::revert_message;
 pub use sandbox::{IDENTITY, OFFENDING_SUBJECT, Sandbox};
 
 use std::ffi::OsString;

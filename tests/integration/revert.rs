@@ -569,3 +569,48 @@ fn dry_run_prints_the_plan_line_and_changes_nothing() {
     assert_eq!(env.fingerprint(), before);
     assert_eq!(git(&env.sandbox.remote(), &["rev-parse", "main"]), env.sandbox.tip.to_string());
 }
+
+/// `git revert --no-edit` of a commit whose message is `message`, in a throwaway repository:
+/// the revert's message bytes as git stored them, and the original's id.
+fn git_revert_of(message: &str) -> (String, String) {
+    let dir = TempDir::new().unwrap();
+    git(dir.path(), &["init", "-q"]);
+    std::fs::write(dir.path().join("f"), "a\n").unwrap();
+    git(dir.path(), &["add", "f"]);
+    git(dir.path(), &["commit", "-q", "-m", "base"]);
+    std::fs::write(dir.path().join("f"), "b\n").unwrap();
+    std::fs::write(dir.path().join("message"), message).unwrap();
+    git(dir.path(), &["commit", "-q", "-a", "--cleanup=verbatim", "-F", "message"]);
+    let id = git(dir.path(), &["rev-parse", "HEAD"]);
+    git(dir.path(), &["revert", "--no-edit", "HEAD"]);
+    (String::from_utf8(stored(dir.path(), "HEAD").message).unwrap(), id)
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// rollout's revert message is git's own for any message a commit may have: blank lines
+    /// first, quotes, a `Revert "` subject, tabs, non-ASCII. Where the installed git is older
+    /// than 2.43, a revert of a revert differs in its title only, as recorded.
+    #[test]
+    fn the_revert_message_is_the_one_git_revert_writes(
+        blank in proptest::sample::select(vec!["", "\n", " \n\t\n"]),
+        subject in "(Revert \"){0,2}[A-Za-z0-9 \"'é→_.:-]{1,30}",
+        body in proptest::option::of("[A-Za-z0-9 \n]{0,40}"),
+    ) {
+        let message = match &body {
+            Some(body) => format!("{blank}{subject}\n\n{body}\n"),
+            None => format!("{blank}{subject}\n"),
+        };
+        let (theirs, id) = git_revert_of(&message);
+        let ours = rollout::revert_message(&message, &id, None);
+        let reapply = ours.starts_with("Reapply \"");
+        if system_git_writes_reapply() || !reapply {
+            proptest::prop_assert_eq!(ours, theirs);
+        } else {
+            // The subject starts `Revert "`, so it is the first line git does not count as blank.
+            let (_, rest) = ours.split_once('\n').unwrap();
+            proptest::prop_assert_eq!(format!("Revert \"{subject}\"\n{rest}"), theirs, "git < 2.43's title");
+        }
+    }
+}
