@@ -24,14 +24,16 @@ impl Link {
         let net = format!("10.231.{}", (id % 60) * 4 + u32::from(subnet));
         let (host_ip, ns_ip) = (format!("{net}.1"), format!("{net}.2"));
         ip(&["netns", "add", &ns]);
-        ip(&["link", "add", &host_end, "type", "veth", "peer", "name", &ns_end]);
-        ip(&["link", "set", &ns_end, "netns", &ns]);
-        ip(&["addr", "add", &format!("{host_ip}/24"), "dev", &host_end]);
-        ip(&["link", "set", &host_end, "up"]);
-        ip(&["netns", "exec", &ns, "ip", "addr", "add", &format!("{ns_ip}/24"), "dev", &ns_end]);
-        ip(&["netns", "exec", &ns, "ip", "link", "set", &ns_end, "up"]);
-        ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
-        Link { ns, host_ip, host_end }
+        // Made before the rest, so that a step that fails still deletes what was made.
+        let link = Link { ns, host_ip, host_end };
+        ip(&["link", "add", &link.host_end, "type", "veth", "peer", "name", &ns_end]);
+        ip(&["link", "set", &ns_end, "netns", &link.ns]);
+        ip(&["addr", "add", &format!("{}/24", link.host_ip), "dev", &link.host_end]);
+        ip(&["link", "set", &link.host_end, "up"]);
+        ip(&["netns", "exec", &link.ns, "ip", "addr", "add", &format!("{ns_ip}/24"), "dev", &ns_end]);
+        ip(&["netns", "exec", &link.ns, "ip", "link", "set", &ns_end, "up"]);
+        ip(&["netns", "exec", &link.ns, "ip", "link", "set", "lo", "up"]);
+        link
     }
 
     /// `command` run in the namespace: `ip netns exec NS` before it.
