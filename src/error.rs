@@ -149,8 +149,9 @@ impl Precondition {
     }
 }
 
-/// A step failed while its pipeline run may still be going: retrying the step would start a
-/// second run, so the engine does not (the error inside says what happened).
+/// A step failed after what it starts may have been received (a pipeline run that may be
+/// going, a message that may have been posted): retrying the step would do it twice, so the
+/// engine does not (the error inside says what happened).
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
 pub struct Started(pub anyhow::Error);

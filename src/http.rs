@@ -266,8 +266,9 @@ impl Client {
     }
 
     /// `send`, except that a POST, which here starts something that must not happen twice (a
-    /// pipeline run), is tried again only when the server cannot have acted on it (no
-    /// connection, 429): a 5xx is answered as is, and a timeout says the request may have arrived.
+    /// pipeline run, a notification), is tried again only when the server cannot have acted on
+    /// it (no connection, 429): a 5xx is answered as is, and no whole answer (a timeout, a
+    /// reset, a body cut short or too big) says the request may have arrived.
     pub fn send_once(
         &self,
         method: Method,
@@ -330,6 +331,12 @@ impl Client {
                     let wait = server_wait(&answer.headers, status);
                     (Some(answer), status.to_string(), wait)
                 }
+                // The server answered, so a request sent once did arrive: it is not sent again.
+                Err(Failure::TooBig(why)) if !repeatable => {
+                    return Err(
+                        MayHaveArrived(format!("{why}; the request was received, so it was not sent again")).into()
+                    );
+                }
                 Err(Failure::TooBig(why)) => bail!("{why}"),
                 Err(Failure::Transport { why, connect: false }) if !repeatable => {
                     return Err(MayHaveArrived(format!(
@@ -380,8 +387,8 @@ impl Client {
     }
 }
 
-/// A request sent once (`send_once`) that went out and got no whole answer: the service may
-/// have acted on it.
+/// A request sent once (`send_once`) that went out and got no whole answer (or one too big to
+/// read): the service may have acted on it.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct MayHaveArrived(String);

@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::config::{HttpSettings, NotifyConfig};
-use crate::error::Started;
+use crate::error::{Interrupted, Started};
 use crate::http::{Body, Client, MayHaveArrived};
 
 pub struct Webhook {
@@ -35,16 +35,23 @@ impl Webhook {
     }
 
     /// Post `text` once. A post that may have been received (no whole answer, or a 5xx) fails
-    /// with `Started`: it is never posted again.
+    /// with `Started`: it is never posted again. Errors are scrubbed of the secret URL.
     pub fn post(&self, text: &str) -> Result<()> {
         let answer = self.client.send_once(Method::POST, "", &[], Some(&Body::Json(json!({ "text": text }))), &[]);
-        let may_have_arrived = match &answer {
-            Ok(response) => response.status.is_server_error(),
-            Err(error) => error.is::<MayHaveArrived>(),
-        };
+        let server_error = matches!(&answer, Ok(response) if response.status.is_server_error());
+        let may_have_arrived = server_error || matches!(&answer, Err(error) if error.is::<MayHaveArrived>());
         answer.and_then(|r| r.ok()).map(drop).map_err(|e| {
-            let error = anyhow!("{}", crate::redact::scrub(&format!("{e:#}")));
-            if may_have_arrived { Started(error).into() } else { error }
+            // Ctrl-C during a wait stays an interruption (exit 130), not a failed post.
+            if let Some(Interrupted(when)) = e.chain().find_map(|cause| cause.downcast_ref::<Interrupted>()) {
+                return Interrupted(crate::redact::scrub(when).into_owned()).into();
+            }
+            let said = crate::redact::scrub(&format!("{e:#}")).into_owned();
+            let said = if server_error {
+                format!("{said}; the message may have been received, so it is not posted again")
+            } else {
+                said
+            };
+            if may_have_arrived { Started(anyhow!(said)).into() } else { anyhow!(said) }
         })
     }
 }

@@ -48,6 +48,7 @@ fn undo_step(recorded: &Recorded, config: &Config, id: &str, kind: &str) -> Undo
         return skip(match kind {
             "revert" => "the run stopped during this revert, which may have been pushed: its commit is not journaled; look at the branch".into(),
             "ci" => "the run stopped after this step was confirmed: a pipeline run may have been triggered, which cannot be taken back".into(),
+            "notify" => "its message may have been posted, and a message sent cannot be taken back".into(),
             _ => "the run stopped during this step: take it back by hand if needed".into(),
         });
     }

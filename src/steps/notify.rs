@@ -5,7 +5,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::{Applied, Context, Preview, Services, Step, snapshot};
-use crate::error::Started;
+use crate::error::{Interrupted, Started};
 use crate::notify::Webhook;
 use crate::runbook::kinds::notify::NotifyRequest;
 use crate::runbook::resolve::Outputs;
@@ -25,12 +25,18 @@ impl NotifyStep<'_> {
         format!("{}\n{}", self.request.message, cx.progress)
     }
 
-    /// Why this post is not sent: the journal says an earlier attempt may have been received
-    /// (its answer was lost, or the run stopped while it was out).
+    /// Why this post is not sent, and what comes of it: the journal says an earlier attempt
+    /// may have been received (its answer was lost or was a 5xx, or the run stopped while it
+    /// was out). A required step waits for the operator to skip it; another goes on.
     fn posted_before(&self, cx: &Context) -> Option<String> {
+        let then = if self.request.required {
+            ": skip this step once you have checked the channel"
+        } else {
+            "; the run goes on (delivered: unknown)"
+        };
         cx.earlier_run.as_ref().map(|_| {
             format!(
-                "the message may have been posted to {} before the run stopped; it is not posted again: skip this step once you have checked the channel",
+                "an earlier attempt's message may have been posted to {}, so it is not posted again{then}",
                 self.webhook.describe()
             )
         })
@@ -40,15 +46,20 @@ impl NotifyStep<'_> {
     /// it may have arrived), or the error when the step is required.
     fn undelivered(&self, cx: &Context, error: anyhow::Error) -> Result<Applied> {
         let unknown = Started::is_in(&error);
-        if self.request.required {
+        if self.request.required || Interrupted::is_in(&error) {
             // Still `Started` when it was (the context keeps it): the engine journals it unsettled.
             return Err(error.context(format!("the notification to {} failed", self.webhook.describe())));
         }
-        let (delivered, said) =
+        let (value, said) =
             if unknown { ("unknown", "may not have been delivered") } else { ("false", "was not delivered") };
         cx.ui.warn(format!("the notification {said} ({error:#}); the run goes on"));
-        Ok(Applied::outputs(Outputs::from([("delivered".to_string(), delivered.to_string())])))
+        Ok(delivered(value))
     }
+}
+
+/// The step's one output: whether the webhook took the message (`true`, `false`, `unknown`).
+fn delivered(value: &str) -> Applied {
+    Applied::outputs(Outputs::from([("delivered".to_string(), value.to_string())]))
 }
 
 impl Step for NotifyStep<'_> {
@@ -70,10 +81,14 @@ impl Step for NotifyStep<'_> {
 
     fn apply(&self, cx: &Context, _preview: &Preview) -> Result<Applied> {
         if let Some(why) = self.posted_before(cx) {
-            return self.undelivered(cx, Started(anyhow::anyhow!("{why}")).into());
+            if self.request.required {
+                return Err(Started(anyhow::anyhow!("{why}")).into());
+            }
+            cx.ui.warn(why);
+            return Ok(delivered("unknown"));
         }
         match self.webhook.post(&self.text(cx)) {
-            Ok(()) => Ok(Applied::outputs(Outputs::from([("delivered".to_string(), "true".to_string())]))),
+            Ok(()) => Ok(delivered("true")),
             Err(error) => self.undelivered(cx, error),
         }
     }
