@@ -27,9 +27,14 @@ struct Cell {
     said: String,
 }
 
-/// A run, then a resume (faults gone) if it did not succeed.
-pub(super) fn run_then_resume(env: &Env, proxy: &FaultProxy, vars: &[(&str, &str)]) -> (Outcome, Option<Outcome>) {
-    let first = env.run_with(&["run", "act", "--yes"], vars);
+/// A run of `runbook`, then a resume (faults gone) if it did not succeed.
+pub(super) fn run_then_resume(
+    env: &Env,
+    proxy: &FaultProxy,
+    runbook: &str,
+    vars: &[(&str, &str)],
+) -> (Outcome, Option<Outcome>) {
+    let first = env.run_with(&["run", runbook, "--yes"], vars);
     assert_eq!(proxy.clear(), 0, "the fault met the request it was for");
     proxy.set_down(false);
     if first.code == 0 {
@@ -40,11 +45,13 @@ pub(super) fn run_then_resume(env: &Env, proxy: &FaultProxy, vars: &[(&str, &str
     (first, Some(resumed))
 }
 
-/// A flag step with `fault` on the first request whose line contains `pattern` (the write, or
-/// the read before it).
-fn flag_cell(fault: Option<Fault>, pattern: &str) -> Cell {
+/// The Flipper emulator behind a proxy with `flags` on for everyone, and the runbook `act` of
+/// `steps` (the YAML list's items).
+pub(super) fn flipper_behind_proxy(flags: &[&str], steps: &str) -> (Flipper, FaultProxy, Env) {
     let server = Flipper::start(FLIPPER_TOKEN);
-    server.set(FLAG, Gates { boolean: true, ..Gates::default() });
+    for flag in flags {
+        server.set(flag, Gates { boolean: true, ..Gates::default() });
+    }
     let proxy = FaultProxy::start(&server.url());
     let env = Env::new();
     env.write(
@@ -54,17 +61,91 @@ fn flag_cell(fault: Option<Fault>, pattern: &str) -> Cell {
             proxy.url(&server.url())
         ),
     );
-    let env = env.runbook(
-        "act",
+    let env = env.runbook("act", &format!("version: 1\ntitle: Act\nsteps:\n{steps}"));
+    (server, proxy, env)
+}
+
+/// The GitHub emulator behind a proxy with `workflows` on `va/vets-website` (each run
+/// succeeds), and the runbook `act` of `steps`.
+pub(super) fn github_behind_proxy(workflows: &[&str], steps: &str) -> (GitHub, FaultProxy, Env) {
+    let server = GitHub::start(GITHUB_TOKEN);
+    server.add_branch("va/vets-website", "main", "3f2a9c1e5b7d4a6f8e0c2b4d6f8a0c2e4b6d8f0a");
+    for workflow in workflows {
+        server.add_workflow("va/vets-website", workflow);
+    }
+    server.script(RunOutcome::Success, 1);
+    let proxy = FaultProxy::start(&server.url());
+    let env = Env::new();
+    env.write(
+        "rollout.yaml",
         &format!(
-            "version: 1\ntitle: Off\nsteps:\n  - id: off\n    name: Off\n    flag: {{ name: {FLAG}, state: off }}\n"
+            "version: 1\nci: {{ provider: github, repo: va/vets-website, token_env: CI_TOKEN, url: \"{}\" }}\n{HTTP}",
+            proxy.url(&server.url())
         ),
+    );
+    let env = env.runbook("act", &format!("version: 1\ntitle: Act\nsteps:\n{steps}"));
+    (server, proxy, env)
+}
+
+/// The sandbox's remote served over git over HTTP behind a proxy, and the runbook `act` that
+/// reverts the offending commit: the workspace, the proxy, and the repository's name.
+pub(super) fn git_behind_proxy(http: &GitHttp) -> (Env, FaultProxy, String) {
+    let env = Env::new();
+    let (name, url) = http.serve(&env, None);
+    let proxy = FaultProxy::start(&http.url);
+    set_origin(&env.sandbox.app(), &proxy.url(&url));
+    let line = "git: { repo: app, remote: origin, branch: main }";
+    let config = env.read("rollout.yaml");
+    assert!(config.contains(line), "the sandbox config changed shape:\n{config}");
+    let ours =
+        format!("git: {{ repo: app, remote: origin, branch: main, token_env: GIT_TOKEN, username: {} }}", http.user);
+    env.write("rollout.yaml", &format!("{}{HTTP}", config.replace(line, &ours)));
+    env.write(
+        "runbooks/act.yaml",
+        &format!(
+            "version: 1\ntitle: Revert\nsteps:\n  - id: revert\n    name: Revert\n    revert: {{ commit: \"{}\" }}\n",
+            env.sandbox.offending
+        ),
+    );
+    (env, proxy, name)
+}
+
+/// A gate on the real Prometheus behind a proxy, in the runbook `gate`: the value of the series
+/// labelled `test` (1.5, which passes `below: 5`) for 2 samples a second apart.
+pub(super) fn gate_behind_proxy(test: &str) -> (FaultProxy, Env) {
+    let proxy = FaultProxy::start(&prometheus_url());
+    let env = Env::new();
+    let config = env.read("rollout.yaml");
+    env.write("rollout.yaml", &format!("{config}{HTTP}"));
+    let source = format!("{{ provider: prometheus, url: \"{}\" }}", proxy.url(&prometheus_url()));
+    let fields = format!(
+        "query: 'max(gate_value{{test=\"{test}\"}})'\nbelow: 5\ncount: 2\ninterval: 1s\nno_data: fail\ntimeout: 60s\n"
+    );
+    (proxy, with_gate(env, "errors", &source, &fields))
+}
+
+/// The samples the gate journaled, each checked to be the value Prometheus holds, and whether
+/// the gate passed.
+pub(super) fn gate_samples(env: &Env) -> (usize, bool) {
+    let journal = env.journal();
+    let samples: Vec<_> = journal.iter().filter(|e| e["event"] == "step_sampled").collect();
+    assert!(samples.iter().all(|s| s["value"] == 1.5), "a sample is not what Prometheus holds: {samples:?}");
+    let passed = journal.iter().any(|e| e["event"] == "step_succeeded" && e["outputs"]["verdict"] == "pass");
+    (samples.len(), passed)
+}
+
+/// A flag step with `fault` on the first request whose line contains `pattern` (the write, or
+/// the read before it).
+fn flag_cell(fault: Option<Fault>, pattern: &str) -> Cell {
+    let (server, proxy, env) = flipper_behind_proxy(
+        &[FLAG],
+        &format!("  - id: off\n    name: Off\n    flag: {{ name: {FLAG}, state: off }}\n"),
     );
     match fault {
         Some(fault) => proxy.inject(pattern, fault),
         None => proxy.set_down(true),
     }
-    let (first, resumed) = run_then_resume(&env, &proxy, &[("FLIPPER_TOKEN", FLIPPER_TOKEN)]);
+    let (first, resumed) = run_then_resume(&env, &proxy, "act", &[("FLIPPER_TOKEN", FLIPPER_TOKEN)]);
     let done = server.gates(FLAG).is_some_and(|g| !g.boolean);
     // The journal says what the service shows: the step done exactly when the flag is off.
     let journaled = env.journal().iter().any(|e| e["event"] == "step_succeeded" && e["step"] == "off");
@@ -76,28 +157,15 @@ fn flag_cell(fault: Option<Fault>, pattern: &str) -> Cell {
 /// A ci step with `fault` on the first request whose line contains `pattern` (the trigger,
 /// or the first poll of the run's status).
 fn ci_cell(fault: Option<Fault>, pattern: &str) -> Cell {
-    let server = GitHub::start(GITHUB_TOKEN);
-    server.add_branch("va/vets-website", "main", "3f2a9c1e5b7d4a6f8e0c2b4d6f8a0c2e4b6d8f0a");
-    server.add_workflow("va/vets-website", "deploy.yml");
-    server.script(RunOutcome::Success, 1);
-    let proxy = FaultProxy::start(&server.url());
-    let env = Env::new();
-    env.write(
-        "rollout.yaml",
-        &format!(
-            "version: 1\nci: {{ provider: github, repo: va/vets-website, token_env: CI_TOKEN, url: \"{}\" }}\n{HTTP}",
-            proxy.url(&server.url())
-        ),
-    );
-    let env = env.runbook(
-        "act",
-        "version: 1\ntitle: Deploy\nsteps:\n  - id: deploy\n    name: Deploy\n    ci: { pipeline: deploy.yml, ref: main, timeout: 60s }\n",
+    let (server, proxy, env) = github_behind_proxy(
+        &["deploy.yml"],
+        "  - id: deploy\n    name: Deploy\n    ci: { pipeline: deploy.yml, ref: main, timeout: 60s }\n",
     );
     match fault {
         Some(fault) => proxy.inject(pattern, fault),
         None => proxy.set_down(true),
     }
-    let (first, resumed) = run_then_resume(&env, &proxy, &[("CI_TOKEN", GITHUB_TOKEN)]);
+    let (first, resumed) = run_then_resume(&env, &proxy, "act", &[("CI_TOKEN", GITHUB_TOKEN)]);
     let runs = server.runs().len();
     let resumed_code = resumed.as_ref().map(|r| r.code);
     let said = resumed.as_ref().map_or_else(|| first.stderr.clone(), |r| r.stderr.clone());
@@ -216,7 +284,7 @@ fn the_real_buildbot_behind_the_proxy_never_gets_a_trigger_twice() {
             Some(fault) => proxy.inject("forceschedulers", fault),
             None => proxy.set_down(true),
         }
-        let (first, resumed) = run_then_resume(&env, &proxy, &[]);
+        let (first, resumed) = run_then_resume(&env, &proxy, "act", &[]);
         let run = env.journal()[0]["run_id"].as_str().unwrap().to_string();
         let builds = builds_of(&run);
         let said = resumed.as_ref().map_or_else(|| first.stderr.clone(), |r| r.stderr.clone());
@@ -235,28 +303,12 @@ fn the_real_buildbot_behind_the_proxy_never_gets_a_trigger_twice() {
 /// contains `pattern` (the listing of the branches before the revert, or the push). Counted: the reverts the
 /// remote's branch holds past the tip it started at.
 fn git_cell(http: &GitHttp, fault: Option<Fault>, pattern: &str) -> Cell {
-    let env = Env::new();
-    let (name, url) = http.serve(&env, None);
-    let proxy = FaultProxy::start(&http.url);
-    set_origin(&env.sandbox.app(), &proxy.url(&url));
-    let line = "git: { repo: app, remote: origin, branch: main }";
-    let config = env.read("rollout.yaml");
-    assert!(config.contains(line), "the sandbox config changed shape:\n{config}");
-    let ours =
-        format!("git: {{ repo: app, remote: origin, branch: main, token_env: GIT_TOKEN, username: {} }}", http.user);
-    env.write("rollout.yaml", &format!("{}{HTTP}", config.replace(line, &ours)));
-    env.write(
-        "runbooks/act.yaml",
-        &format!(
-            "version: 1\ntitle: Revert\nsteps:\n  - id: revert\n    name: Revert\n    revert: {{ commit: \"{}\" }}\n",
-            env.sandbox.offending
-        ),
-    );
+    let (env, proxy, name) = git_behind_proxy(http);
     match fault {
         Some(fault) => proxy.inject(&pattern.replace("NAME", &name), fault),
         None => proxy.set_down(true),
     }
-    let (first, resumed) = run_then_resume(&env, &proxy, &[("GIT_TOKEN", &http.token)]);
+    let (first, resumed) = run_then_resume(&env, &proxy, "act", &[("GIT_TOKEN", &http.token)]);
     let bare = http.root.join(format!("{name}.git"));
     let reverts: usize = git(&bare, &["rev-list", "--count", &format!("{}..main", env.sandbox.tip)]).parse().unwrap();
     let done = reverts == 1 && git(&bare, &["log", "-1", "--format=%s", "main"]).starts_with("Revert ");
@@ -327,7 +379,7 @@ fn notify_cell(fault: Option<Fault>) -> Cell {
         None => proxy.set_down(true),
     }
     let url = format!("{}{SECRET_PATH}", proxy.url(&server.url()));
-    let (first, resumed) = run_then_resume(&env, &proxy, &[("INCIDENT_WEBHOOK", &url)]);
+    let (first, resumed) = run_then_resume(&env, &proxy, "act", &[("INCIDENT_WEBHOOK", &url)]);
     let posts = server.count("POST");
     let journaled = env.journal().iter().any(|e| e["event"] == "step_succeeded" && e["step"] == "tell");
     let said = resumed.as_ref().map_or_else(|| first.stderr.clone(), |r| r.stderr.clone());
@@ -364,15 +416,7 @@ fn a_notification_under_every_fault_is_posted_at_most_once() {
 /// 5`), with `fault` on the query of its first sample (the preview's query before it goes
 /// through). Counted: the samples journaled, each checked against the value Prometheus holds.
 fn gate_cell(fault: Option<Fault>, test: &str) -> Cell {
-    let proxy = FaultProxy::start(&prometheus_url());
-    let env = Env::new();
-    let config = env.read("rollout.yaml");
-    env.write("rollout.yaml", &format!("{config}{HTTP}"));
-    let source = format!("{{ provider: prometheus, url: \"{}\" }}", proxy.url(&prometheus_url()));
-    let fields = format!(
-        "query: 'max(gate_value{{test=\"{test}\"}})'\nbelow: 5\ncount: 2\ninterval: 1s\nno_data: fail\ntimeout: 60s\n"
-    );
-    let env = with_gate(env, "errors", &source, &fields);
+    let (proxy, env) = gate_behind_proxy(test);
     match fault {
         Some(fault) => {
             proxy.inject("POST /api/v1/query", Fault::Latency(std::time::Duration::ZERO));
@@ -380,21 +424,10 @@ fn gate_cell(fault: Option<Fault>, test: &str) -> Cell {
         }
         None => proxy.set_down(true),
     }
-    let first = env.run_with(&["run", "gate", "--yes"], &[]);
-    assert_eq!(proxy.clear(), 0, "the fault met the sample it was for");
-    proxy.set_down(false);
-    let resumed = (first.code != 0).then(|| {
-        let run = env.journal()[0]["run_id"].as_str().unwrap().to_string();
-        env.run_with(&["resume", &run, "--yes"], &[])
-    });
-    let journal = env.journal();
-    let samples: Vec<_> = journal.iter().filter(|e| e["event"] == "step_sampled").collect();
-    for sample in &samples {
-        assert_eq!(sample["value"], 1.5, "a journaled sample is not what Prometheus holds: {sample}");
-    }
-    let done = journal.iter().any(|e| e["event"] == "step_succeeded" && e["outputs"]["verdict"] == "pass");
+    let (first, resumed) = run_then_resume(&env, &proxy, "gate", &[]);
+    let (samples, done) = gate_samples(&env);
     let said = resumed.as_ref().map_or_else(|| first.stderr.clone(), |r| r.stderr.clone());
-    Cell { exit: first.code, resumed: resumed.map(|r| r.code), writes: samples.len(), done, said }
+    Cell { exit: first.code, resumed: resumed.map(|r| r.code), writes: samples, done, said }
 }
 
 #[test]

@@ -1,14 +1,14 @@
 //! A service going down in the middle of a run, once a given request was answered, and coming
 //! back: within the run's retries, or only for `resume`; what the service counted each time.
 
-use super::faults::{FLIPPER_TOKEN, GITHUB_TOKEN, HTTP, run_then_resume};
-use super::gates::with_gate;
-use crate::support::exporter::{Exporter, Metrics, prometheus_url};
+use super::faults::{
+    FLIPPER_TOKEN, GITHUB_TOKEN, flipper_behind_proxy, gate_behind_proxy, gate_samples, git_behind_proxy,
+    github_behind_proxy, run_then_resume,
+};
+use crate::support::exporter::{Exporter, Metrics};
 use crate::support::fault_proxy::FaultProxy;
-use crate::support::flipper::{Flipper, Gates};
-use crate::support::git_remote::{GitHttp, set_origin};
-use crate::support::github::{GitHub, Outcome as RunOutcome};
-use crate::support::{Env, FLAG, Outcome, git};
+use crate::support::git_remote::GitHttp;
+use crate::support::{FLAG, Outcome, git};
 
 /// How long an outage lasts: a number of connections reset (back within the run's retries:
 /// `http.retries` is 2), or until the run has stopped (back for the resume).
@@ -39,25 +39,14 @@ const SECOND: &str = "claims_banner";
 /// Two flag steps on Flipper; down once the first flag's write is answered (its read-back
 /// meets the outage). Counted: Flipper's writes; both flags must end off, each journaled.
 fn flags(outage: Option<usize>) -> Ended {
-    let server = Flipper::start(FLIPPER_TOKEN);
-    for flag in [FLAG, SECOND] {
-        server.set(flag, Gates { boolean: true, ..Gates::default() });
-    }
-    let proxy = FaultProxy::start(&server.url());
-    let env = Env::new();
-    env.write(
-        "rollout.yaml",
+    let (server, proxy, env) = flipper_behind_proxy(
+        &[FLAG, SECOND],
         &format!(
-            "version: 1\nflags: {{ provider: flipper, url: \"{}\", token_env: FLIPPER_TOKEN }}\n{HTTP}",
-            proxy.url(&server.url())
+            "  - id: first\n    name: First\n    flag: {{ name: {FLAG}, state: off }}\n  - id: second\n    name: Second\n    flag: {{ name: {SECOND}, state: off }}\n"
         ),
     );
-    let env = env.runbook(
-        "act",
-        &format!("version: 1\ntitle: Off\nsteps:\n  - id: first\n    name: First\n    flag: {{ name: {FLAG}, state: off }}\n  - id: second\n    name: Second\n    flag: {{ name: {SECOND}, state: off }}\n"),
-    );
     proxy.down_after(&format!("features/{FLAG}/boolean"), outage);
-    let (first, resumed) = run_then_resume(&env, &proxy, &[("FLIPPER_TOKEN", FLIPPER_TOKEN)]);
+    let (first, resumed) = run_then_resume(&env, &proxy, "act", &[("FLIPPER_TOKEN", FLIPPER_TOKEN)]);
     let said = resumed.as_ref().map_or(&first.stderr, |r| &r.stderr);
     for (flag, step) in [(FLAG, "first"), (SECOND, "second")] {
         assert!(server.gates(flag).is_some_and(|g| !g.boolean), "{flag} is not off: {said}");
@@ -70,26 +59,12 @@ fn flags(outage: Option<usize>) -> Ended {
 /// Two ci steps on GitHub; down once the first trigger is answered (finding and following its
 /// run meet the outage). Counted: pipeline runs, never more than the two steps.
 fn pipelines(outage: Option<usize>) -> Ended {
-    let server = GitHub::start(GITHUB_TOKEN);
-    server.add_branch("va/vets-website", "main", "3f2a9c1e5b7d4a6f8e0c2b4d6f8a0c2e4b6d8f0a");
-    server.add_workflow("va/vets-website", "deploy.yml");
-    server.add_workflow("va/vets-website", "smoke.yml");
-    server.script(RunOutcome::Success, 1);
-    let proxy = FaultProxy::start(&server.url());
-    let env = Env::new();
-    env.write(
-        "rollout.yaml",
-        &format!(
-            "version: 1\nci: {{ provider: github, repo: va/vets-website, token_env: CI_TOKEN, url: \"{}\" }}\n{HTTP}",
-            proxy.url(&server.url())
-        ),
-    );
-    let env = env.runbook(
-        "act",
-        "version: 1\ntitle: Deploy\nsteps:\n  - id: deploy\n    name: Deploy\n    ci: { pipeline: deploy.yml, ref: main, timeout: 60s }\n  - id: smoke\n    name: Smoke\n    ci: { pipeline: smoke.yml, ref: main, timeout: 60s }\n",
+    let (server, proxy, env) = github_behind_proxy(
+        &["deploy.yml", "smoke.yml"],
+        "  - id: deploy\n    name: Deploy\n    ci: { pipeline: deploy.yml, ref: main, timeout: 60s }\n  - id: smoke\n    name: Smoke\n    ci: { pipeline: smoke.yml, ref: main, timeout: 60s }\n",
     );
     proxy.down_after("/dispatches", outage);
-    let (first, resumed) = run_then_resume(&env, &proxy, &[("CI_TOKEN", GITHUB_TOKEN)]);
+    let (first, resumed) = run_then_resume(&env, &proxy, "act", &[("CI_TOKEN", GITHUB_TOKEN)]);
     let said = resumed.as_ref().map_or(&first.stderr, |r| &r.stderr);
     let runs = server.runs().len();
     // A trigger that may have been received is never sent again: each pipeline has one run,
@@ -102,53 +77,21 @@ fn pipelines(outage: Option<usize>) -> Ended {
 /// A gate on the real Prometheus; down once the preview's query is answered (its first samples
 /// meet the outage). Counted: the samples journaled, each the value Prometheus holds.
 fn gate(outage: Option<usize>, test: &str) -> Ended {
-    let proxy = FaultProxy::start(&prometheus_url());
-    let env = Env::new();
-    let config = env.read("rollout.yaml");
-    env.write("rollout.yaml", &format!("{config}{HTTP}"));
-    let source = format!("{{ provider: prometheus, url: \"{}\" }}", proxy.url(&prometheus_url()));
-    let fields = format!(
-        "query: 'max(gate_value{{test=\"{test}\"}})'\nbelow: 5\ncount: 2\ninterval: 1s\nno_data: fail\ntimeout: 60s\n"
-    );
-    let env = with_gate(env, "errors", &source, &fields);
+    let (proxy, env) = gate_behind_proxy(test);
     proxy.down_after("POST /api/v1/query", outage);
-    let first = env.run(&["run", "gate", "--yes"]);
-    assert_eq!(proxy.clear(), 0, "the outage began");
-    proxy.set_down(false);
-    let resumed = (first.code != 0).then(|| {
-        let run = env.journal()[0]["run_id"].as_str().unwrap().to_string();
-        env.run(&["resume", &run, "--yes"])
-    });
+    let (first, resumed) = run_then_resume(&env, &proxy, "gate", &[]);
     let said = resumed.as_ref().map_or(&first.stderr, |r| &r.stderr);
-    let journal = env.journal();
-    let samples: Vec<_> = journal.iter().filter(|e| e["event"] == "step_sampled").collect();
-    assert!(samples.iter().all(|s| s["value"] == 1.5), "a sample is not what Prometheus holds: {samples:?}");
-    let passed = journal.iter().any(|e| e["event"] == "step_succeeded" && e["outputs"]["verdict"] == "pass");
+    let (samples, passed) = gate_samples(&env);
     assert!(passed, "the gate did not pass: {said}");
-    Ended::new(&first, &resumed, samples.len(), &proxy)
+    Ended::new(&first, &resumed, samples, &proxy)
 }
 
 /// A revert over git over HTTP; down once the listing of the branches is answered (the fetch
 /// meets the outage). Counted: the reverts on the remote's `main`.
 fn revert(http: &GitHttp, outage: Option<usize>) -> Ended {
-    let env = Env::new();
-    let (name, url) = http.serve(&env, None);
-    let proxy = FaultProxy::start(&http.url);
-    set_origin(&env.sandbox.app(), &proxy.url(&url));
-    let config = env.read("rollout.yaml").replace(
-        "git: { repo: app, remote: origin, branch: main }",
-        &format!("git: {{ repo: app, remote: origin, branch: main, token_env: GIT_TOKEN, username: {} }}", http.user),
-    );
-    env.write("rollout.yaml", &format!("{config}{HTTP}"));
-    env.write(
-        "runbooks/act.yaml",
-        &format!(
-            "version: 1\ntitle: Revert\nsteps:\n  - id: revert\n    name: Revert\n    revert: {{ commit: \"{}\" }}\n",
-            env.sandbox.offending
-        ),
-    );
+    let (env, proxy, name) = git_behind_proxy(http);
     proxy.down_after(&format!("GET /{name}.git/info/refs?service=git-upload-pack"), outage);
-    let (first, resumed) = run_then_resume(&env, &proxy, &[("GIT_TOKEN", &http.token)]);
+    let (first, resumed) = run_then_resume(&env, &proxy, "act", &[("GIT_TOKEN", &http.token)]);
     let said = resumed.as_ref().map_or(&first.stderr, |r| &r.stderr);
     let bare = http.root.join(format!("{name}.git"));
     let reverts: usize = git(&bare, &["rev-list", "--count", &format!("{}..main", env.sandbox.tip)]).parse().unwrap();
