@@ -3,12 +3,16 @@
 //! Prometheus): exit codes, what the service counted, and `resume` finishing the run exactly once.
 
 use super::gates::with_gate;
+use crate::support::buildkite::Buildkite;
 use crate::support::exporter::{Exporter, Metrics, prometheus_url};
 use crate::support::fault_proxy::{Fault, FaultProxy};
 use crate::support::flipper::{Flipper, Gates};
 use crate::support::git_remote::{GitHttp, set_origin};
 use crate::support::github::{GitHub, Outcome as RunOutcome};
+use crate::support::gitlab::GitLab;
 use crate::support::http_server::Server;
+use crate::support::jenkins::{Jenkins, QueueEnd};
+use crate::support::launchdarkly::LaunchDarkly;
 use crate::support::{Env, FLAG, Outcome, git};
 
 pub(super) const HTTP: &str = "http: { timeout: 2s, connect_timeout: 1s, retries: 2, max_wait: 2s }\n";
@@ -207,6 +211,150 @@ fn every_fault_on_the_acting_request_ends_retried_or_clearly_and_resume_acts_exa
     }
     eprintln!("{}", table.join("\n"));
     std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/target/fault-matrix.md"), table.join("\n") + "\n").unwrap();
+}
+
+/// A ci step on another CI emulator behind the proxy, with `fault` on its first POST (the
+/// trigger: the reads before it are GETs). `ci` is the `ci` section without its `url`, `step`
+/// the step's `ci` mapping; `runs` counts the runs the emulator started. `behind` is told the
+/// proxy's URL (a service that writes its own URL into its answers).
+fn other_ci_cell(
+    fault: Option<Fault>,
+    url: &str,
+    ci: &str,
+    step: &str,
+    runs: &dyn Fn() -> usize,
+    behind: &dyn Fn(&str),
+) -> Cell {
+    let proxy = FaultProxy::start(url);
+    behind(&proxy.url(url));
+    let env = Env::new();
+    env.write("rollout.yaml", &format!("version: 1\nci: {{ {ci}, url: \"{}\" }}\n{HTTP}", proxy.url(url)));
+    let env = env
+        .runbook("act", &format!("version: 1\ntitle: Act\nsteps:\n  - id: deploy\n    name: Deploy\n    ci: {step}\n"));
+    match fault {
+        Some(fault) => proxy.inject("POST ", fault),
+        None => proxy.set_down(true),
+    }
+    let (first, resumed) = run_then_resume(&env, &proxy, "act", &[("CI_TOKEN", GITHUB_TOKEN)]);
+    let runs = runs();
+    let journaled = env.journal().iter().any(|e| e["event"] == "step_succeeded" && e["step"] == "deploy");
+    let said = resumed.as_ref().map_or_else(|| first.stderr.clone(), |r| r.stderr.clone());
+    assert!(!journaled || runs == 1, "journaled done with {runs} runs: {said}");
+    // A trigger that may have been received (a run may exist, unnamed in the journal) is left
+    // to the operator, who looks at the CI and skips the step.
+    let left_to_the_operator = said.contains("it is not triggered again: skip this step once you have checked it");
+    Cell {
+        exit: first.code,
+        resumed: resumed.map(|r| r.code),
+        writes: runs,
+        done: journaled || left_to_the_operator,
+        said,
+    }
+}
+
+/// A flag off on the LaunchDarkly emulator behind the proxy, with `fault` on its write (the
+/// semantic patch). Counted: the writes LaunchDarkly received.
+fn launchdarkly_cell(fault: Option<Fault>) -> Cell {
+    let server = LaunchDarkly::start(GITHUB_TOKEN);
+    server.add_flag("va", FLAG, &["production"]);
+    let proxy = FaultProxy::start(&server.url());
+    let env = Env::new();
+    env.write(
+        "rollout.yaml",
+        &format!(
+            "version: 1\nflags: {{ provider: launchdarkly, url: \"{}\", project: va, environment: production, token_env: LD_TOKEN }}\n{HTTP}",
+            proxy.url(&server.url())
+        ),
+    );
+    let env = env.runbook(
+        "act",
+        &format!(
+            "version: 1\ntitle: Act\nsteps:\n  - id: off\n    name: Off\n    flag: {{ name: {FLAG}, state: off }}\n"
+        ),
+    );
+    match fault {
+        Some(fault) => proxy.inject("PATCH ", fault),
+        None => proxy.set_down(true),
+    }
+    let (first, resumed) = run_then_resume(&env, &proxy, "act", &[("LD_TOKEN", GITHUB_TOKEN)]);
+    let off = server.env("va", FLAG, "production").is_some_and(|state| !state.on);
+    let journaled = env.journal().iter().any(|e| e["event"] == "step_succeeded" && e["step"] == "off");
+    assert_eq!(journaled, off, "the journal and LaunchDarkly disagree under {fault:?}");
+    let said = resumed.as_ref().map_or_else(|| first.stderr.clone(), |r| r.stderr.clone());
+    Cell { exit: first.code, resumed: resumed.map(|r| r.code), writes: server.count("PATCH"), done: off, said }
+}
+
+#[test]
+fn every_fault_on_launchdarkly_gitlab_jenkins_and_buildkite_writes_a_flag_once_and_triggers_at_most_once() {
+    let mut cases: Vec<(&str, Option<Fault>)> = Fault::ALL.iter().map(|f| (f.name(), Some(*f))).collect();
+    cases.push(("service down", None));
+    let mut table = vec![
+        "| fault on the write or trigger | flag off (LaunchDarkly): exit, resume's exit, writes | ci (GitLab): exit, resume's exit, pipelines | ci (Jenkins): the same, builds | ci (Buildkite): the same, builds |".to_string(),
+        "|---|---|---|---|---|".to_string(),
+    ];
+    for (name, fault) in cases {
+        let flag = launchdarkly_cell(fault);
+        let gitlab = GitLab::start(GITHUB_TOKEN);
+        gitlab.add_project("va/vets-website", 42);
+        gitlab.add_branch("va/vets-website", "main", "4b825dc642cb6eb9a060e54bf8d69288fbee4904");
+        gitlab.script(RunOutcome::Success, 1);
+        let on_gitlab = other_ci_cell(
+            fault,
+            &gitlab.url(),
+            "provider: gitlab, repo: va/vets-website, token_env: CI_TOKEN",
+            "{ pipeline: deploy, ref: main, timeout: 60s }",
+            &|| gitlab.runs().len(),
+            &|_| (),
+        );
+        let jenkins = Jenkins::start("deployer", GITHUB_TOKEN);
+        jenkins.add_job("deploys/vets-website");
+        jenkins.queue_script(1, QueueEnd::Starts);
+        jenkins.script(RunOutcome::Success, 1);
+        let on_jenkins = other_ci_cell(
+            fault,
+            &jenkins.url(),
+            "provider: jenkins, username: deployer, token_env: CI_TOKEN",
+            "{ pipeline: deploys/vets-website, ref: main, timeout: 60s }",
+            &|| jenkins.runs().len(),
+            &|url| jenkins.set_root_url(url),
+        );
+        let buildkite = Buildkite::start(GITHUB_TOKEN);
+        buildkite.add_pipeline("va", "vets-website-deploy");
+        buildkite.script(RunOutcome::Success, 1);
+        let on_buildkite = other_ci_cell(
+            fault,
+            &buildkite.url(),
+            "provider: buildkite, repo: va, token_env: CI_TOKEN",
+            "{ pipeline: vets-website-deploy, ref: main, timeout: 60s }",
+            &|| buildkite.runs().len(),
+            &|_| (),
+        );
+        let shown = |c: &Cell| {
+            let resumed = c.resumed.map_or_else(|| "-".to_string(), |code| code.to_string());
+            format!("{}, {resumed}, {}", c.exit, c.writes)
+        };
+        table.push(format!(
+            "| {name} | {} | {} | {} | {} |",
+            shown(&flag),
+            shown(&on_gitlab),
+            shown(&on_jenkins),
+            shown(&on_buildkite)
+        ));
+        for (what, cell) in
+            [("launchdarkly", &flag), ("gitlab", &on_gitlab), ("jenkins", &on_jenkins), ("buildkite", &on_buildkite)]
+        {
+            assert!([0, 1, 3].contains(&cell.exit), "{what} under {name}: exit {}", cell.exit);
+            assert!(cell.done, "{what} under {name}: not done once the run and its resume ended: {}", cell.said);
+        }
+        assert!(flag.writes <= 2, "launchdarkly under {name}: {} writes", flag.writes);
+        assert_eq!(flag.resumed.unwrap_or(0), 0, "launchdarkly under {name}: the resume did not finish it");
+        for (what, cell) in [("gitlab", &on_gitlab), ("jenkins", &on_jenkins), ("buildkite", &on_buildkite)] {
+            assert!(cell.writes <= 1, "{what} under {name}: {} runs", cell.writes);
+        }
+    }
+    eprintln!("{}", table.join("\n"));
+    std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/target/fault-matrix-others.md"), table.join("\n") + "\n")
+        .unwrap();
 }
 
 #[test]

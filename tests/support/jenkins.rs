@@ -156,6 +156,12 @@ impl Jenkins {
         Jenkins { server, api }
     }
 
+    /// The root URL Jenkins writes into the URLs it answers with (its configured "Jenkins URL"),
+    /// for a Jenkins reached through a proxy; by default its own address.
+    pub fn set_root_url(&self, url: &str) {
+        *self.api.base.lock().unwrap() = url.trim_end_matches('/').to_string();
+    }
+
     /// Add a parameterized job that takes any parameter (`deploy`, `folder/deploy`).
     pub fn add_job(&self, path: &str) {
         self.push_job(path, None);
