@@ -49,6 +49,22 @@ pub(super) fn run_then_resume(
     (first, Some(resumed))
 }
 
+/// A workspace whose rollout.yaml is `section` (its top-level lines) with the test's HTTP
+/// settings, and whose runbook `act` has `steps` (the YAML list's items).
+fn act_workspace(section: &str, steps: &str) -> Env {
+    let env = Env::new();
+    env.write("rollout.yaml", &format!("version: 1\n{section}\n{HTTP}"));
+    env.runbook("act", &format!("version: 1\ntitle: Act\nsteps:\n{steps}"))
+}
+
+/// `fault` on the next request whose line contains `pattern`, or (no fault) the service down.
+fn inject_or_down(proxy: &FaultProxy, pattern: &str, fault: Option<Fault>) {
+    match fault {
+        Some(fault) => proxy.inject(pattern, fault),
+        None => proxy.set_down(true),
+    }
+}
+
 /// The Flipper emulator behind a proxy with `flags` on for everyone, and the runbook `act` of
 /// `steps` (the YAML list's items).
 pub(super) fn flipper_behind_proxy(flags: &[&str], steps: &str) -> (Flipper, FaultProxy, Env) {
@@ -57,15 +73,9 @@ pub(super) fn flipper_behind_proxy(flags: &[&str], steps: &str) -> (Flipper, Fau
         server.set(flag, Gates { boolean: true, ..Gates::default() });
     }
     let proxy = FaultProxy::start(&server.url());
-    let env = Env::new();
-    env.write(
-        "rollout.yaml",
-        &format!(
-            "version: 1\nflags: {{ provider: flipper, url: \"{}\", token_env: FLIPPER_TOKEN }}\n{HTTP}",
-            proxy.url(&server.url())
-        ),
-    );
-    let env = env.runbook("act", &format!("version: 1\ntitle: Act\nsteps:\n{steps}"));
+    let flipper =
+        format!("flags: {{ provider: flipper, url: \"{}\", token_env: FLIPPER_TOKEN }}", proxy.url(&server.url()));
+    let env = act_workspace(&flipper, steps);
     (server, proxy, env)
 }
 
@@ -79,15 +89,11 @@ pub(super) fn github_behind_proxy(workflows: &[&str], steps: &str) -> (GitHub, F
     }
     server.script(RunOutcome::Success, 1);
     let proxy = FaultProxy::start(&server.url());
-    let env = Env::new();
-    env.write(
-        "rollout.yaml",
-        &format!(
-            "version: 1\nci: {{ provider: github, repo: va/vets-website, token_env: CI_TOKEN, url: \"{}\" }}\n{HTTP}",
-            proxy.url(&server.url())
-        ),
+    let github = format!(
+        "ci: {{ provider: github, repo: va/vets-website, token_env: CI_TOKEN, url: \"{}\" }}",
+        proxy.url(&server.url())
     );
-    let env = env.runbook("act", &format!("version: 1\ntitle: Act\nsteps:\n{steps}"));
+    let env = act_workspace(&github, steps);
     (server, proxy, env)
 }
 
@@ -145,10 +151,7 @@ fn flag_cell(fault: Option<Fault>, pattern: &str) -> Cell {
         &[FLAG],
         &format!("  - id: off\n    name: Off\n    flag: {{ name: {FLAG}, state: off }}\n"),
     );
-    match fault {
-        Some(fault) => proxy.inject(pattern, fault),
-        None => proxy.set_down(true),
-    }
+    inject_or_down(&proxy, pattern, fault);
     let (first, resumed) = run_then_resume(&env, &proxy, "act", &[("FLIPPER_TOKEN", FLIPPER_TOKEN)]);
     let done = server.gates(FLAG).is_some_and(|g| !g.boolean);
     // The journal says what the service shows: the step done exactly when the flag is off.
@@ -165,10 +168,7 @@ fn ci_cell(fault: Option<Fault>, pattern: &str) -> Cell {
         &["deploy.yml"],
         "  - id: deploy\n    name: Deploy\n    ci: { pipeline: deploy.yml, ref: main, timeout: 60s }\n",
     );
-    match fault {
-        Some(fault) => proxy.inject(pattern, fault),
-        None => proxy.set_down(true),
-    }
+    inject_or_down(&proxy, pattern, fault);
     let (first, resumed) = run_then_resume(&env, &proxy, "act", &[("CI_TOKEN", GITHUB_TOKEN)]);
     let runs = server.runs().len();
     let resumed_code = resumed.as_ref().map(|r| r.code);
@@ -227,14 +227,11 @@ fn other_ci_cell(
 ) -> Cell {
     let proxy = FaultProxy::start(url);
     behind(&proxy.url(url));
-    let env = Env::new();
-    env.write("rollout.yaml", &format!("version: 1\nci: {{ {ci}, url: \"{}\" }}\n{HTTP}", proxy.url(url)));
-    let env = env
-        .runbook("act", &format!("version: 1\ntitle: Act\nsteps:\n  - id: deploy\n    name: Deploy\n    ci: {step}\n"));
-    match fault {
-        Some(fault) => proxy.inject("POST ", fault),
-        None => proxy.set_down(true),
-    }
+    let env = act_workspace(
+        &format!("ci: {{ {ci}, url: \"{}\" }}", proxy.url(url)),
+        &format!("  - id: deploy\n    name: Deploy\n    ci: {step}\n"),
+    );
+    inject_or_down(&proxy, "POST ", fault);
     let (first, resumed) = run_then_resume(&env, &proxy, "act", &[("CI_TOKEN", GITHUB_TOKEN)]);
     let runs = runs();
     let journaled = env.journal().iter().any(|e| e["event"] == "step_succeeded" && e["step"] == "deploy");
@@ -258,24 +255,14 @@ fn launchdarkly_cell(fault: Option<Fault>) -> Cell {
     let server = LaunchDarkly::start(GITHUB_TOKEN);
     server.add_flag("va", FLAG, &["production"]);
     let proxy = FaultProxy::start(&server.url());
-    let env = Env::new();
-    env.write(
-        "rollout.yaml",
+    let env = act_workspace(
         &format!(
-            "version: 1\nflags: {{ provider: launchdarkly, url: \"{}\", project: va, environment: production, token_env: LD_TOKEN }}\n{HTTP}",
+            "flags: {{ provider: launchdarkly, url: \"{}\", project: va, environment: production, token_env: LD_TOKEN }}",
             proxy.url(&server.url())
         ),
+        &format!("  - id: off\n    name: Off\n    flag: {{ name: {FLAG}, state: off }}\n"),
     );
-    let env = env.runbook(
-        "act",
-        &format!(
-            "version: 1\ntitle: Act\nsteps:\n  - id: off\n    name: Off\n    flag: {{ name: {FLAG}, state: off }}\n"
-        ),
-    );
-    match fault {
-        Some(fault) => proxy.inject("PATCH ", fault),
-        None => proxy.set_down(true),
-    }
+    inject_or_down(&proxy, "PATCH ", fault);
     let (first, resumed) = run_then_resume(&env, &proxy, "act", &[("LD_TOKEN", GITHUB_TOKEN)]);
     let off = server.env("va", FLAG, "production").is_some_and(|state| !state.on);
     let journaled = env.journal().iter().any(|e| e["event"] == "step_succeeded" && e["step"] == "off");
@@ -374,10 +361,7 @@ fn the_real_unleash_behind_the_proxy_ends_every_fault_with_the_flag_off_once() {
         let config = env.read("rollout.yaml").replace(&unleash.url, &proxy.url(&unleash.url));
         env.write("rollout.yaml", &format!("{config}{HTTP}"));
         let before = unleash.events(&flag);
-        match fault {
-            Some(fault) => proxy.inject("/off", fault),
-            None => proxy.set_down(true),
-        }
+        inject_or_down(&proxy, "/off", fault);
         let args = ["run", "off", "--yes", "--var", &format!("flag={flag}")];
         let first = unleash.run(&env, &args);
         assert_eq!(proxy.clear(), 0, "{name}: the fault met the write");
@@ -419,19 +403,11 @@ fn the_real_buildbot_behind_the_proxy_never_gets_a_trigger_twice() {
     cases.push(("service down", None));
     for (name, fault) in cases {
         let proxy = FaultProxy::start(&buildbot);
-        let env = Env::new();
-        env.write(
-            "rollout.yaml",
-            &format!("version: 1\nci: {{ provider: buildbot, url: \"{}\" }}\n{HTTP}", proxy.url(&buildbot)),
+        let env = act_workspace(
+            &format!("ci: {{ provider: buildbot, url: \"{}\" }}", proxy.url(&buildbot)),
+            "  - id: deploy\n    name: Deploy\n    ci: { pipeline: deploy, ref: main, inputs: { outcome: pass, seconds: \"1\" }, timeout: 60s }\n",
         );
-        let env = env.runbook(
-            "act",
-            "version: 1\ntitle: Deploy\nsteps:\n  - id: deploy\n    name: Deploy\n    ci: { pipeline: deploy, ref: main, inputs: { outcome: pass, seconds: \"1\" }, timeout: 60s }\n",
-        );
-        match fault {
-            Some(fault) => proxy.inject("forceschedulers", fault),
-            None => proxy.set_down(true),
-        }
+        inject_or_down(&proxy, "forceschedulers", fault);
         let (first, resumed) = run_then_resume(&env, &proxy, "act", &[]);
         let run = env.journal()[0]["run_id"].as_str().unwrap().to_string();
         let builds = builds_of(&run);
@@ -452,10 +428,7 @@ fn the_real_buildbot_behind_the_proxy_never_gets_a_trigger_twice() {
 /// remote's branch holds past the tip it started at.
 fn git_cell(http: &GitHttp, fault: Option<Fault>, pattern: &str) -> Cell {
     let (env, proxy, name) = git_behind_proxy(http);
-    match fault {
-        Some(fault) => proxy.inject(&pattern.replace("NAME", &name), fault),
-        None => proxy.set_down(true),
-    }
+    inject_or_down(&proxy, &pattern.replace("NAME", &name), fault);
     let (first, resumed) = run_then_resume(&env, &proxy, "act", &[("GIT_TOKEN", &http.token)]);
     let bare = http.root.join(format!("{name}.git"));
     let reverts: usize = git(&bare, &["rev-list", "--count", &format!("{}..main", env.sandbox.tip)]).parse().unwrap();
@@ -516,16 +489,11 @@ fn notify_cell(fault: Option<Fault>) -> Cell {
     use super::notify::{SECRET_PATH, Slack};
     let server = Server::start(std::sync::Arc::new(Slack), "");
     let proxy = FaultProxy::start(&server.url());
-    let env = Env::new();
-    env.write("rollout.yaml", &format!("version: 1\nnotify: {{ webhook_env: INCIDENT_WEBHOOK }}\n{HTTP}"));
-    let env = env.runbook(
-        "act",
-        "version: 1\ntitle: Tell\nsteps:\n  - id: tell\n    name: Tell\n    notify: { message: \"The toggle is off\", required: true }\n",
+    let env = act_workspace(
+        "notify: { webhook_env: INCIDENT_WEBHOOK }",
+        "  - id: tell\n    name: Tell\n    notify: { message: \"The toggle is off\", required: true }\n",
     );
-    match fault {
-        Some(fault) => proxy.inject("POST ", fault),
-        None => proxy.set_down(true),
-    }
+    inject_or_down(&proxy, "POST ", fault);
     let url = format!("{}{SECRET_PATH}", proxy.url(&server.url()));
     let (first, resumed) = run_then_resume(&env, &proxy, "act", &[("INCIDENT_WEBHOOK", &url)]);
     let posts = server.count("POST");
